@@ -1,0 +1,211 @@
+//! The node's data directory: an exclusive lock (one node per directory), the node key
+//! (created on first start, 0600), and the paths of everything else kept there.
+
+use mesg_protocol::Keypair;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    #[error("cannot create data dir {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "data dir {path} is in use by another mesg-node (lock held on {lock}); stop that node or choose another --data-dir"
+    )]
+    Locked { path: PathBuf, lock: PathBuf },
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read node key {path}: {source}")]
+    ReadKey {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "node key {path} is corrupt: expected 32 bytes, found {len}; restore it from a backup or delete it to create a new identity"
+    )]
+    CorruptKey { path: PathBuf, len: usize },
+    #[error("cannot write node key {path}: {source}")]
+    WriteKey {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot generate a key: {0}")]
+    Random(String),
+}
+
+/// An opened, locked data directory. The lock is released when this is dropped.
+#[derive(Debug)]
+pub struct DataDir {
+    root: PathBuf,
+    _lock: File,
+}
+
+impl DataDir {
+    /// The default: `$HOME/.mesg`, or `./.mesg` when there is no home.
+    pub fn default_path() -> PathBuf {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".mesg")
+    }
+
+    pub fn open(root: &Path) -> Result<DataDir, DataDirError> {
+        fs::create_dir_all(root).map_err(|source| DataDirError::Create {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        let lock_path = root.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| DataDirError::Lock {
+                path: lock_path.clone(),
+                source,
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(DataDirError::Locked {
+                    path: root.to_path_buf(),
+                    lock: lock_path,
+                });
+            }
+            Err(fs::TryLockError::Error(source)) => {
+                return Err(DataDirError::Lock {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
+        let dir = DataDir {
+            root: root.to_path_buf(),
+            _lock: lock,
+        };
+        let packages = dir.packages_dir();
+        fs::create_dir_all(&packages).map_err(|source| DataDirError::Create {
+            path: packages,
+            source,
+        })?;
+        Ok(dir)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn key_path(&self) -> PathBuf {
+        self.root.join("node.key")
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.root.join("store")
+    }
+
+    /// Package tars by package hash, served to nodes that fetch a service.
+    pub fn packages_dir(&self) -> PathBuf {
+        self.root.join("packages")
+    }
+
+    /// Load the node key, creating it on first start. Returns whether it was created.
+    pub fn load_or_create_key(&self) -> Result<(Keypair, bool), DataDirError> {
+        let path = self.key_path();
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let seed: [u8; 32] =
+                    bytes
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| DataDirError::CorruptKey {
+                            path: path.clone(),
+                            len: bytes.len(),
+                        })?;
+                Ok((Keypair::from_secret_bytes(seed), false))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = Keypair::generate().map_err(|e| DataDirError::Random(e.to_string()))?;
+                write_secret(&path, &key.secret_bytes())
+                    .map_err(|source| DataDirError::WriteKey { path, source })?;
+                Ok((key, true))
+            }
+            Err(source) => Err(DataDirError::ReadKey { path, source }),
+        }
+    }
+}
+
+/// Write a secret with 0600 permissions, atomically (temp file, fsync, rename).
+pub fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn key_is_created_once_with_0600_and_reloaded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (k1, created) = DataDir::open(tmp.path())
+            .unwrap()
+            .load_or_create_key()
+            .unwrap();
+        assert!(created);
+        let mode = fs::metadata(tmp.path().join("node.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let (k2, created) = DataDir::open(tmp.path())
+            .unwrap()
+            .load_or_create_key()
+            .unwrap();
+        assert!(!created);
+        assert_eq!(k1.public(), k2.public());
+    }
+
+    #[test]
+    fn a_second_opener_is_refused_while_the_first_holds_the_lock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = DataDir::open(tmp.path()).unwrap();
+        let err = DataDir::open(tmp.path()).unwrap_err();
+        assert!(matches!(err, DataDirError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("in use by another mesg-node"));
+        drop(first);
+        DataDir::open(tmp.path()).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_key_is_reported_not_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("node.key"), b"short").unwrap();
+        let dir = DataDir::open(tmp.path()).unwrap();
+        assert!(matches!(
+            dir.load_or_create_key(),
+            Err(DataDirError::CorruptKey { len: 5, .. })
+        ));
+        assert_eq!(fs::read(tmp.path().join("node.key")).unwrap(), b"short");
+    }
+}

@@ -1,0 +1,30 @@
+//! mesg protocol: the types every part of mesg shares, and nothing that does I/O.
+//!
+//! - [`definition`]: `mesg.yml`, strict validation, canonical encoding and [`ServiceHash`].
+//! - [`schema`]: typed parameters and validation of JSON values against them.
+//! - [`hash`], [`package`]: content hashes.
+//! - [`keys`], [`envelope`]: ed25519 keys (also libp2p identities) and signed envelopes.
+//! - [`types`], [`messages`]: executions, events, announcements, and what nodes exchange.
+//! - [`wire`]: the size-limited, versioned binary codec.
+//! - [`service_api`]: the JSON API between a node and its service containers.
+
+pub mod canonical;
+pub mod definition;
+pub mod envelope;
+pub mod hash;
+pub mod keys;
+pub mod messages;
+pub mod package;
+pub mod schema;
+pub mod service_api;
+pub mod types;
+pub mod value;
+pub mod wire;
+pub mod yaml;
+
+pub use definition::{DefinitionError, DefinitionErrors, ServiceDefinition};
+pub use envelope::{Claims, EnvelopeError, Signed};
+pub use hash::{EnvHash, Hash32, InstanceHash, PackageHash, ServiceHash};
+pub use keys::{Keypair, PublicKey};
+pub use types::*;
+pub use value::{Bytes, Json};

@@ -1,0 +1,104 @@
+//! Messages exchanged between nodes. Every top-level message is a versioned frame
+//! ([`crate::wire::encode_frame`]) with a size limit per protocol.
+
+use crate::envelope::Signed;
+use crate::hash::{PackageHash, ServiceHash};
+use crate::types::{
+    Announcement, CancelRequest, Event, ExecutionRequest, ExecutionResult, ServiceRecord,
+};
+use crate::value::Bytes;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Request-response protocol for work (`/mesg/work/1`): two phases, because a task may
+/// run longer than any request timeout. `Submit` is answered at once (accepted or
+/// rejected); the executor later sends `Result` to the requester's node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum WorkRequest {
+    Submit(Signed<ExecutionRequest>),
+    Result(Signed<ExecutionResult>),
+    Cancel(Signed<CancelRequest>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum WorkResponse {
+    Accepted,
+    Rejected(Reject),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reject {
+    pub code: RejectCode,
+    pub message: String,
+}
+
+impl Reject {
+    pub fn new(code: RejectCode, message: impl Into<String>) -> Reject {
+        Reject {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Reject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RejectCode {
+    /// Too much work in flight; try another provider or later.
+    Busy,
+    /// This node does not run the service (any more).
+    NoInstance,
+    UnknownTask,
+    InvalidInputs,
+    BadSignature,
+    /// The (signer, nonce) pair was seen before.
+    Replayed,
+    Expired,
+    UnknownExecution,
+    /// The message was meant for another node.
+    WrongNode,
+    Malformed,
+    Internal,
+}
+
+impl RejectCode {
+    /// Whether another provider may accept what this one refused. The task never started
+    /// here, so trying elsewhere cannot run it twice.
+    pub fn is_retriable(self) -> bool {
+        matches!(
+            self,
+            RejectCode::Busy
+                | RejectCode::NoInstance
+                | RejectCode::WrongNode
+                | RejectCode::Internal
+        )
+    }
+}
+
+/// Gossip payloads: small signed announcements and events only, never task traffic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum GossipMessage {
+    Announce(Signed<Announcement>),
+    Event(Signed<Event>),
+}
+
+/// Request-response protocol for packages (`/mesg/package/1`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PackageRequest {
+    /// The signed record (definition + package hash) of a service.
+    Record(ServiceHash),
+    /// Up to [`crate::wire::MAX_PACKAGE_CHUNK`] bytes of a package tar from `offset`.
+    Chunk { package: PackageHash, offset: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PackageResponse {
+    Record(Signed<ServiceRecord>),
+    Chunk { total: u64, data: Bytes },
+    NotFound(String),
+}

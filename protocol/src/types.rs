@@ -1,0 +1,471 @@
+//! Domain types shared by every part: executions and their status machine, execution
+//! requests and results, events, announcements, service records.
+
+use crate::definition::ServiceDefinition;
+use crate::envelope::Claims;
+use crate::hash::{Hash32, InstanceHash, PackageHash, ServiceHash};
+use crate::keys::{PublicKey, random_bytes};
+use crate::value::Json;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Signing domains: one per kind of signed payload.
+pub mod domains {
+    pub const EXECUTION_REQUEST: &str = "mesg/execution-request/1";
+    pub const EXECUTION_RESULT: &str = "mesg/execution-result/1";
+    pub const CANCEL: &str = "mesg/cancel/1";
+    pub const EVENT: &str = "mesg/event/1";
+    pub const ANNOUNCEMENT: &str = "mesg/announce/1";
+    pub const SERVICE_RECORD: &str = "mesg/service-record/1";
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub [u8; 16]);
+
+        impl $name {
+            pub fn random() -> $name {
+                let mut b = [0u8; 16];
+                random_bytes(&mut b).expect("OS random source");
+                $name(b)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&hex::encode(self.0))
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), hex::encode(self.0))
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                let bytes = hex::decode(s.trim())
+                    .map_err(|_| format!("`{s}` is not an id (32 hex characters)"))?;
+                let arr: [u8; 16] = bytes
+                    .try_into()
+                    .map_err(|_| format!("`{s}` is not an id (32 hex characters)"))?;
+                Ok($name(arr))
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                if s.is_human_readable() {
+                    s.serialize_str(&self.to_string())
+                } else {
+                    self.0.serialize(s)
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                if d.is_human_readable() {
+                    let s = String::deserialize(d)?;
+                    s.parse().map_err(serde::de::Error::custom)
+                } else {
+                    Ok($name(<[u8; 16]>::deserialize(d)?))
+                }
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Identity of one execution, chosen by the requester's node; the same on every node.
+    ExecutionId
+);
+id_type!(
+    /// Identity of one emitted event.
+    EventId
+);
+
+/// `Created -> InProgress -> Completed | Failed`; `Created -> Failed` when an execution
+/// never started (rejected everywhere, timed out, cancelled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ExecutionStatus {
+    Created,
+    InProgress,
+    Completed,
+    Failed,
+}
+
+impl ExecutionStatus {
+    pub fn can_become(self, next: ExecutionStatus) -> bool {
+        use ExecutionStatus::*;
+        matches!(
+            (self, next),
+            (Created, InProgress)
+                | (Created, Failed)
+                | (InProgress, Completed)
+                | (InProgress, Failed)
+        )
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, ExecutionStatus::Completed | ExecutionStatus::Failed)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Created => "Created",
+            ExecutionStatus::InProgress => "InProgress",
+            ExecutionStatus::Completed => "Completed",
+            ExecutionStatus::Failed => "Failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ExecutionStatus> {
+        [
+            ExecutionStatus::Created,
+            ExecutionStatus::InProgress,
+            ExecutionStatus::Completed,
+            ExecutionStatus::Failed,
+        ]
+        .into_iter()
+        .find(|st| st.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+impl fmt::Display for ExecutionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("illegal transition {from} -> {to}")]
+pub struct TransitionError {
+    pub from: ExecutionStatus,
+    pub to: ExecutionStatus,
+}
+
+/// Where an execution sits in a process run.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProcessStepRef {
+    pub process: String,
+    pub run: String,
+    pub step: String,
+}
+
+/// One task run, as a node records it (the requester's node and the executor's node each
+/// keep one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    pub id: ExecutionId,
+    pub service_hash: ServiceHash,
+    pub task_key: String,
+    pub inputs: Json,
+    /// Account or node key that signed the request.
+    pub requester: PublicKey,
+    /// Node the result is delivered to.
+    pub requester_node: PublicKey,
+    /// Node that runs it, once one accepted it.
+    pub executor: Option<PublicKey>,
+    pub instance_hash: Option<InstanceHash>,
+    pub status: ExecutionStatus,
+    pub outputs: Option<Json>,
+    pub error: Option<String>,
+    pub parent: Option<ExecutionId>,
+    pub process: Option<ProcessStepRef>,
+    pub tags: Vec<String>,
+    pub timeout_ms: u64,
+    pub created_at: u64,
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+}
+
+impl Execution {
+    /// The record of a freshly accepted request.
+    pub fn from_request(req: &ExecutionRequest) -> Execution {
+        Execution {
+            id: req.execution_id,
+            service_hash: req.service_hash,
+            task_key: req.task_key.clone(),
+            inputs: req.inputs.clone(),
+            requester: req.requester,
+            requester_node: req.requester_node,
+            executor: None,
+            instance_hash: None,
+            status: ExecutionStatus::Created,
+            outputs: None,
+            error: None,
+            parent: req.parent,
+            process: req.process.clone(),
+            tags: req.tags.clone(),
+            timeout_ms: req.timeout_ms,
+            created_at: req.created_at,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    /// Move to `next` if the status machine allows it.
+    pub fn transition(&mut self, next: ExecutionStatus, now: u64) -> Result<(), TransitionError> {
+        if !self.status.can_become(next) {
+            return Err(TransitionError {
+                from: self.status,
+                to: next,
+            });
+        }
+        self.status = next;
+        match next {
+            ExecutionStatus::InProgress => self.started_at = Some(now),
+            ExecutionStatus::Completed | ExecutionStatus::Failed => self.finished_at = Some(now),
+            ExecutionStatus::Created => {}
+        }
+        Ok(())
+    }
+
+    pub fn complete(&mut self, outputs: Json, now: u64) -> Result<(), TransitionError> {
+        self.transition(ExecutionStatus::Completed, now)?;
+        self.outputs = Some(outputs);
+        Ok(())
+    }
+
+    pub fn fail(&mut self, error: impl Into<String>, now: u64) -> Result<(), TransitionError> {
+        self.transition(ExecutionStatus::Failed, now)?;
+        self.error = Some(error.into());
+        Ok(())
+    }
+
+    /// Milliseconds after which an unfinished execution fails.
+    pub fn deadline(&self) -> u64 {
+        self.created_at.saturating_add(self.timeout_ms)
+    }
+}
+
+/// A request to run a task, signed by the requester (account or node).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionRequest {
+    pub execution_id: ExecutionId,
+    pub service_hash: ServiceHash,
+    pub task_key: String,
+    pub inputs: Json,
+    pub requester: PublicKey,
+    pub requester_node: PublicKey,
+    pub parent: Option<ExecutionId>,
+    pub process: Option<ProcessStepRef>,
+    pub tags: Vec<String>,
+    pub timeout_ms: u64,
+    pub created_at: u64,
+}
+
+impl Claims for ExecutionRequest {
+    fn claimed_signer(&self) -> PublicKey {
+        self.requester
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    Completed { outputs: Json },
+    Failed { error: String },
+}
+
+/// The end of an execution, signed by the executor node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionResult {
+    pub execution_id: ExecutionId,
+    /// Digest of the signed request this answers: binds the result to that request.
+    pub request_digest: Hash32,
+    pub service_hash: ServiceHash,
+    pub task_key: String,
+    pub executor: PublicKey,
+    pub instance_hash: Option<InstanceHash>,
+    pub outcome: Outcome,
+    pub started_at: Option<u64>,
+    pub finished_at: u64,
+}
+
+impl Claims for ExecutionResult {
+    fn claimed_signer(&self) -> PublicKey {
+        self.executor
+    }
+}
+
+/// The requester asks the executor to stop an execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CancelRequest {
+    pub execution_id: ExecutionId,
+    pub requester: PublicKey,
+    pub reason: String,
+}
+
+impl Claims for CancelRequest {
+    fn claimed_signer(&self) -> PublicKey {
+        self.requester
+    }
+}
+
+/// An event emitted by an instance, signed by the node that runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: EventId,
+    pub service_hash: ServiceHash,
+    pub instance_hash: InstanceHash,
+    pub key: String,
+    pub data: Json,
+    pub emitter: PublicKey,
+    pub created_at: u64,
+}
+
+impl Claims for Event {
+    fn claimed_signer(&self) -> PublicKey {
+        self.emitter
+    }
+}
+
+/// One running instance a node offers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceOffer {
+    pub service_hash: ServiceHash,
+    pub sid: Option<String>,
+    pub instance_hash: InstanceHash,
+    /// Executions in progress on this instance.
+    pub in_flight: u32,
+}
+
+/// What a node runs, signed by the node; announced on gossip with a TTL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Announcement {
+    pub node: PublicKey,
+    /// Increases with every announcement of the node; older ones are ignored.
+    pub seq: u64,
+    pub addrs: Vec<String>,
+    pub services: Vec<ServiceOffer>,
+    pub ttl_ms: u64,
+}
+
+impl Claims for Announcement {
+    fn claimed_signer(&self) -> PublicKey {
+        self.node
+    }
+}
+
+/// A service definition published to the network (a Kademlia record): what any node needs
+/// to fetch the package and run the service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    pub service_hash: ServiceHash,
+    pub definition: ServiceDefinition,
+    pub package_hash: PackageHash,
+    pub package_size: u64,
+    pub publisher: PublicKey,
+}
+
+impl Claims for ServiceRecord {
+    fn claimed_signer(&self) -> PublicKey {
+        self.publisher
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("record claims service {claimed} but its definition and package hash to {actual}")]
+    HashMismatch {
+        claimed: ServiceHash,
+        actual: ServiceHash,
+    },
+    #[error("record definition is invalid: {0}")]
+    Definition(String),
+}
+
+impl ServiceRecord {
+    /// The record is self-certifying: the hash must follow from its content.
+    pub fn check(&self) -> Result<(), RecordError> {
+        let actual = self.definition.service_hash(&self.package_hash);
+        if actual != self.service_hash {
+            return Err(RecordError::HashMismatch {
+                claimed: self.service_hash,
+                actual,
+            });
+        }
+        self.definition
+            .validate()
+            .map_err(|e| RecordError::Definition(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ExecutionStatus::*;
+
+    #[test]
+    fn only_legal_transitions_are_allowed() {
+        let all = [Created, InProgress, Completed, Failed];
+        let legal = [
+            (Created, InProgress),
+            (Created, Failed),
+            (InProgress, Completed),
+            (InProgress, Failed),
+        ];
+        for from in all {
+            for to in all {
+                assert_eq!(
+                    from.can_become(to),
+                    legal.contains(&(from, to)),
+                    "{from} -> {to}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn transition_stamps_times_and_refuses_reopening() {
+        let key = crate::keys::Keypair::generate().unwrap().public();
+        let req = ExecutionRequest {
+            execution_id: ExecutionId::random(),
+            service_hash: ServiceHash(Hash32::sha256(b"s")),
+            task_key: "t".into(),
+            inputs: Json::null(),
+            requester: key,
+            requester_node: key,
+            parent: None,
+            process: None,
+            tags: vec![],
+            timeout_ms: 1000,
+            created_at: 10,
+        };
+        let mut e = Execution::from_request(&req);
+        e.transition(InProgress, 20).unwrap();
+        e.complete(Json::null(), 30).unwrap();
+        assert_eq!((e.started_at, e.finished_at), (Some(20), Some(30)));
+        assert_eq!(
+            e.fail("late", 40),
+            Err(TransitionError {
+                from: Completed,
+                to: Failed
+            })
+        );
+        assert_eq!(e.error, None);
+        assert_eq!(e.deadline(), 1010);
+    }
+
+    #[test]
+    fn ids_print_as_hex_and_parse_back() {
+        let id = ExecutionId::random();
+        assert_eq!(id.to_string().len(), 32);
+        assert_eq!(id.to_string().parse::<ExecutionId>().unwrap(), id);
+        assert!("xyz".parse::<ExecutionId>().is_err());
+    }
+}
