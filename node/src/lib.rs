@@ -5,3 +5,4 @@
 //! [`api`] (HTTP for Applications and for service containers).
 
 pub mod datadir;
+pub mod store;

@@ -1,0 +1,271 @@
+//! The sled store: indexes, pagination, replay protection across reopen, schema version
+//! check, and durability of acknowledged writes across a SIGKILL.
+
+use mesg_node::store::{ExecutionFilter, SledStore, Store, StoreError};
+use mesg_protocol::envelope::Signed;
+use mesg_protocol::types::domains;
+use mesg_protocol::wire::MAX_WORK_MESSAGE;
+use mesg_protocol::*;
+use std::process::{Command, Stdio};
+
+fn request(
+    key: &Keypair,
+    service: u8,
+    tags: &[&str],
+    parent: Option<ExecutionId>,
+    t: u64,
+) -> (Execution, Signed<ExecutionRequest>) {
+    let req = ExecutionRequest {
+        execution_id: ExecutionId::random(),
+        service_hash: ServiceHash(Hash32::sha256(&[service])),
+        task_key: "echo".into(),
+        inputs: Json(serde_json::json!({"n": t})),
+        requester: key.public(),
+        requester_node: key.public(),
+        parent,
+        process: None,
+        tags: tags.iter().map(|s| s.to_string()).collect(),
+        timeout_ms: 1000,
+        created_at: t,
+    };
+    let signed = Signed::sign(
+        key,
+        domains::EXECUTION_REQUEST,
+        &req,
+        t,
+        60_000,
+        MAX_WORK_MESSAGE,
+    )
+    .unwrap();
+    (Execution::from_request(&req), signed)
+}
+
+#[tokio::test]
+async fn indexes_filters_and_pages_follow_status_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let key = Keypair::generate().unwrap();
+    let mut ids = Vec::new();
+    for t in 1..=10u64 {
+        let tags: &[&str] = if t % 2 == 0 { &["even"] } else { &["odd"] };
+        let parent = if t > 1 { Some(ids[0]) } else { None };
+        let (e, s) = request(&key, (t % 3) as u8, tags, parent, t);
+        store.insert_execution(&e, &s).unwrap();
+        ids.push(e.id);
+    }
+    // Move the first five to InProgress, two of them on to Completed.
+    for (i, id) in ids.iter().take(5).enumerate() {
+        store
+            .update_execution(id, &mut |e| {
+                Ok(e.transition(ExecutionStatus::InProgress, 20)?)
+            })
+            .unwrap();
+        if i < 2 {
+            store
+                .update_execution(id, &mut |e| Ok(e.complete(Json::null(), 30)?))
+                .unwrap();
+        }
+    }
+    let list = |f: ExecutionFilter| -> Vec<u64> {
+        store
+            .list_executions(&ExecutionFilter {
+                limit: f.limit.max(100),
+                ..f
+            })
+            .unwrap()
+            .iter()
+            .map(|e| e.created_at)
+            .collect()
+    };
+    assert_eq!(
+        list(ExecutionFilter::default()),
+        vec![10, 9, 8, 7, 6, 5, 4, 3, 2, 1]
+    );
+    assert_eq!(
+        list(ExecutionFilter {
+            status: Some(ExecutionStatus::Completed),
+            ..Default::default()
+        }),
+        vec![2, 1]
+    );
+    assert_eq!(
+        list(ExecutionFilter {
+            status: Some(ExecutionStatus::InProgress),
+            ..Default::default()
+        }),
+        vec![5, 4, 3]
+    );
+    assert_eq!(
+        list(ExecutionFilter {
+            status: Some(ExecutionStatus::Created),
+            ..Default::default()
+        }),
+        vec![10, 9, 8, 7, 6]
+    );
+    assert_eq!(
+        list(ExecutionFilter {
+            tag: Some("even".into()),
+            ..Default::default()
+        }),
+        vec![10, 8, 6, 4, 2]
+    );
+    assert_eq!(
+        list(ExecutionFilter {
+            tag: Some("even".into()),
+            status: Some(ExecutionStatus::Created),
+            ..Default::default()
+        }),
+        vec![10, 8, 6]
+    );
+    assert_eq!(
+        list(ExecutionFilter {
+            service: Some(ServiceHash(Hash32::sha256(&[0]))),
+            ..Default::default()
+        }),
+        vec![9, 6, 3]
+    );
+    assert_eq!(
+        list(ExecutionFilter {
+            parent: Some(ids[0]),
+            ..Default::default()
+        })
+        .len(),
+        9
+    );
+    // Pages of three, newest first, following the cursor.
+    let page1 = store
+        .list_executions(&ExecutionFilter {
+            limit: 3,
+            ..Default::default()
+        })
+        .unwrap();
+    let last = page1.last().unwrap();
+    let page2 = store
+        .list_executions(&ExecutionFilter {
+            limit: 3,
+            before: Some((last.created_at, last.id)),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        page2.iter().map(|e| e.created_at).collect::<Vec<_>>(),
+        vec![7, 6, 5]
+    );
+    // Illegal transitions write nothing.
+    let err = store
+        .update_execution(&ids[0], &mut |e| Ok(e.fail("late", 40)?))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Transition(_)), "{err}");
+    assert_eq!(
+        store.execution(&ids[0]).unwrap().unwrap().status,
+        ExecutionStatus::Completed
+    );
+    let unfinished: Vec<u64> = store
+        .unfinished_executions()
+        .unwrap()
+        .iter()
+        .map(|e| e.created_at)
+        .collect();
+    assert_eq!(unfinished.len(), 8);
+    assert!(store.request(&ids[3]).unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_seen_nonce_is_refused_even_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = Keypair::generate().unwrap().public();
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        assert!(store.record_nonce(&signer, &[1; 16], 5_000).unwrap());
+        assert!(!store.record_nonce(&signer, &[1; 16], 5_000).unwrap());
+        assert!(store.record_nonce(&signer, &[2; 16], 1_000).unwrap());
+        store.close().await.unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    assert!(
+        !store.record_nonce(&signer, &[1; 16], 5_000).unwrap(),
+        "replay after restart"
+    );
+    assert_eq!(store.purge_nonces(2_000).unwrap(), 1);
+    assert!(
+        store.record_nonce(&signer, &[2; 16], 9_000).unwrap(),
+        "expired nonces are forgotten"
+    );
+    assert!(!store.record_nonce(&signer, &[1; 16], 5_000).unwrap());
+}
+
+#[tokio::test]
+async fn an_unknown_schema_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    store.force_schema_version(99).unwrap();
+    store.close().await.unwrap();
+    let err = SledStore::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(err, StoreError::SchemaVersion { found: 99, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("schema version 99"));
+}
+
+/// Child role: write executions one by one, persist each, print its id once persisted
+/// (the acknowledgement), until killed.
+#[tokio::test]
+async fn crash_child() {
+    let Ok(path) = std::env::var("MESG_STORE_CRASH_DIR") else {
+        return; // Only meaningful when started by `acknowledged_writes_survive_sigkill`.
+    };
+    let store = SledStore::open(std::path::Path::new(&path)).unwrap();
+    let key = Keypair::generate().unwrap();
+    use std::io::Write;
+    for t in 0.. {
+        let (e, s) = request(&key, 1, &[], None, t);
+        store.insert_execution(&e, &s).unwrap();
+        store.persist().await.unwrap();
+        println!("ACK {}", e.id);
+        std::io::stdout().flush().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env("MESG_STORE_CRASH_DIR", dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut acked = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(id) = line.strip_prefix("ACK ") {
+                acked.push(id.parse::<ExecutionId>().unwrap());
+            }
+        }
+        acked
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    child.kill().unwrap(); // SIGKILL: no destructor, no flush.
+    child.wait().unwrap();
+    let acked = reader.join().unwrap();
+    assert!(
+        acked.len() > 100,
+        "child acknowledged only {} writes",
+        acked.len()
+    );
+    let store = SledStore::open(dir.path()).unwrap();
+    let missing: Vec<_> = acked
+        .iter()
+        .filter(|id| store.execution(id).unwrap().is_none())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged executions lost",
+        missing.len(),
+        acked.len()
+    );
+}
