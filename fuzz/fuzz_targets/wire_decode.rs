@@ -12,7 +12,8 @@
 //!   can forward). Equality is not asserted: `Json` values carry floats, and serde_json's
 //!   default float parsing is not guaranteed to round-trip to the last bit.
 //! - the payload types decode from raw bytes (`wire::decode`, as `verify` does after the
-//!   signature check, which a fuzzer can never pass) without panicking.
+//!   signature check, which a fuzzer can never pass) without panicking, and every decoded
+//!   payload (raw or from an envelope) re-encodes to bytes that decode again.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -21,8 +22,7 @@ use mesg_protocol::messages::{
     GossipMessage, PackageRequest, PackageResponse, WorkRequest, WorkResponse,
 };
 use mesg_protocol::types::{
-    Announcement, CancelRequest, Event, ExecutionRequest, ExecutionResult, ServiceRecord,
-    domains,
+    Announcement, CancelRequest, Event, ExecutionRequest, ExecutionResult, ServiceRecord, domains,
 };
 use mesg_protocol::wire::{
     self, MAX_GOSSIP_MESSAGE, MAX_PACKAGE_MESSAGE, MAX_WORK_MESSAGE, WireError,
@@ -43,13 +43,32 @@ fn envelope<T: Serialize + DeserializeOwned + Claims>(
     let _ = signed.verify(domain, signed.header.issued_at.saturating_add(1), max);
     let _ = signed.digest();
     let _ = signed.signer();
-    signed.payload_unverified(max).ok()
+    let payload = signed.payload_unverified(max).ok()?;
+    reencodes(&payload, max);
+    Some(payload)
 }
 
 fn record(signed: &Signed<ServiceRecord>) {
     if let Some(record) = envelope(signed, domains::SERVICE_RECORD, MAX_PACKAGE_MESSAGE) {
         let _ = record.check();
         let _ = record.definition.canonical_bytes();
+    }
+}
+
+/// What decoded must encode again, and that encoding must decode (the same property as
+/// for frames, for values without the frame header; it catches serde attributes such as
+/// `skip_serializing_if` that a binary format cannot round-trip).
+fn reencodes<T: Serialize + DeserializeOwned>(value: &T, max: usize) {
+    match wire::encode(value, max) {
+        Ok(again) => {
+            if let Err(e) = wire::decode::<T>(&again, max) {
+                panic!("a decoded value re-encodes to bytes that do not decode: {e}");
+            }
+        }
+        // Canonical re-encoding may be longer than the input (e.g. `1e9` in a Json value
+        // becomes `1000000000`), so a value at the limit may not fit any more.
+        Err(WireError::TooLarge { .. }) => {}
+        Err(e) => panic!("a decoded value does not re-encode: {e}"),
     }
 }
 
@@ -62,12 +81,17 @@ fn frame<T: Serialize + DeserializeOwned>(data: &[u8], max: usize) -> Option<T> 
                 panic!("a decoded message re-encodes to a frame that does not decode: {e}");
             }
         }
-        // Canonical re-encoding may be longer than the input (e.g. `1e9` in a Json value
-        // becomes `1000000000`), so a message at the limit may not fit any more.
         Err(WireError::TooLarge { .. }) => {}
         Err(e) => panic!("a decoded message does not re-encode: {e}"),
     }
     Some(msg)
+}
+
+/// A payload type straight from raw bytes.
+fn payload<T: Serialize + DeserializeOwned>(data: &[u8], max: usize) -> Option<T> {
+    let value = wire::decode::<T>(data, max).ok()?;
+    reencodes(&value, max);
+    Some(value)
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -100,18 +124,17 @@ fuzz_target!(|data: &[u8]| {
     if let Some(msg) = frame::<PackageRequest>(data, MAX_PACKAGE_MESSAGE) {
         let _ = format!("{msg:?}");
     }
-    if let Some(PackageResponse::Record(s)) = frame::<PackageResponse>(data, MAX_PACKAGE_MESSAGE)
-    {
+    if let Some(PackageResponse::Record(s)) = frame::<PackageResponse>(data, MAX_PACKAGE_MESSAGE) {
         record(&s);
     }
 
     // Payloads on their own (what `verify` decodes once the signature checks out).
-    let _ = wire::decode::<ExecutionRequest>(data, MAX_WORK_MESSAGE);
-    let _ = wire::decode::<ExecutionResult>(data, MAX_WORK_MESSAGE);
-    let _ = wire::decode::<CancelRequest>(data, MAX_WORK_MESSAGE);
-    let _ = wire::decode::<Announcement>(data, MAX_GOSSIP_MESSAGE);
-    let _ = wire::decode::<Event>(data, MAX_GOSSIP_MESSAGE);
-    if let Ok(r) = wire::decode::<ServiceRecord>(data, MAX_PACKAGE_MESSAGE) {
+    payload::<ExecutionRequest>(data, MAX_WORK_MESSAGE);
+    payload::<ExecutionResult>(data, MAX_WORK_MESSAGE);
+    payload::<CancelRequest>(data, MAX_WORK_MESSAGE);
+    payload::<Announcement>(data, MAX_GOSSIP_MESSAGE);
+    payload::<Event>(data, MAX_GOSSIP_MESSAGE);
+    if let Some(r) = payload::<ServiceRecord>(data, MAX_PACKAGE_MESSAGE) {
         let _ = r.check();
     }
 });

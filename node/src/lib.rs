@@ -1,8 +1,189 @@
 //! mesg-node: runs Services in Docker, joins the mesg peer network, routes executions.
 //!
 //! One module, one noun: [`datadir`] (the node's directory and key), [`store`] (sled),
-//! [`runtime`] (Docker), [`engine`] (executions and processes), [`network`] (libp2p),
-//! [`api`] (HTTP for Applications and for service containers).
+//! [`runtime`] (Docker), [`engine`] (executions and processes), [`api`] (HTTP for
+//! Applications and for service containers).
 
+pub mod api;
+pub mod config;
 pub mod datadir;
+pub mod engine;
+pub mod network;
+pub mod runtime;
 pub mod store;
+
+use anyhow::Context;
+use config::NodeArgs;
+use datadir::DataDir;
+use engine::{Engine, EngineConfig};
+use runtime::{DockerRuntime, ResourceLimits, Runtime, RuntimeConfig};
+use std::sync::Arc;
+use store::{SledStore, Store};
+
+/// Run the node until Ctrl-C or SIGTERM.
+pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
+    if !args.api.ip().is_loopback() && args.api_token.is_none() {
+        anyhow::bail!(
+            "--api {} is not a loopback address: set --api-token (or MESG_API_TOKEN) so that only Applications with the token can use this node",
+            args.api
+        );
+    }
+    let dir = DataDir::open(&args.data_dir())?;
+    let (key, created) = dir.load_or_create_key().context("node key")?;
+    if created {
+        println!(
+            "created a new node identity in {}",
+            dir.key_path().display()
+        );
+    }
+    let store = SledStore::open(&dir.store_path())
+        .with_context(|| format!("opening the store in {}", dir.store_path().display()))?;
+    let store: Arc<dyn Store> = Arc::new(store);
+
+    let service_listener = tokio::net::TcpListener::bind(args.service_api)
+        .await
+        .with_context(|| format!("cannot listen on --service-api {}", args.service_api))?;
+    let service_addr = service_listener.local_addr()?;
+    let api_listener = tokio::net::TcpListener::bind(args.api)
+        .await
+        .with_context(|| format!("cannot listen on --api {}", args.api))?;
+    let api_addr = api_listener.local_addr()?;
+
+    let runtime = DockerRuntime::new(RuntimeConfig {
+        node_id: key.public().to_string(),
+        service_api_port: service_addr.port(),
+        self_container: args.self_container(),
+        default_limits: ResourceLimits::default(),
+        max_restarts: args.max_restarts,
+    });
+    match runtime.check().await {
+        Ok(info) => tracing::info!(
+            "docker engine {} (API {})",
+            info.server_version,
+            info.api_version
+        ),
+        Err(e) => tracing::warn!("{e}; services cannot run until Docker is reachable"),
+    }
+    let runtime: Arc<dyn Runtime> = Arc::new(runtime);
+    let engine = Engine::new(
+        key.clone(),
+        store.clone(),
+        runtime,
+        EngineConfig {
+            packages_dir: dir.packages_dir(),
+            max_package_bytes: mesg_package::DEFAULT_MAX_PACKAGE_BYTES,
+            default_limits: ResourceLimits::default(),
+        },
+    );
+    let mut net_config = network::NetworkConfig::default();
+    if !args.listen.is_empty() {
+        net_config.listen = args.listen.clone();
+    }
+    net_config.bootstrap = args.bootstrap.clone();
+    let (net, net_events) = network::spawn(&key, net_config).context("starting the network")?;
+    engine.attach_network(net.clone(), net_events);
+    // Give the listeners a moment to report their addresses, to print and serve them.
+    let mut listen_addrs = Vec::new();
+    for _ in 0..40 {
+        listen_addrs = net.listen_addrs().await.unwrap_or_default();
+        if !listen_addrs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let peer_id = key.peer_id();
+    let listen_addrs: Vec<String> = listen_addrs
+        .iter()
+        .map(|a| format!("{a}/p2p/{peer_id}"))
+        .collect();
+    let info = api::app::NodeInfo {
+        public_key: key.public().to_string(),
+        peer_id: key.peer_id().to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        data_dir: dir.root().display().to_string(),
+        api: format!("http://{api_addr}"),
+        service_api: format!("http://{service_addr}"),
+        listen_addrs: listen_addrs.clone(),
+    };
+    let app = api::app::router(api::app::AppState {
+        engine: engine.clone(),
+        info,
+        token: args.api_token.clone(),
+    });
+    let service_app = api::service::router(engine.clone());
+
+    // Recover before serving containers: an adopted container re-posting a result must find
+    // its instance registered (connections made meanwhile wait in the listen backlog).
+    match engine.recover().await {
+        Ok(report) => tracing::info!(
+            adopted = report.reconcile.as_ref().map_or(0, |r| r.adopted.len()),
+            restarted = report.reconcile.as_ref().map_or(0, |r| r.restarted.len()),
+            removed = report.reconcile.as_ref().map_or(0, |r| r.removed.len()),
+            redispatched = report.redispatched,
+            kept_running = report.kept_running,
+            failed = report.failed,
+            expired = report.expired,
+            "recovered state"
+        ),
+        Err(e) => tracing::error!("recovery: {e}"),
+    }
+    let service_server =
+        tokio::spawn(async move { axum::serve(service_listener, service_app).await });
+    println!("mesg-node {}", env!("CARGO_PKG_VERSION"));
+    println!("  public key:  {}", key.public());
+    println!("  peer id:     {}", key.peer_id());
+    println!("  data dir:    {}", dir.root().display());
+    println!("  api:         http://{api_addr}");
+    println!("  service api: http://{service_addr}");
+    for a in &listen_addrs {
+        println!("  listening:   {a}");
+    }
+    println!("ready");
+
+    let api_server = axum::serve(api_listener, app).with_graceful_shutdown(shutdown_signal());
+    api_server.await.context("api server")?;
+    service_server.abort();
+    tracing::info!("shutting down");
+    store.persist().await.context("final flush")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// `mesg-node health`: exit 0 when the API answers 200 on /v1/node.
+pub async fn health(args: &NodeArgs) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut addr = args.api;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let check = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        let auth = args
+            .api_token
+            .as_ref()
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        s.write_all(format!("GET /v1/node HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n").as_bytes())
+            .await?;
+        let mut buf = [0u8; 12];
+        s.read_exact(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    let status = tokio::time::timeout(std::time::Duration::from_secs(5), check)
+        .await
+        .context("the node did not answer within 5 s")?
+        .with_context(|| format!("cannot reach the node at {addr}"))?;
+    let line = String::from_utf8_lossy(&status);
+    anyhow::ensure!(line.ends_with(" 200"), "the node answered `{line}`");
+    println!("ok");
+    Ok(())
+}

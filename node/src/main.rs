@@ -1,42 +1,53 @@
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use mesg_node::config::NodeArgs;
 use mesg_node::datadir::DataDir;
-use std::path::PathBuf;
 
 /// mesg-node: run Services in Docker and join the mesg network.
 ///
-/// On first start the node creates its ed25519 key in the data dir; the key is its
-/// identity (PeerId) on the network and signs everything it announces.
+/// On first start the node creates its ed25519 key in the data dir: the key is its
+/// identity (PeerId) on the network and signs everything it announces and executes.
+/// Applications talk to it over HTTP (`--api`, loopback by default; the `mesg` CLI uses
+/// it); its service containers talk to it over the service API (`--service-api`).
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
-struct Args {
-    /// Where the node keeps its key, database and packages. Default: ~/.mesg
-    #[arg(long, env = "MESG_DATA_DIR", value_name = "DIR")]
-    data_dir: Option<PathBuf>,
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    node: NodeArgs,
+}
 
-    /// Log filter, e.g. `info`, `mesg_node=debug`.
-    #[arg(long, env = "MESG_LOG", default_value = "info")]
-    log: String,
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the node's identity (creating it if needed) and exit.
+    Identity,
+    /// Exit 0 when the node's API at `--api` answers (for container healthchecks).
+    Health,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.node.log))
+        .with_target(false)
         .init();
-    let root = args.data_dir.unwrap_or_else(DataDir::default_path);
-    let dir = DataDir::open(&root)?;
-    let (key, created) = dir.load_or_create_key().context("node key")?;
-    if created {
-        println!(
-            "created a new node identity in {}",
-            dir.key_path().display()
-        );
+    match cli.command {
+        Some(Command::Identity) => {
+            let dir = DataDir::open(&cli.node.data_dir())?;
+            let (key, created) = dir.load_or_create_key().context("node key")?;
+            if created {
+                println!(
+                    "created a new node identity in {}",
+                    dir.key_path().display()
+                );
+            }
+            println!("public key: {}", key.public());
+            println!("peer id:    {}", key.peer_id());
+            Ok(())
+        }
+        Some(Command::Health) => mesg_node::health(&cli.node).await,
+        None => mesg_node::run(cli.node).await,
     }
-    println!("node public key: {}", key.public());
-    println!("node peer id:    {}", key.peer_id());
-    println!("data dir:        {}", dir.root().display());
-    tokio::signal::ctrl_c().await?;
-    Ok(())
 }

@@ -59,9 +59,11 @@ impl fmt::Display for ParamType {
 /// One declared parameter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Parameter {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // No `skip_serializing_if` anywhere in types that go through bincode: a binary
+    // format cannot tell a skipped field from the next one.
+    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub description: Option<String>,
     #[serde(rename = "type")]
     pub kind: ParamType,
@@ -70,7 +72,7 @@ pub struct Parameter {
     #[serde(default)]
     pub repeated: bool,
     /// Nested parameters of an `Object`. `None` accepts any object.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub object: Option<ParamMap>,
 }
 

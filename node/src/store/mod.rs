@@ -85,6 +85,9 @@ pub struct ExecutionFilter {
     pub limit: usize,
 }
 
+/// A raw key and value of a blob tree.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// A result waiting to be delivered to the requester's node (executor side).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxEntry {
@@ -163,6 +166,6 @@ pub trait Store: Send + Sync + 'static {
     /// Small named blobs for other modules (processes, network state).
     fn put_blob(&self, tree: &'static str, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
     fn blob(&self, tree: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
-    fn blobs(&self, tree: &'static str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn blobs(&self, tree: &'static str) -> Result<Vec<KeyValue>, StoreError>;
     fn delete_blob(&self, tree: &'static str, key: &[u8]) -> Result<(), StoreError>;
 }

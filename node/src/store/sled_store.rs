@@ -538,7 +538,7 @@ impl Store for SledStore {
         Ok(self.tree(tree)?.get(key)?.map(|v| v.to_vec()))
     }
 
-    fn blobs(&self, tree: &'static str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn blobs(&self, tree: &'static str) -> Result<Vec<KeyValue>, StoreError> {
         self.tree(tree)?
             .iter()
             .map(|r| {

@@ -98,3 +98,218 @@ pub fn docker_cleanup(node_id: &str) {
             .output();
     }
 }
+
+/// Path of a binary of this workspace (`mesg-node`, `mesg`), building it when missing.
+pub fn binary(name: &str) -> PathBuf {
+    let profile_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            // target/<profile>/deps/<test-binary>
+            exe.parent()
+                .and_then(|deps| deps.parent())
+                .map(Path::to_path_buf)
+        })
+        .unwrap_or_else(|| workspace_root().join("target/debug"));
+    let path = profile_dir.join(name);
+    if !path.exists() {
+        let package = match name {
+            "mesg-node" => "mesg-node",
+            "mesg" => "mesg-cli",
+            other => panic!("unknown binary {other}"),
+        };
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", package, "--bin", name])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building {name} failed");
+    }
+    path
+}
+
+/// A free TCP port on loopback (bound then released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A `mesg-node` child process with its own data dir and ports. Killed on drop; its
+/// Docker objects are removed on drop too.
+#[derive(Debug)]
+pub struct NodeProcess {
+    pub data_dir: PathBuf,
+    pub api_port: u16,
+    pub service_port: u16,
+    /// TCP port of the peer-to-peer listener (loopback), stable across restarts.
+    pub p2p_port: u16,
+    pub extra_args: Vec<String>,
+    pub public_key: String,
+    child: Option<std::process::Child>,
+    log_path: PathBuf,
+    _tmp: Option<TempDirGuard>,
+}
+
+/// Removes a directory on drop.
+#[derive(Debug)]
+pub struct TempDirGuard(pub PathBuf);
+
+impl Drop for TempDirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl NodeProcess {
+    /// Start a node in a fresh data dir and wait until its API answers.
+    pub fn start(extra_args: &[&str]) -> NodeProcess {
+        let data_dir = std::env::temp_dir().join(unique("mesg-node"));
+        std::fs::create_dir_all(&data_dir).expect("data dir");
+        let mut node = NodeProcess {
+            data_dir: data_dir.clone(),
+            api_port: free_port(),
+            service_port: free_port(),
+            p2p_port: free_port(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            public_key: String::new(),
+            child: None,
+            log_path: data_dir.join("node.log"),
+            _tmp: Some(TempDirGuard(data_dir)),
+        };
+        node.spawn();
+        node
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    /// The multiaddr other nodes bootstrap from.
+    pub fn p2p_addr(&self) -> String {
+        format!("/ip4/127.0.0.1/tcp/{}", self.p2p_port)
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("node log");
+        let child = Command::new(binary("mesg-node"))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--api")
+            .arg(format!("127.0.0.1:{}", self.api_port))
+            .arg("--service-api")
+            .arg(format!("0.0.0.0:{}", self.service_port))
+            .args(if self.extra_args.iter().any(|a| a == "--listen") {
+                Vec::new()
+            } else {
+                vec!["--listen".to_string(), self.p2p_addr()]
+            })
+            .args(&self.extra_args)
+            .env(
+                "MESG_LOG",
+                std::env::var("MESG_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn mesg-node");
+        self.child = Some(child);
+        self.wait_ready();
+        if self.public_key.is_empty() {
+            self.public_key = self.node_info()["public_key"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            docker_cleanup(&self.public_key);
+        }
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", self.api_port)).is_ok() {
+                return;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("mesg-node exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mesg-node did not open its API within 30 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// `GET /v1/node` as JSON (blocking, through curl-free std TCP).
+    pub fn node_info(&self) -> serde_json::Value {
+        let body = http_get(self.api_port, "/v1/node");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("bad node info {body:?}: {e}"))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start again on the same data dir and ports.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "node is still running");
+        self.spawn();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+        if !self.public_key.is_empty() {
+            docker_cleanup(&self.public_key);
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "---- mesg-node log ({}) ----\n{}",
+                self.log_path.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+/// A minimal blocking HTTP/1.0 GET on loopback, returning the body.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,468 @@
+//! Command-line arguments: every command, flag and its help.
+
+use crate::inputs;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+fn env_pair(s: &str) -> Result<(String, String), String> {
+    inputs::parse_env_arg(s)
+}
+
+fn timeout(s: &str) -> Result<u64, String> {
+    inputs::parse_timeout_ms(s)
+}
+
+fn status(s: &str) -> Result<String, String> {
+    mesg_protocol::ExecutionStatus::parse(s)
+        .map(|st| st.as_str().to_string())
+        .ok_or_else(|| {
+            format!("`{s}` is not a status: use Created, InProgress, Completed or Failed")
+        })
+}
+
+/// A service, instance or execution id typed by a user.
+fn id(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() || t == "." || t == ".." {
+        return Err(format!(
+            "`{s}` is not an id: give a sid (e.g. echo) or a hash"
+        ));
+    }
+    Ok(t.to_string())
+}
+
+fn execution_id(s: &str) -> Result<String, String> {
+    s.parse::<mesg_protocol::ExecutionId>()
+        .map(|id| id.to_string())
+}
+
+/// mesg: deploy Services, execute their tasks and watch their events on a mesg node.
+///
+/// Every command that talks to a node uses --node (default http://127.0.0.1:50052, the
+/// address `mesg-node` listens on); `mesg node info` checks that one answers.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mesg",
+    version,
+    about,
+    long_about,
+    after_help = "Examples:
+  mesg node info
+  mesg service init hello && mesg service validate hello
+  mesg service deploy ./hello --start
+  mesg exec hello hello -d name=World --wait
+  mesg executions list --status Failed
+  mesg events --service hello"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Base URL of the node's Application API, e.g. http://127.0.0.1:50052 or
+    /// http://10.0.0.5:50052.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "MESG_NODE",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub node: String,
+    /// API token, sent as `Authorization: Bearer TOKEN`. Needed when the node's API listens
+    /// beyond loopback (mesg-node --api-token).
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "MESG_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Print the node's JSON answers instead of tables and summaries (one JSON document,
+    /// or one JSON object per line for streams), for scripts and `jq`.
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub json: bool,
+    /// Sign executions with this account's key (see `mesg account`) instead of letting
+    /// the node sign them, e.g. --account default.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "MESG_ACCOUNT",
+        value_name = "NAME"
+    )]
+    pub account: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, check, deploy and run Services.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+    /// Execute a task of a Service and print the execution id (and, with --wait, its
+    /// result).
+    ///
+    /// The service is a sid (`echo`) or a service hash. Inputs come from --input (a JSON
+    /// object) or from -d key=value pairs: values that parse as JSON are JSON (numbers,
+    /// true/false, null, objects, arrays, "quoted strings"), anything else is a string;
+    /// dotted keys nest (-d user.name=Ada gives {"user":{"name":"Ada"}}).
+    ///
+    /// By default the node signs the request. With --account NAME (or MESG_ACCOUNT) the
+    /// CLI builds the request itself and signs it with that account's key, so that the
+    /// execution's requester is the account.
+    ///
+    /// Exit code: 0 when created (or, with --wait, completed); 1 on an error or when the
+    /// awaited execution failed.
+    #[command(after_help = "Examples:
+  mesg exec echo echo -d message=hi --wait
+  mesg exec echo sleep -d ms=2000 --timeout 5s
+  mesg exec echo echo --input '{\"data\":{\"a\":[1,2]}}' --wait --json
+  mesg exec echo echo -d data.user.age=36 -d data.user.name=Ada --tag demo
+  mesg --account default exec echo echo -d message=signed --wait")]
+    Exec(ExecArgs),
+    /// List, inspect, follow and verify executions.
+    #[command(subcommand)]
+    Executions(ExecutionsCommand),
+    /// Follow events as Services emit them (Ctrl-C to stop).
+    ///
+    /// One line per event: time (UTC), service, event key and data. With --json, one
+    /// Event JSON object per line.
+    #[command(after_help = "Examples:
+  mesg events
+  mesg events --service echo --event tick
+  mesg events --recent 20
+  mesg events --json | jq .data")]
+    Events(EventsArgs),
+    /// About the node.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Manage the CLI's accounts: ed25519 keys that sign executions (see --account).
+    ///
+    /// Keys live in $MESG_HOME/accounts/NAME.key (MESG_HOME defaults to ~/.mesg-cli),
+    /// readable by their owner only.
+    #[command(subcommand)]
+    Account(AccountCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Create a new service directory: a commented mesg.yml with one task and one event,
+    /// a Dockerfile FROM scratch, a .dockerignore and a README.md on building the binary.
+    ///
+    /// Existing files are never overwritten: if any of them exists, nothing is written.
+    #[command(after_help = "Examples:
+  mesg service init hello
+  mesg service init services/mailer --name \"Mailer\"
+  mesg service init          # in the current directory")]
+    Init {
+        /// Directory to create the service in (created if missing).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Name of the service (default: the directory's name). Its sid is derived from
+        /// it: lowercase letters, digits and dashes.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Check a service definition (a directory with mesg.yml, or the file itself) and
+    /// print every error with its line and column, or a summary of a valid one with its
+    /// service hash.
+    ///
+    /// Exit code: 0 when valid, 1 when invalid, 2 when the file cannot be read.
+    #[command(after_help = "Examples:
+  mesg service validate
+  mesg service validate ./hello
+  mesg service validate ./hello/mesg.yml")]
+    Validate {
+        /// Service directory or mesg.yml file.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+    },
+    /// Deploy a service directory to the node: package it (honouring .dockerignore),
+    /// send it, build its image, and print its service hash.
+    ///
+    /// The definition is checked locally first, with every error and its position. The
+    /// node's build output is shown as it comes.
+    #[command(after_help = "Examples:
+  mesg service deploy
+  mesg service deploy ./hello
+  mesg service deploy ./echo --start --env TICK_INTERVAL_MS=1000
+  mesg service deploy ./hello --json | jq -r .hash")]
+    Deploy {
+        /// Service directory (with mesg.yml and Dockerfile).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Also start an instance of the service once it is deployed.
+        #[arg(long)]
+        start: bool,
+        /// With --start: set an environment variable declared in the mesg.yml
+        /// (configuration.env) for the instance; repeatable.
+        #[arg(long = "env", value_name = "KEY=VALUE", value_parser = env_pair, requires = "start")]
+        env: Vec<(String, String)>,
+    },
+    /// List the services the node knows, with their instances.
+    #[command(after_help = "Examples:
+  mesg service list
+  mesg service list --json")]
+    List,
+    /// Show one service: its tasks with their input and output types, its events, and
+    /// its instances on this node.
+    ///
+    /// Types read `name: Type`; `name?` is optional, `[Type]` is repeated, `{...}` lists
+    /// an object's fields.
+    #[command(after_help = "Examples:
+  mesg service show echo
+  mesg service show 5Hq3...   # a service hash")]
+    Show {
+        /// Service sid or hash.
+        #[arg(value_parser = id)]
+        id: String,
+    },
+    /// Start an instance of a deployed service.
+    ///
+    /// The instance is identified by the service and its env: starting the same service
+    /// with the same env again starts that instance again.
+    #[command(after_help = "Examples:
+  mesg service start echo
+  mesg service start echo --env TICK_INTERVAL_MS=500")]
+    Start {
+        /// Service sid or hash.
+        #[arg(value_parser = id)]
+        id: String,
+        /// Set an environment variable declared in the mesg.yml (configuration.env);
+        /// repeatable.
+        #[arg(long = "env", value_name = "KEY=VALUE", value_parser = env_pair)]
+        env: Vec<(String, String)>,
+    },
+    /// Stop an instance (its containers are kept), or remove it with --delete.
+    #[command(after_help = "Examples:
+  mesg service stop echo
+  mesg service stop echo --delete              # also remove containers and data
+  mesg service stop echo --delete --keep-data  # remove containers, keep volumes
+  mesg service stop 7xKf... --grace 1000       # an instance hash")]
+    Stop {
+        /// Instance hash, or the sid or hash of a service with a single instance.
+        #[arg(value_parser = id)]
+        id: String,
+        /// Then remove the instance: its containers, network and (unless --keep-data)
+        /// its volumes.
+        #[arg(long)]
+        delete: bool,
+        /// With --delete: keep the instance's volumes (its data).
+        #[arg(long, requires = "delete")]
+        keep_data: bool,
+        /// Milliseconds between SIGTERM and SIGKILL (the node's default is 10000).
+        #[arg(long, value_name = "MS")]
+        grace: Option<u64>,
+    },
+    /// Forget a deployed service. Refused while it has instances (stop them with
+    /// `mesg service stop ID --delete` first).
+    #[command(after_help = "Examples:
+  mesg service delete echo")]
+    Delete {
+        /// Service sid or hash.
+        #[arg(value_parser = id)]
+        id: String,
+    },
+    /// Print the output of an instance's containers, each line prefixed with the
+    /// container's key (`service` or a dependency key); stderr lines are red on a
+    /// terminal.
+    #[command(after_help = "Examples:
+  mesg service logs echo
+  mesg service logs echo --follow --tail 20
+  mesg service logs echo --json")]
+    Logs {
+        /// Instance hash, or the sid or hash of a service with a single instance.
+        #[arg(value_parser = id)]
+        id: String,
+        /// Keep printing new lines as they come (Ctrl-C to stop).
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Only the last N lines of history of each container.
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+    },
+    /// Develop a service: deploy it, start an instance, then print its logs, its events
+    /// and the updates of its executions as they happen, until Ctrl-C; then stop and
+    /// remove the instance (its data volumes are kept).
+    #[command(after_help = "Examples:
+  mesg service dev
+  mesg service dev ./echo --env TICK_INTERVAL_MS=1000
+  # in another terminal:
+  mesg exec echo echo -d message=hi")]
+    Dev {
+        /// Service directory (with mesg.yml and Dockerfile).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Set an environment variable declared in the mesg.yml (configuration.env);
+        /// repeatable.
+        #[arg(long = "env", value_name = "KEY=VALUE", value_parser = env_pair)]
+        env: Vec<(String, String)>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Service sid or hash.
+    #[arg(value_parser = id)]
+    pub service: String,
+    /// Task key (see `mesg service show SERVICE`).
+    pub task: String,
+    /// All inputs as one JSON object, `@FILE` to read it from a file, or `-` for stdin.
+    #[arg(long, short = 'i', value_name = "JSON", conflicts_with = "data")]
+    pub input: Option<String>,
+    /// One input as key=value; repeatable. JSON values are parsed (3, true, {"a":1},
+    /// "quoted"), others are strings; a.b=1 nests.
+    #[arg(short = 'd', long = "data", value_name = "KEY=VALUE")]
+    pub data: Vec<String>,
+    /// Wait for the execution to end and print its outputs (or its error).
+    #[arg(long, short = 'w')]
+    pub wait: bool,
+    /// Tag the execution (filter on it with `mesg executions list --tag`); repeatable.
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Fail the execution if it has not ended after this long: milliseconds (1500) or
+    /// with a unit (500ms, 30s, 2m, 1h). Default: the task's `timeout` in the mesg.yml,
+    /// else 60s.
+    #[arg(long, value_name = "MS", value_parser = timeout)]
+    pub timeout: Option<u64>,
+    /// Id of the execution that caused this one (links them in `mesg executions`).
+    #[arg(long, value_name = "ID", value_parser = execution_id)]
+    pub parent: Option<String>,
+}
+
+/// Filters of executions, shared by `list` and `watch`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ExecutionFilter {
+    /// Only executions with this status: Created, InProgress, Completed or Failed.
+    #[arg(long, value_name = "STATUS", value_parser = status)]
+    pub status: Option<String>,
+    /// Only executions of this service (sid or hash).
+    #[arg(long, value_name = "ID")]
+    pub service: Option<String>,
+    /// Only executions carrying this tag.
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+    /// Only executions of this task key.
+    #[arg(long, value_name = "KEY")]
+    pub task: Option<String>,
+    /// Only executions whose parent is this execution id.
+    #[arg(long, value_name = "ID", value_parser = execution_id)]
+    pub parent: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExecutionsCommand {
+    /// List executions, newest first: id, service, task, status, age and duration.
+    #[command(after_help = "Examples:
+  mesg executions list
+  mesg executions list --status Failed --service echo
+  mesg executions list --tag demo --limit 10
+  mesg executions list --all --json | jq '.executions | length'")]
+    List {
+        #[command(flatten)]
+        filter: ExecutionFilter,
+        /// Page size: at most N executions per request (1-1000; the node's default is
+        /// 100).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: Option<u32>,
+        /// Fetch every page, not only the first.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one execution: everything about it, with its inputs and outputs.
+    ///
+    /// ID is the full id or a unique prefix of a recent one (as `list` shows).
+    #[command(after_help = "Examples:
+  mesg executions show 3f2a9c1e
+  mesg executions show 3f2a9c1e0b7d4e2f8a6c5b4d3e2f1a0b --json")]
+    Show {
+        /// Execution id, or a unique prefix of it.
+        #[arg(value_parser = id)]
+        id: String,
+    },
+    /// Print every change of the matching executions as it happens (Ctrl-C to stop).
+    #[command(after_help = "Examples:
+  mesg executions watch
+  mesg executions watch --service echo --status Failed
+  mesg executions watch --json")]
+    Watch {
+        #[command(flatten)]
+        filter: ExecutionFilter,
+    },
+    /// Ask an execution that has not ended to stop; it ends Failed with the reason.
+    #[command(after_help = "Examples:
+  mesg executions cancel 3f2a9c1e --reason \"wrong input\"")]
+    Cancel {
+        /// Execution id, or a unique prefix of it.
+        #[arg(value_parser = id)]
+        id: String,
+        /// Why, recorded as the execution's error.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Fetch the result the executor node signed and check it here: the signature, the
+    /// signing domain, and that the signer is the executor the result names. Prints the
+    /// executor, the outcome and "signature valid".
+    ///
+    /// Exit code: 0 when valid, 1 when the result does not verify (or does not match the
+    /// execution).
+    #[command(after_help = "Examples:
+  mesg executions verify 3f2a9c1e
+  mesg executions verify 3f2a9c1e --json")]
+    Verify {
+        /// Execution id, or a unique prefix of it.
+        #[arg(value_parser = id)]
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only events of this service (sid or hash).
+    #[arg(long, value_name = "ID")]
+    pub service: Option<String>,
+    /// Only events with this key.
+    #[arg(long, value_name = "KEY")]
+    pub event: Option<String>,
+    /// First print the N most recent (stored) events, oldest first.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub recent: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// The node's identity (public key, peer id), addresses, version and Docker status.
+    #[command(after_help = "Examples:
+  mesg node info
+  mesg --node http://10.0.0.5:50052 --token s3cret node info
+  mesg node info --json | jq -r .public_key")]
+    Info,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account: a new ed25519 key in $MESG_HOME/accounts/NAME.key (mode
+    /// 0600). Never overwrites an existing account.
+    #[command(after_help = "Examples:
+  mesg account create
+  mesg account create alice
+  MESG_HOME=/tmp/mesg mesg account create ci")]
+    Create {
+        /// Account name: letters, digits, `-`, `_`, `.`.
+        #[arg(default_value = "default")]
+        name: String,
+    },
+    /// List the accounts with their public keys.
+    #[command(after_help = "Examples:
+  mesg account list
+  mesg account list --json")]
+    List,
+}

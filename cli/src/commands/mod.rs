@@ -1,0 +1,105 @@
+//! One module per command group; [`run`] dispatches.
+
+pub mod account;
+pub mod dev;
+pub mod events;
+pub mod exec;
+pub mod executions;
+pub mod init;
+pub mod node;
+pub mod service;
+pub mod views;
+
+use crate::args::{Command, ExecutionsCommand, Global, NodeCommand, ServiceCommand};
+use crate::client::Client;
+use std::cell::OnceCell;
+use std::fmt;
+
+/// An error already reported to the user: exit with this code, print nothing more.
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "exit code {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// What every command gets: the global flags and, when it needs one, the node client.
+#[derive(Debug)]
+pub struct Ctx {
+    pub global: Global,
+    client: OnceCell<Client>,
+}
+
+impl Ctx {
+    pub fn new(global: Global) -> Ctx {
+        Ctx {
+            global,
+            client: OnceCell::new(),
+        }
+    }
+
+    pub fn json(&self) -> bool {
+        self.global.json
+    }
+
+    /// The node client, created on first use: commands that do not talk to a node never
+    /// fail on a bad --node.
+    pub fn client(&self) -> anyhow::Result<&Client> {
+        if let Some(c) = self.client.get() {
+            return Ok(c);
+        }
+        let c = Client::new(&self.global.node, self.global.token.clone())?;
+        Ok(self.client.get_or_init(|| c))
+    }
+}
+
+pub async fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Service(cmd) => match cmd {
+            ServiceCommand::Init { dir, name } => init::run(&dir, name.as_deref()),
+            ServiceCommand::Validate { path } => service::validate(&path),
+            ServiceCommand::Deploy { dir, start, env } => {
+                service::deploy_cmd(ctx, &dir, start, &env).await
+            }
+            ServiceCommand::List => service::list(ctx).await,
+            ServiceCommand::Show { id } => service::show(ctx, &id).await,
+            ServiceCommand::Start { id, env } => service::start(ctx, &id, &env).await,
+            ServiceCommand::Stop {
+                id,
+                delete,
+                keep_data,
+                grace,
+            } => service::stop(ctx, &id, delete, keep_data, grace).await,
+            ServiceCommand::Delete { id } => service::delete(ctx, &id).await,
+            ServiceCommand::Logs { id, follow, tail } => {
+                service::logs(ctx, &id, follow, tail).await
+            }
+            ServiceCommand::Dev { dir, env } => dev::run(ctx, &dir, &env).await,
+        },
+        Command::Exec(args) => exec::run(ctx, args).await,
+        Command::Executions(cmd) => match cmd {
+            ExecutionsCommand::List { filter, limit, all } => {
+                executions::list(ctx, &filter, limit, all).await
+            }
+            ExecutionsCommand::Show { id } => executions::show(ctx, &id).await,
+            ExecutionsCommand::Watch { filter } => executions::watch(ctx, &filter).await,
+            ExecutionsCommand::Cancel { id, reason } => executions::cancel(ctx, &id, reason).await,
+            ExecutionsCommand::Verify { id } => executions::verify(ctx, &id).await,
+        },
+        Command::Events(args) => events::run(ctx, &args).await,
+        Command::Node(NodeCommand::Info) => node::info(ctx).await,
+        Command::Account(cmd) => account::run(ctx, cmd),
+    }
+}
+
+/// Print a JSON value for `--json`: pretty, one document.
+pub fn print_json(v: &serde_json::Value) {
+    crate::output::outln!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
+}

@@ -1,0 +1,97 @@
+use crate::runtime::RuntimeError;
+use crate::store::StoreError;
+use mesg_protocol::schema::ValueErrors;
+use mesg_protocol::{DefinitionErrors, ExecutionId, ServiceHash};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{what} `{id}` not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("invalid service definition:\n{0}")]
+    InvalidDefinition(DefinitionErrors),
+    #[error("invalid package: {0}")]
+    InvalidPackage(String),
+    #[error("invalid inputs: {0}")]
+    InvalidInputs(ValueErrors),
+    #[error("invalid event data: {0}")]
+    InvalidEventData(ValueErrors),
+    #[error("service {service} has no task `{task}` (tasks: {known})")]
+    UnknownTask {
+        service: ServiceHash,
+        task: String,
+        known: String,
+    },
+    #[error("service {service} has no event `{event}` (events: {known})")]
+    UnknownEvent {
+        service: ServiceHash,
+        event: String,
+        known: String,
+    },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("execution {0} is not running on this instance")]
+    NotOwner(ExecutionId),
+    #[error("signature: {0}")]
+    BadSignature(String),
+    #[error("request replayed: this (signer, nonce) was seen before")]
+    Replayed,
+    #[error("no node runs service {0}; start an instance of it first")]
+    NoProvider(ServiceHash),
+    #[error("busy: {0}")]
+    Busy(String),
+    #[error("invalid or missing token")]
+    Unauthorized,
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("network: {0}")]
+    Network(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+}
+
+impl EngineError {
+    /// A stable machine-readable code, part of the API contract.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::NotFound { .. } => "not_found",
+            EngineError::InvalidDefinition(_) => "invalid_definition",
+            EngineError::InvalidPackage(_) => "invalid_package",
+            EngineError::InvalidInputs(_) => "invalid_inputs",
+            EngineError::InvalidEventData(_) => "invalid_event_data",
+            EngineError::UnknownTask { .. } => "unknown_task",
+            EngineError::UnknownEvent { .. } => "unknown_event",
+            EngineError::BadRequest(_) => "bad_request",
+            EngineError::Conflict(_) => "conflict",
+            EngineError::NotOwner(_) => "not_owner",
+            EngineError::BadSignature(_) => "bad_signature",
+            EngineError::Replayed => "replayed",
+            EngineError::NoProvider(_) => "no_provider",
+            EngineError::Busy(_) => "busy",
+            EngineError::Unauthorized => "unauthorized",
+            EngineError::Runtime(RuntimeError::Unavailable(_)) => "docker_unavailable",
+            EngineError::Runtime(RuntimeError::MissingImage { .. }) => "missing_image",
+            EngineError::Runtime(RuntimeError::UndeclaredEnv { .. }) => "undeclared_env",
+            EngineError::Runtime(RuntimeError::Build(_)) => "build_failed",
+            EngineError::Runtime(RuntimeError::UnknownInstance(_)) => "not_found",
+            EngineError::Runtime(_) => "runtime_error",
+            EngineError::Store(_) => "store_error",
+            EngineError::Network(_) => "network_error",
+            EngineError::Timeout(_) => "timeout",
+        }
+    }
+
+    /// One line per detail (validation errors), for clients that show lists.
+    pub fn details(&self) -> Vec<String> {
+        match self {
+            EngineError::InvalidDefinition(e) => e.0.iter().map(|e| e.to_string()).collect(),
+            EngineError::InvalidInputs(e) | EngineError::InvalidEventData(e) => {
+                e.0.iter().map(|e| e.to_string()).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+}

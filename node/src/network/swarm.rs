@@ -1,0 +1,721 @@
+//! The task that owns the `Swarm`.
+
+use super::codec::FrameCodec;
+use super::*;
+use futures::StreamExt;
+use libp2p::kad::store::RecordStore;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent, dial_opts::DialOpts};
+use libp2p::{
+    StreamProtocol, Swarm, connection_limits, gossipsub, identify, kad, noise, ping,
+    request_response, tcp, yamux,
+};
+use mesg_protocol::messages::GossipMessage;
+use mesg_protocol::types::domains;
+use mesg_protocol::wire::{MAX_GOSSIP_MESSAGE, MAX_PACKAGE_MESSAGE, MAX_WORK_MESSAGE};
+use mesg_protocol::{Keypair, PublicKey, ServiceRecord, Signed, now_ms, wire};
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+type WorkCodec = FrameCodec<WorkRequest, WorkResponse, MAX_WORK_MESSAGE>;
+type PackageCodec = FrameCodec<PackageRequest, PackageResponse, MAX_PACKAGE_MESSAGE>;
+
+/// Only our topics may be subscribed to (ours or a peer's subscriptions).
+#[derive(Debug, Default, Clone)]
+pub struct TopicWhitelist;
+
+impl gossipsub::TopicSubscriptionFilter for TopicWhitelist {
+    fn can_subscribe(&mut self, topic: &gossipsub::TopicHash) -> bool {
+        let t = topic.as_str();
+        t == ANNOUNCE_TOPIC
+            || t.strip_prefix(EVENTS_TOPIC_PREFIX)
+                .is_some_and(|h| h.parse::<ServiceHash>().is_ok())
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    limits: connection_limits::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    gossipsub: gossipsub::Behaviour<gossipsub::IdentityTransform, TopicWhitelist>,
+    work: request_response::Behaviour<WorkCodec>,
+    package: request_response::Behaviour<PackageCodec>,
+}
+
+enum KadPending {
+    Providers(
+        oneshot::Sender<Result<Vec<PeerId>, NetError>>,
+        HashSet<PeerId>,
+    ),
+    Record(oneshot::Sender<Result<Vec<u8>, NetError>>),
+}
+
+/// A peer worth keeping a connection to, and when to try again.
+struct Redial {
+    addrs: Vec<Multiaddr>,
+    backoff: Duration,
+    next: Instant,
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+struct Task {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<NetworkEvent>,
+    pending_work: HashMap<
+        request_response::OutboundRequestId,
+        oneshot::Sender<Result<WorkResponse, NetError>>,
+    >,
+    pending_package: HashMap<
+        request_response::OutboundRequestId,
+        oneshot::Sender<Result<PackageResponse, NetError>>,
+    >,
+    pending_kad: HashMap<kad::QueryId, KadPending>,
+    /// Bootstrap addresses (by address: their peer id may be unknown until connected).
+    bootstrap: HashMap<Multiaddr, Redial>,
+    bootstrap_peers: HashMap<PeerId, Multiaddr>,
+    /// Peers we were connected to, with the addresses they listen on.
+    known: HashMap<PeerId, Redial>,
+    listen_addrs: Vec<Multiaddr>,
+}
+
+fn gossip_config() -> Result<gossipsub::Config, String> {
+    gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(Duration::from_millis(700))
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .max_transmit_size(MAX_GOSSIP_MESSAGE + 4096)
+        .duplicate_cache_time(Duration::from_secs(120))
+        // Content-hash ids: the same message published twice is one message.
+        .message_id_fn(|m: &gossipsub::Message| {
+            gossipsub::MessageId::from(mesg_protocol::Hash32::sha256(&m.data).0.to_vec())
+        })
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Build the swarm, start listening and dialling, and run it in its own task.
+pub fn spawn(
+    key: &Keypair,
+    config: NetworkConfig,
+) -> anyhow::Result<(NetworkHandle, mpsc::Receiver<NetworkEvent>)> {
+    let identity = key.to_libp2p();
+    let local_peer = identity.public().to_peer_id();
+    let request_timeout = config.request_timeout;
+    let max_connections = config.max_connections;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_quic()
+        .with_dns()?
+        .with_behaviour(|key| {
+            let peer = key.public().to_peer_id();
+            let mut kad_config = kad::Config::new(StreamProtocol::new("/mesg/kad/1.0.0"));
+            kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
+            kad_config.set_query_timeout(Duration::from_secs(10));
+            kad_config.set_max_packet_size(MAX_PACKAGE_MESSAGE);
+            let mut kad =
+                kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_config);
+            kad.set_mode(Some(kad::Mode::Server));
+            let mut gossipsub = gossipsub::Behaviour::new_with_subscription_filter(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossip_config()?,
+                TopicWhitelist,
+            )?;
+            gossipsub.with_peer_score(
+                gossipsub::PeerScoreParams::default(),
+                gossipsub::PeerScoreThresholds::default(),
+            )?;
+            let rr = request_response::Config::default()
+                .with_request_timeout(request_timeout)
+                .with_max_concurrent_streams(1024);
+            Ok(Behaviour {
+                limits: connection_limits::Behaviour::new(
+                    connection_limits::ConnectionLimits::default()
+                        .with_max_established(Some(max_connections))
+                        .with_max_established_per_peer(Some(4))
+                        .with_max_pending_incoming(Some(128)),
+                ),
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/mesg/id/1.0.0".into(),
+                    key.public(),
+                )),
+                ping: ping::Behaviour::new(ping::Config::new()),
+                kad,
+                gossipsub,
+                work: request_response::Behaviour::new(
+                    [(
+                        StreamProtocol::new("/mesg/work/1"),
+                        request_response::ProtocolSupport::Full,
+                    )],
+                    rr.clone(),
+                ),
+                package: request_response::Behaviour::new(
+                    [(
+                        StreamProtocol::new("/mesg/package/1"),
+                        request_response::ProtocolSupport::Full,
+                    )],
+                    rr,
+                ),
+            })
+        })
+        .map_err(|e| anyhow::anyhow!("network behaviour: {e}"))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    }
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&gossipsub::IdentTopic::new(ANNOUNCE_TOPIC))
+        .map_err(|e| anyhow::anyhow!("subscribe: {e:?}"))?;
+
+    let (cmd_tx, cmd_rx) = mpsc::channel(4096);
+    let (event_tx, event_rx) = mpsc::channel(4096);
+    let now = Instant::now();
+    let task = Task {
+        swarm,
+        commands: cmd_rx,
+        events: event_tx,
+        pending_work: HashMap::new(),
+        pending_package: HashMap::new(),
+        pending_kad: HashMap::new(),
+        bootstrap: config
+            .bootstrap
+            .into_iter()
+            .map(|a| {
+                (
+                    a.clone(),
+                    Redial {
+                        addrs: vec![a],
+                        backoff: MIN_BACKOFF,
+                        next: now,
+                    },
+                )
+            })
+            .collect(),
+        bootstrap_peers: HashMap::new(),
+        known: HashMap::new(),
+        listen_addrs: Vec::new(),
+    };
+    tokio::spawn(task.run());
+    Ok((
+        NetworkHandle {
+            tx: cmd_tx,
+            local_peer,
+        },
+        event_rx,
+    ))
+}
+
+impl Task {
+    async fn run(mut self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd),
+                    None => return,
+                },
+                _ = tick.tick() => self.redial(),
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        let b = self.swarm.behaviour_mut();
+        match cmd {
+            Command::SendWork {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = b.work.send_request(&peer, request);
+                self.pending_work.insert(id, reply);
+            }
+            Command::RespondWork { channel, response } => {
+                if b.work.send_response(channel, response).is_err() {
+                    tracing::debug!("work response not sent: the requester is gone");
+                }
+            }
+            Command::SendPackage {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = b.package.send_request(&peer, request);
+                self.pending_package.insert(id, reply);
+            }
+            Command::RespondPackage { channel, response } => {
+                if b.package.send_response(channel, response).is_err() {
+                    tracing::debug!("package response not sent: the requester is gone");
+                }
+            }
+            Command::Publish { topic, data, reply } => {
+                let result = b
+                    .gossipsub
+                    .publish(gossipsub::IdentTopic::new(topic), data)
+                    .map(|_| ())
+                    .map_err(|e| NetError::Gossip(e.to_string()));
+                let _ = reply.send(result);
+            }
+            Command::Subscribe { topic, subscribe } => {
+                let t = gossipsub::IdentTopic::new(topic.clone());
+                if subscribe {
+                    if let Err(e) = b.gossipsub.subscribe(&t) {
+                        tracing::warn!("cannot subscribe to {topic}: {e:?}");
+                    }
+                } else {
+                    b.gossipsub.unsubscribe(&t);
+                }
+            }
+            Command::StartProviding { key } => {
+                if let Err(e) = b.kad.start_providing(kad::RecordKey::new(&key)) {
+                    tracing::warn!("cannot provide: {e}");
+                }
+            }
+            Command::GetProviders { key, reply } => {
+                let id = b.kad.get_providers(kad::RecordKey::new(&key));
+                self.pending_kad
+                    .insert(id, KadPending::Providers(reply, HashSet::new()));
+            }
+            Command::PutRecord { key, value } => {
+                let record = kad::Record::new(kad::RecordKey::new(&key), value);
+                // Keep it locally too so that we answer GET for it ourselves.
+                if let Err(e) = b.kad.store_mut().put(record.clone()) {
+                    tracing::warn!("cannot store record: {e}");
+                }
+                if let Err(e) = b.kad.put_record(record, kad::Quorum::One) {
+                    tracing::warn!("cannot publish record: {e}");
+                }
+            }
+            Command::GetRecord { key, reply } => {
+                let id = b.kad.get_record(kad::RecordKey::new(&key));
+                self.pending_kad.insert(id, KadPending::Record(reply));
+            }
+            Command::Dial { addr, reply } => {
+                let r = self
+                    .swarm
+                    .dial(addr.clone())
+                    .map_err(|e| NetError::Unreachable {
+                        peer: PeerId::random(),
+                        reason: format!("{addr}: {e}"),
+                    });
+                let _ = reply.send(r);
+            }
+            Command::Peers { reply } => {
+                let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
+                let mut peers: Vec<PeerInfo> = self
+                    .known
+                    .iter()
+                    .map(|(p, r)| PeerInfo {
+                        peer_id: p.to_string(),
+                        addrs: r.addrs.iter().map(|a| a.to_string()).collect(),
+                        connected: connected.contains(p),
+                    })
+                    .collect();
+                for p in &connected {
+                    if !self.known.contains_key(p) {
+                        peers.push(PeerInfo {
+                            peer_id: p.to_string(),
+                            addrs: Vec::new(),
+                            connected: true,
+                        });
+                    }
+                }
+                peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+                let _ = reply.send(peers);
+            }
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.listen_addrs.clone());
+            }
+        }
+    }
+
+    /// Dial bootstrap addresses and lost peers whose backoff has passed.
+    fn redial(&mut self) {
+        let now = Instant::now();
+        let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
+        let bootstrap_up: HashSet<&Multiaddr> = self
+            .bootstrap_peers
+            .iter()
+            .filter(|(p, _)| connected.contains(p))
+            .map(|(_, a)| a)
+            .collect();
+        let mut dials = Vec::new();
+        for (addr, r) in self.bootstrap.iter_mut() {
+            if bootstrap_up.contains(addr) || r.next > now {
+                continue;
+            }
+            dials.push(DialOpts::unknown_peer_id().address(addr.clone()).build());
+            r.next = now + r.backoff;
+            r.backoff = (r.backoff * 2).min(MAX_BACKOFF);
+        }
+        for (peer, r) in self.known.iter_mut() {
+            if connected.contains(peer) || r.next > now || r.addrs.is_empty() {
+                continue;
+            }
+            dials.push(DialOpts::peer_id(*peer).addresses(r.addrs.clone()).build());
+            r.next = now + r.backoff;
+            r.backoff = (r.backoff * 2).min(MAX_BACKOFF);
+        }
+        for d in dials {
+            if let Err(e) = self.swarm.dial(d) {
+                tracing::debug!("redial: {e}");
+            }
+        }
+    }
+
+    async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let full = address.clone().with(libp2p::multiaddr::Protocol::P2p(
+                    *self.swarm.local_peer_id(),
+                ));
+                tracing::info!("listening on {full}");
+                self.listen_addrs.push(address);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                if let libp2p::core::ConnectedPoint::Dialer { address, .. } = &endpoint {
+                    let base = strip_p2p(address);
+                    for key in [address.clone(), base] {
+                        if let Some(r) = self.bootstrap.get_mut(&key) {
+                            r.backoff = MIN_BACKOFF;
+                            self.bootstrap_peers.insert(peer_id, key);
+                        }
+                    }
+                }
+                if let Some(r) = self.known.get_mut(&peer_id) {
+                    r.backoff = MIN_BACKOFF;
+                }
+                if num_established.get() == 1 {
+                    tracing::debug!(peer = %peer_id, "connected");
+                    emit(&self.events, NetworkEvent::PeerConnected(peer_id)).await;
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                tracing::debug!(peer = %peer_id, "disconnected");
+                if let Some(r) = self.known.get_mut(&peer_id) {
+                    r.next = Instant::now() + r.backoff;
+                }
+                emit(&self.events, NetworkEvent::PeerDisconnected(peer_id)).await;
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event).await,
+            _ => {}
+        }
+    }
+
+    async fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                let addrs: Vec<Multiaddr> = info
+                    .listen_addrs
+                    .into_iter()
+                    .filter(|a| !is_unspecified(a))
+                    .collect();
+                for a in &addrs {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, a.clone());
+                }
+                let entry = self.known.entry(peer_id).or_insert(Redial {
+                    addrs: Vec::new(),
+                    backoff: MIN_BACKOFF,
+                    next: Instant::now(),
+                });
+                entry.addrs = addrs;
+            }
+            BehaviourEvent::Work(event) => match event {
+                request_response::Event::Message { peer, message, .. } => match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => {
+                        emit(
+                            &self.events,
+                            NetworkEvent::Work {
+                                peer,
+                                request,
+                                channel,
+                            },
+                        )
+                        .await;
+                    }
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    } => {
+                        if let Some(reply) = self.pending_work.remove(&request_id) {
+                            let _ = reply.send(Ok(response));
+                        }
+                    }
+                },
+                request_response::Event::OutboundFailure {
+                    peer,
+                    request_id,
+                    error,
+                    ..
+                } => {
+                    if let Some(reply) = self.pending_work.remove(&request_id) {
+                        let _ = reply.send(Err(outbound_error(peer, &error)));
+                    }
+                }
+                request_response::Event::InboundFailure { peer, error, .. } => {
+                    tracing::debug!(peer = %peer, "inbound work request failed: {error}");
+                }
+                request_response::Event::ResponseSent { .. } => {}
+            },
+            BehaviourEvent::Package(event) => match event {
+                request_response::Event::Message { peer, message, .. } => match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => {
+                        emit(
+                            &self.events,
+                            NetworkEvent::Package {
+                                peer,
+                                request,
+                                channel,
+                            },
+                        )
+                        .await;
+                    }
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    } => {
+                        if let Some(reply) = self.pending_package.remove(&request_id) {
+                            let _ = reply.send(Ok(response));
+                        }
+                    }
+                },
+                request_response::Event::OutboundFailure {
+                    peer,
+                    request_id,
+                    error,
+                    ..
+                } => {
+                    if let Some(reply) = self.pending_package.remove(&request_id) {
+                        let _ = reply.send(Err(outbound_error(peer, &error)));
+                    }
+                }
+                _ => {}
+            },
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
+                let verdict = check_gossip(&message);
+                let acceptance = match &verdict {
+                    Ok(_) => gossipsub::MessageAcceptance::Accept,
+                    Err(reason) => {
+                        tracing::debug!(peer = %propagation_source, "gossip rejected: {reason}");
+                        gossipsub::MessageAcceptance::Reject
+                    }
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                if let (Ok(msg), Some(source)) = (verdict, message.source) {
+                    emit(
+                        &self.events,
+                        NetworkEvent::Gossip {
+                            source,
+                            message: msg,
+                        },
+                    )
+                    .await;
+                }
+            }
+            BehaviourEvent::Kad(event) => self.on_kad_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_kad_event(&mut self, event: kad::Event) {
+        match event {
+            kad::Event::InboundRequest {
+                request:
+                    kad::InboundRequest::PutRecord {
+                        source,
+                        record: Some(record),
+                        ..
+                    },
+            } => match check_record(&record) {
+                Ok(()) => {
+                    if let Err(e) = self.swarm.behaviour_mut().kad.store_mut().put(record) {
+                        tracing::warn!("cannot store record from {source}: {e}");
+                    }
+                }
+                Err(reason) => tracing::debug!(peer = %source, "record refused: {reason}"),
+            },
+            kad::Event::InboundRequest {
+                request:
+                    kad::InboundRequest::AddProvider {
+                        record: Some(provider),
+                    },
+            } => {
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .store_mut()
+                    .add_provider(provider)
+                {
+                    tracing::debug!("provider not stored: {e}");
+                }
+            }
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => match result {
+                kad::QueryResult::GetProviders(r) => {
+                    let done = match (r, self.pending_kad.get_mut(&id)) {
+                        (
+                            Ok(kad::GetProvidersOk::FoundProviders { providers, .. }),
+                            Some(KadPending::Providers(_, found)),
+                        ) => {
+                            found.extend(providers);
+                            step.last || !found.is_empty()
+                        }
+                        (_, Some(_)) => true,
+                        (_, None) => false,
+                    };
+                    if (done || step.last)
+                        && let Some(KadPending::Providers(reply, found)) =
+                            self.pending_kad.remove(&id)
+                    {
+                        let _ = reply.send(Ok(found.into_iter().collect()));
+                        if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                            q.finish();
+                        }
+                    }
+                }
+                kad::QueryResult::GetRecord(r) => {
+                    let found = match r {
+                        Ok(kad::GetRecordOk::FoundRecord(peer_record)) => {
+                            check_record(&peer_record.record)
+                                .ok()
+                                .map(|()| peer_record.record.value)
+                        }
+                        _ => None,
+                    };
+                    if let Some(value) = found {
+                        if let Some(KadPending::Record(reply)) = self.pending_kad.remove(&id) {
+                            let _ = reply.send(Ok(value));
+                        }
+                        if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                            q.finish();
+                        }
+                    } else if step.last
+                        && let Some(KadPending::Record(reply)) = self.pending_kad.remove(&id)
+                    {
+                        let _ = reply.send(Err(NetError::Kademlia("record not found".into())));
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+}
+
+/// Hand an event to the engine. When the engine is gone the node is shutting down.
+async fn emit(events: &mpsc::Sender<NetworkEvent>, event: NetworkEvent) {
+    let _ = events.send(event).await;
+}
+
+fn outbound_error(peer: PeerId, error: &request_response::OutboundFailure) -> NetError {
+    match error {
+        request_response::OutboundFailure::DialFailure => NetError::Unreachable {
+            peer,
+            reason: "dial failed".into(),
+        },
+        other => NetError::Request {
+            peer,
+            reason: other.to_string(),
+        },
+    }
+}
+
+fn strip_p2p(addr: &Multiaddr) -> Multiaddr {
+    addr.iter()
+        .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+        .collect()
+}
+
+fn is_unspecified(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_unspecified(),
+        libp2p::multiaddr::Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+/// Check a gossip message alone: frame, envelope, expiry, and that the envelope's signer
+/// is the peer that published it.
+fn check_gossip(message: &gossipsub::Message) -> Result<GossipMessage, String> {
+    let decoded: GossipMessage =
+        wire::decode_frame(&message.data, MAX_GOSSIP_MESSAGE).map_err(|e| e.to_string())?;
+    let topic = message.topic.as_str();
+    let signer = match &decoded {
+        GossipMessage::Announce(s) => {
+            if topic != ANNOUNCE_TOPIC {
+                return Err(format!("announcement on topic {topic}"));
+            }
+            s.verify(domains::ANNOUNCEMENT, now_ms(), MAX_GOSSIP_MESSAGE)
+                .map_err(|e| e.to_string())?;
+            s.signer()
+        }
+        GossipMessage::Event(s) => {
+            let event = s
+                .verify(domains::EVENT, now_ms(), MAX_GOSSIP_MESSAGE)
+                .map_err(|e| e.to_string())?;
+            if topic != events_topic(&event.service_hash) {
+                return Err(format!("event of {} on topic {topic}", event.service_hash));
+            }
+            s.signer()
+        }
+    };
+    let source = message.source.ok_or("unsigned gossip message")?;
+    if PublicKey::from_peer_id(&source) != Some(signer) {
+        return Err(format!("signed by {signer} but published by {source}"));
+    }
+    Ok(decoded)
+}
+
+/// A Kademlia record must be a signed service record stored under its own key.
+fn check_record(record: &kad::Record) -> Result<(), String> {
+    let signed: Signed<ServiceRecord> =
+        wire::decode(&record.value, MAX_PACKAGE_MESSAGE).map_err(|e| e.to_string())?;
+    let service = signed
+        .verify(domains::SERVICE_RECORD, now_ms(), MAX_PACKAGE_MESSAGE)
+        .map_err(|e| e.to_string())?;
+    service.check().map_err(|e| e.to_string())?;
+    if record.key.as_ref() != record_key(&service.service_hash).as_slice() {
+        return Err("record stored under another key".into());
+    }
+    Ok(())
+}

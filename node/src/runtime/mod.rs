@@ -1,0 +1,239 @@
+//! The runtime: turns service definitions into running containers on the local Docker
+//! Engine (through bollard), and reports what happens to them.
+//!
+//! Everything this node creates in Docker carries the label `mesg.node=<node id>`, and the
+//! runtime only ever lists, changes or removes objects with its own label, so several
+//! nodes can share one Docker Engine (the testnet does) without touching each other.
+//!
+//! Names: network `mesg-<node8>-<instance12>`, containers `mesg-<node8>-<instance12>-<key>`
+//! (`key` = `service` for the main container, else the dependency key), volumes
+//! `mesg-<node8>-<sid or service12>-<key>-<path hash8>` so data survives restarts and
+//! redeploys of the same sid.
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use mesg_protocol::{InstanceHash, ServiceDefinition, ServiceHash};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+
+pub mod docker;
+
+pub use docker::DockerRuntime;
+
+/// Labels put on every Docker object the runtime creates.
+pub mod labels {
+    pub const NODE: &str = "mesg.node";
+    pub const SERVICE: &str = "mesg.service";
+    pub const INSTANCE: &str = "mesg.instance";
+    /// `service` for the main container, else the dependency key.
+    pub const KEY: &str = "mesg.key";
+    pub const SID: &str = "mesg.sid";
+}
+
+/// DNS alias of the node on an instance network when the node itself runs in a container.
+pub const NODE_ALIAS: &str = "mesg-node";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceLimits {
+    /// Bytes.
+    pub memory: Option<i64>,
+    /// CPUs in billionths (1_000_000_000 = one CPU).
+    pub nano_cpus: Option<i64>,
+    pub pids: Option<i64>,
+}
+
+impl Default for ResourceLimits {
+    fn default() -> Self {
+        ResourceLimits {
+            memory: Some(512 * 1024 * 1024),
+            nano_cpus: Some(1_000_000_000),
+            pids: Some(512),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// The node's id (base58 public key): the value of the `mesg.node` label.
+    pub node_id: String,
+    /// Port of the node's service API, for `MESG_ENDPOINT`.
+    pub service_api_port: u16,
+    /// When the node runs in a container: that container's id or name. The runtime then
+    /// connects it to every instance network with the alias [`NODE_ALIAS`] and containers
+    /// reach the node at `http://mesg-node:<port>`; otherwise they reach it on the instance
+    /// network's gateway address.
+    pub self_container: Option<String>,
+    pub default_limits: ResourceLimits,
+    /// How many times Docker restarts a crashed container (with its doubling backoff)
+    /// before the instance is reported `Crashed`.
+    pub max_restarts: u32,
+}
+
+/// Everything needed to run one instance.
+#[derive(Debug, Clone)]
+pub struct InstanceSpec {
+    pub instance_hash: InstanceHash,
+    pub service_hash: ServiceHash,
+    pub definition: ServiceDefinition,
+    /// Image of the main container (built from the package).
+    pub image: String,
+    /// Overrides of the main container's env; only keys declared in
+    /// `configuration.env` are allowed.
+    pub env: BTreeMap<String, String>,
+    /// Secret the containers present to the service API (`MESG_TOKEN`).
+    pub token: String,
+    pub limits: Option<ResourceLimits>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceStatus {
+    /// Containers are being created or (re)started.
+    Starting,
+    Running,
+    /// Some containers run, some do not.
+    Partial,
+    /// A container exited and will not be restarted any more (restart cap reached).
+    Crashed,
+    Stopped,
+    /// No container of this instance exists.
+    Missing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerState {
+    /// `service` or the dependency key.
+    pub key: String,
+    pub name: String,
+    pub running: bool,
+    pub restarting: bool,
+    pub exit_code: Option<i64>,
+    pub restart_count: i64,
+    /// Docker's state text (`running`, `exited`, ...).
+    pub state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceState {
+    pub status: InstanceStatus,
+    /// Why, in words: e.g. "container `service` exited with code 3 after 5 restarts".
+    pub reason: Option<String>,
+    pub containers: Vec<ContainerState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// `service` or the dependency key.
+    pub key: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    pub text: String,
+}
+
+/// Something that happened to a container of this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeEvent {
+    Started {
+        instance: InstanceHash,
+        key: String,
+    },
+    Died {
+        instance: InstanceHash,
+        key: String,
+        exit_code: Option<i64>,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileReport {
+    /// Instances whose containers were found running and kept.
+    pub adopted: Vec<InstanceHash>,
+    /// Instances (re)started because they should run and did not.
+    pub restarted: Vec<InstanceHash>,
+    /// Names of containers and networks removed because no desired instance owns them.
+    pub removed: Vec<String>,
+    /// Desired instances that could not be started, with the reason.
+    #[serde(default)]
+    pub failed: Vec<(InstanceHash, String)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DockerInfo {
+    pub server_version: String,
+    pub api_version: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot reach the Docker Engine ({0}); is Docker running and is its socket readable?")]
+    Unavailable(String),
+    #[error("image build failed: {0}")]
+    Build(String),
+    #[error(
+        "dependency `{key}` uses image `{image}`, which is not in the local Docker Engine; build or load it first (mesg never pulls from a registry)"
+    )]
+    MissingImage { key: String, image: String },
+    #[error("env `{key}` is not declared in the service's configuration.env{}", declared_hint(.declared))]
+    UndeclaredEnv { key: String, declared: Vec<String> },
+    #[error("instance {0} has no containers on this node")]
+    UnknownInstance(InstanceHash),
+    #[error("docker: {0}")]
+    Docker(String),
+}
+
+fn declared_hint(declared: &[String]) -> String {
+    if declared.is_empty() {
+        " (it declares none)".to_string()
+    } else {
+        format!(" (declared: {})", declared.join(", "))
+    }
+}
+
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// Ping the engine (negotiating the API version on first contact).
+    async fn check(&self) -> Result<DockerInfo, RuntimeError>;
+
+    /// Build `tar` (a package) as image `tag`, sending each line of build output to
+    /// `progress` as it comes.
+    async fn build(
+        &self,
+        tar: Vec<u8>,
+        tag: &str,
+        progress: mpsc::Sender<String>,
+    ) -> Result<(), RuntimeError>;
+
+    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError>;
+
+    /// Create the instance network, volumes and containers (dependencies first) and start
+    /// them. Idempotent: containers already running are kept. On failure, what this call
+    /// created is removed again.
+    async fn start(&self, spec: &InstanceSpec) -> Result<(), RuntimeError>;
+
+    /// Stop the containers (SIGTERM, then SIGKILL after `grace`), keeping them.
+    async fn stop(&self, instance: &InstanceHash, grace: Duration) -> Result<(), RuntimeError>;
+
+    /// Remove containers and network; volumes too unless `keep_data`.
+    async fn delete(&self, instance: &InstanceHash, keep_data: bool) -> Result<(), RuntimeError>;
+
+    async fn status(&self, instance: &InstanceHash) -> Result<InstanceState, RuntimeError>;
+
+    /// stdout/stderr of every container of the instance; `tail` lines of history, then
+    /// new lines as they come if `follow`.
+    fn logs(
+        &self,
+        instance: &InstanceHash,
+        follow: bool,
+        tail: Option<usize>,
+    ) -> BoxStream<'static, Result<LogLine, RuntimeError>>;
+
+    /// On node start: adopt running containers of `desired` instances, start the ones that
+    /// should run and do not, remove this node's containers and networks that belong to no
+    /// desired instance (volumes are kept: they hold data).
+    async fn reconcile(&self, desired: &[InstanceSpec]) -> Result<ReconcileReport, RuntimeError>;
+
+    /// Container starts and deaths of this node, as Docker reports them.
+    fn subscribe(&self) -> broadcast::Receiver<RuntimeEvent>;
+}
