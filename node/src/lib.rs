@@ -80,7 +80,10 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         net_config.listen = args.listen.clone();
     }
     net_config.bootstrap = args.bootstrap.clone();
-    let (net, net_events) = network::spawn(&key, net_config).context("starting the network")?;
+    let mut registry = prometheus_client::registry::Registry::default();
+    engine.register_metrics(&mut registry);
+    let (net, net_events) =
+        network::spawn(&key, net_config, &mut registry).context("starting the network")?;
     engine.attach_network(net.clone(), net_events);
     // Give the listeners a moment to report their addresses, to print and serve them.
     let mut listen_addrs = Vec::new();
@@ -109,6 +112,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         engine: engine.clone(),
         info,
         token: args.api_token.clone(),
+        metrics: Arc::new(registry),
     });
     let service_app = api::service::router(engine.clone());
 

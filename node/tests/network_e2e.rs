@@ -142,6 +142,7 @@ async fn rogue_peer(target: &NodeProcess) -> (Keypair, network::NetworkHandle) {
             bootstrap: vec![target.p2p_addr().parse().unwrap()],
             ..NetworkConfig::default()
         },
+        &mut Default::default(),
     )
     .unwrap();
     tokio::spawn(async move { while events.recv().await.is_some() {} });

@@ -51,6 +51,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/events/stream"),
     ("get", "/v1/peers"),
     ("get", "/v1/network/services"),
+    ("get", "/metrics"),
 ];
 
 /// Static facts about the node, for `GET /v1/node`.
@@ -72,6 +73,8 @@ pub struct AppState {
     pub info: NodeInfo,
     /// Required bearer token (set when the API listens beyond loopback).
     pub token: Option<String>,
+    /// Prometheus metrics of the node (libp2p bandwidth and protocols, engine counters).
+    pub metrics: std::sync::Arc<prometheus_client::registry::Registry>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -107,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", get(recent_events))
         .route("/v1/events/stream", get(stream_events))
         .route("/v1/peers", get(peers))
+        .route("/metrics", get(metrics))
         .route("/v1/network/services", get(network_services))
         .fallback(super::not_found)
         .method_not_allowed_fallback(super::method_not_allowed)
@@ -584,4 +588,21 @@ async fn peers(State(s): State<AppState>) -> ApiResult<Response> {
 
 async fn network_services(State(s): State<AppState>) -> ApiResult<Response> {
     Ok(Json(json!({"services": s.engine.network_services()})).into_response())
+}
+
+/// Prometheus text format.
+async fn metrics(State(s): State<AppState>) -> Response {
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &s.metrics) {
+        return ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, "metrics", e.to_string())
+            .into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }

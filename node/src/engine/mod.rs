@@ -150,6 +150,18 @@ struct Inner {
     event_topics: Mutex<HashMap<ServiceHash, usize>>,
     all_events_watchers: AtomicUsize,
     seen_events: Mutex<(HashSet<EventId>, VecDeque<EventId>)>,
+    metrics: EngineMetrics,
+}
+
+/// Counters exposed on `/metrics`.
+#[derive(Debug, Default, Clone)]
+pub struct EngineMetrics {
+    pub executions_created: prometheus_client::metrics::counter::Counter,
+    pub executions_completed: prometheus_client::metrics::counter::Counter,
+    pub executions_failed: prometheus_client::metrics::counter::Counter,
+    pub executions_accepted_from_peers: prometheus_client::metrics::counter::Counter,
+    pub events_emitted: prometheus_client::metrics::counter::Counter,
+    pub events_received: prometheus_client::metrics::counter::Counter,
 }
 
 /// Cheap to clone; every clone is the same engine.
@@ -204,11 +216,52 @@ impl Engine {
                 event_topics: Mutex::new(HashMap::new()),
                 all_events_watchers: AtomicUsize::new(0),
                 seen_events: Mutex::new((HashSet::new(), VecDeque::new())),
+                metrics: EngineMetrics::default(),
             }),
         };
         engine.spawn_expiry(expired);
         engine.spawn_runtime_watch();
         engine
+    }
+
+    /// Register the engine's counters in a Prometheus registry.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        let m = &self.inner.metrics;
+        let r = registry.sub_registry_with_prefix("mesg");
+        r.register(
+            "executions_created",
+            "Executions created on this node",
+            m.executions_created.clone(),
+        );
+        r.register(
+            "executions_completed",
+            "Executions that ended Completed on this node",
+            m.executions_completed.clone(),
+        );
+        r.register(
+            "executions_failed",
+            "Executions that ended Failed on this node",
+            m.executions_failed.clone(),
+        );
+        r.register(
+            "executions_accepted_from_peers",
+            "Executions other nodes submitted that this node accepted",
+            m.executions_accepted_from_peers.clone(),
+        );
+        r.register(
+            "events_emitted",
+            "Events emitted by this node's instances",
+            m.events_emitted.clone(),
+        );
+        r.register(
+            "events_received",
+            "Events received from the network",
+            m.events_received.clone(),
+        );
+    }
+
+    pub fn metrics(&self) -> &EngineMetrics {
+        &self.inner.metrics
     }
 
     pub fn node_key(&self) -> PublicKey {
@@ -946,6 +999,7 @@ impl Engine {
         }
         self.inner.store.insert_execution(&execution, &signed)?;
         self.inner.store.persist().await?;
+        self.inner.metrics.executions_created.inc();
         self.notify(&execution);
         self.inner
             .deadlines
@@ -1081,6 +1135,10 @@ impl Engine {
             tracing::error!(execution = %id, "cannot persist the result: {e}");
         }
         self.route_ended(&execution);
+        match execution.status {
+            ExecutionStatus::Completed => self.inner.metrics.executions_completed.inc(),
+            _ => self.inner.metrics.executions_failed.inc(),
+        };
         self.notify(&execution);
         if owed {
             let engine = self.clone();
@@ -1347,6 +1405,7 @@ impl Engine {
         );
         self.inner.store.put_event(&event, RECENT_EVENTS)?;
         self.first_sight(&event.id);
+        self.inner.metrics.events_emitted.inc();
         let _ = self.inner.events_tx.send(event.clone());
         match signed {
             Ok(signed) => {

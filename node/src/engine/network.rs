@@ -420,6 +420,7 @@ impl Engine {
             .deadlines
             .watch(execution.id, execution.deadline())
             .await;
+        self.inner.metrics.executions_accepted_from_peers.inc();
         self.notify(&execution);
         self.push(execution, &live).await;
         WorkResponse::Accepted
@@ -659,6 +660,7 @@ impl Engine {
                 if event.emitter == self.node_key() || !self.first_sight(&event.id) {
                     return;
                 }
+                self.inner.metrics.events_received.inc();
                 if let Err(e) = self.store().put_event(&event, RECENT_EVENTS) {
                     tracing::warn!("event not recorded: {e}");
                 }

@@ -63,6 +63,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 struct Task {
     swarm: Swarm<Behaviour>,
+    metrics: libp2p::metrics::Metrics,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<NetworkEvent>,
     pending_work: HashMap<
@@ -101,7 +102,9 @@ fn gossip_config() -> Result<gossipsub::Config, String> {
 pub fn spawn(
     key: &Keypair,
     config: NetworkConfig,
+    registry: &mut libp2p::metrics::Registry,
 ) -> anyhow::Result<(NetworkHandle, mpsc::Receiver<NetworkEvent>)> {
+    let metrics = libp2p::metrics::Metrics::new(registry);
     let identity = key.to_libp2p();
     let local_peer = identity.public().to_peer_id();
     let request_timeout = config.request_timeout;
@@ -115,6 +118,7 @@ pub fn spawn(
         )?
         .with_quic()
         .with_dns()?
+        .with_bandwidth_metrics(registry)
         .with_behaviour(|key| {
             let peer = key.public().to_peer_id();
             let mut kad_config = kad::Config::new(StreamProtocol::new("/mesg/kad/1.0.0"));
@@ -186,6 +190,7 @@ pub fn spawn(
     let now = Instant::now();
     let task = Task {
         swarm,
+        metrics,
         commands: cmd_rx,
         events: event_tx,
         pending_work: HashMap::new(),
@@ -379,6 +384,17 @@ impl Task {
     }
 
     async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        use libp2p::metrics::Recorder;
+        self.metrics.record(&event);
+        if let SwarmEvent::Behaviour(b) = &event {
+            match b {
+                BehaviourEvent::Gossipsub(e) => self.metrics.record(e),
+                BehaviourEvent::Kad(e) => self.metrics.record(e),
+                BehaviourEvent::Identify(e) => self.metrics.record(e),
+                BehaviourEvent::Ping(e) => self.metrics.record(e),
+                _ => {}
+            }
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 let full = address.clone().with(libp2p::multiaddr::Protocol::P2p(
