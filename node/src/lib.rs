@@ -133,6 +133,9 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     }
     let service_server =
         tokio::spawn(async move { axum::serve(service_listener, service_app).await });
+    if let Err(e) = engine.start_processes().await {
+        tracing::error!("processes: {e}");
+    }
     println!("mesg-node {}", env!("CARGO_PKG_VERSION"));
     println!("  public key:  {}", key.public());
     println!("  peer id:     {}", key.peer_id());

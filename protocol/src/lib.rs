@@ -15,6 +15,7 @@ pub mod hash;
 pub mod keys;
 pub mod messages;
 pub mod package;
+pub mod process;
 pub mod schema;
 pub mod service_api;
 pub mod types;

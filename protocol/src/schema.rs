@@ -194,7 +194,8 @@ fn check_object(
     }
 }
 
-fn check_param(param: &Parameter, v: &Value, path: &str, errors: &mut Vec<ValueError>) {
+/// Check one value against one parameter (used for constants in process inputs).
+pub fn check_param(param: &Parameter, v: &Value, path: &str, errors: &mut Vec<ValueError>) {
     if param.repeated {
         match v {
             Value::Array(items) => {

@@ -52,6 +52,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/peers"),
     ("get", "/v1/network/services"),
     ("get", "/metrics"),
+    ("get", "/v1/processes"),
+    ("post", "/v1/processes"),
+    ("post", "/v1/processes/validate"),
+    ("get", "/v1/processes/{id}"),
+    ("delete", "/v1/processes/{id}"),
+    ("get", "/v1/processes/{id}/runs"),
+    ("get", "/v1/processes/{id}/logs"),
+    ("get", "/v1/runs/{id}"),
 ];
 
 /// Static facts about the node, for `GET /v1/node`.
@@ -111,6 +119,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/stream", get(stream_events))
         .route("/v1/peers", get(peers))
         .route("/metrics", get(metrics))
+        .route("/v1/processes", get(list_processes).post(create_process))
+        .route("/v1/processes/validate", post(validate_process))
+        .route(
+            "/v1/processes/{id}",
+            get(get_process).delete(delete_process),
+        )
+        .route("/v1/processes/{id}/runs", get(process_runs))
+        .route("/v1/processes/{id}/logs", get(process_logs))
+        .route("/v1/runs/{id}", get(get_run))
         .route("/v1/network/services", get(network_services))
         .fallback(super::not_found)
         .method_not_allowed_fallback(super::method_not_allowed)
@@ -605,4 +622,99 @@ async fn metrics(State(s): State<AppState>) -> Response {
         text,
     )
         .into_response()
+}
+
+// --------------------------------------------------------------- processes
+
+#[derive(Debug, Deserialize)]
+struct ProcessBody {
+    /// The process file (YAML).
+    definition: String,
+    /// Values for `$(env:NAME)` in the file.
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+async fn create_process(
+    State(s): State<AppState>,
+    Json(body): Json<ProcessBody>,
+) -> ApiResult<Response> {
+    let p = s.engine.create_process(&body.definition, &body.env).await?;
+    Ok((StatusCode::CREATED, Json(p)).into_response())
+}
+
+async fn validate_process(
+    State(s): State<AppState>,
+    Json(body): Json<ProcessBody>,
+) -> ApiResult<Response> {
+    Ok(
+        match s.engine.check_process(&body.definition, &body.env).await {
+            Ok((definition, services)) => {
+                Json(json!({"valid": true, "definition": definition, "services": services}))
+                    .into_response()
+            }
+            Err(errors) => Json(json!({
+                "valid": false,
+                "errors": errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            }))
+            .into_response(),
+        },
+    )
+}
+
+async fn list_processes(State(s): State<AppState>) -> ApiResult<Response> {
+    Ok(Json(json!({"processes": s.engine.list_processes()})).into_response())
+}
+
+async fn get_process(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(Json(s.engine.process(&id)?).into_response())
+}
+
+async fn delete_process(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(Json(s.engine.delete_process(&id).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct RunsQuery {
+    limit: Option<usize>,
+}
+
+async fn process_runs(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<RunsQuery>,
+) -> ApiResult<Response> {
+    let runs = s
+        .engine
+        .process_runs(&id, q.limit.unwrap_or(20).clamp(1, 1000))?;
+    Ok(Json(json!({"runs": runs})).into_response())
+}
+
+async fn get_run(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(Json(s.engine.run(&id)?).into_response())
+}
+
+/// Server-sent `run` events: every change of a run of the process.
+async fn process_logs(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let process = s.engine.process(&id)?.id;
+    let rx = s.engine.subscribe_runs();
+    let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |item| {
+        let out = match item {
+            Ok(run) => (run.process == process).then(|| {
+                Ok::<_, Infallible>(
+                    SseEvent::default()
+                        .event("run")
+                        .json_data(&run)
+                        .unwrap_or_default(),
+                )
+            }),
+            Err(lagged) => Some(Ok(SseEvent::default()
+                .event("lagged")
+                .data(lagged.to_string()))),
+        };
+        futures::future::ready(out)
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }

@@ -11,6 +11,8 @@ pub enum EngineError {
     InvalidDefinition(DefinitionErrors),
     #[error("invalid package: {0}")]
     InvalidPackage(String),
+    #[error("invalid process:\n{0}")]
+    InvalidProcess(mesg_protocol::process::ProcessErrors),
     #[error("invalid inputs: {0}")]
     InvalidInputs(ValueErrors),
     #[error("invalid event data: {0}")]
@@ -59,6 +61,7 @@ impl EngineError {
         match self {
             EngineError::NotFound { .. } => "not_found",
             EngineError::InvalidDefinition(_) => "invalid_definition",
+            EngineError::InvalidProcess(_) => "invalid_process",
             EngineError::InvalidPackage(_) => "invalid_package",
             EngineError::InvalidInputs(_) => "invalid_inputs",
             EngineError::InvalidEventData(_) => "invalid_event_data",
@@ -88,6 +91,7 @@ impl EngineError {
     pub fn details(&self) -> Vec<String> {
         match self {
             EngineError::InvalidDefinition(e) => e.0.iter().map(|e| e.to_string()).collect(),
+            EngineError::InvalidProcess(e) => e.0.iter().map(|e| e.to_string()).collect(),
             EngineError::InvalidInputs(e) | EngineError::InvalidEventData(e) => {
                 e.0.iter().map(|e| e.to_string()).collect()
             }

@@ -15,6 +15,7 @@
 mod error;
 pub mod instances;
 mod network;
+pub mod processes;
 pub mod providers;
 mod timeouts;
 
@@ -74,6 +75,10 @@ pub struct CreateExecution {
     pub parent: Option<ExecutionId>,
     #[serde(default)]
     pub process: Option<ProcessStepRef>,
+    /// Choose the execution id (an idempotency key): creating an execution whose id
+    /// exists returns the existing one instead of running the task again.
+    #[serde(default)]
+    pub execution_id: Option<ExecutionId>,
 }
 
 /// A deploy step, streamed to the caller.
@@ -151,6 +156,8 @@ struct Inner {
     all_events_watchers: AtomicUsize,
     seen_events: Mutex<(HashSet<EventId>, VecDeque<EventId>)>,
     metrics: EngineMetrics,
+    processes: processes::Processes,
+    runs_tx: broadcast::Sender<processes::Run>,
 }
 
 /// Counters exposed on `/metrics`.
@@ -217,6 +224,8 @@ impl Engine {
                 all_events_watchers: AtomicUsize::new(0),
                 seen_events: Mutex::new((HashSet::new(), VecDeque::new())),
                 metrics: EngineMetrics::default(),
+                processes: processes::Processes::default(),
+                runs_tx: broadcast::channel(1024).0,
             }),
         };
         engine.spawn_expiry(expired);
@@ -854,6 +863,11 @@ impl Engine {
     /// Create an execution from an Application's request: resolve, validate, sign with
     /// the node key, record (durably), dispatch.
     pub async fn create_execution(&self, req: CreateExecution) -> Result<Execution, EngineError> {
+        if let Some(id) = &req.execution_id
+            && let Some(existing) = self.inner.store.execution(id)?
+        {
+            return Ok(existing);
+        }
         let service = self.resolve_service(&req.service).await?;
         let request = self.build_request(&service, req)?;
         let signed = Signed::sign(
@@ -909,7 +923,7 @@ impl Engine {
             .or(task.timeout_ms)
             .unwrap_or(DEFAULT_TIMEOUT_MS);
         let request = ExecutionRequest {
-            execution_id: ExecutionId::random(),
+            execution_id: req.execution_id.unwrap_or_else(ExecutionId::random),
             service_hash: service.record.service_hash,
             task_key: req.task,
             inputs: Json(req.inputs),

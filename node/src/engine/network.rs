@@ -24,6 +24,8 @@ pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(5);
 const ANNOUNCE_TTL_MS: u64 = 20_000;
 /// Inbound work requests one peer may have in progress before it gets `Busy`.
 const MAX_INBOUND_PER_PEER: usize = 4096;
+/// How long an execution waits for some provider to take it before it fails.
+const ROUTE_PATIENCE_MS: u64 = 10_000;
 /// Event ids remembered to drop duplicates.
 const SEEN_EVENTS: usize = 16_384;
 
@@ -96,6 +98,13 @@ impl Engine {
         let mut tried: HashSet<PublicKey> = HashSet::new();
         let mut reasons: Vec<String> = Vec::new();
         let mut asked_dht = false;
+        // A provider noted before a restart gets the request first.
+        let mut preferred = execution.executor.filter(|p| *p != me);
+        // When nobody takes it (no provider known yet, all unreachable or busy), try
+        // again with backoff for a while: providers appear with the next announcement
+        // and partitions heal. Only before any Accepted, so nothing can run twice.
+        let mut pause = Duration::from_millis(250);
+        let patience_until = now_ms() + ROUTE_PATIENCE_MS.min(execution.timeout_ms / 2);
         loop {
             let mut candidates: Vec<PublicKey> = self
                 .inner
@@ -117,8 +126,27 @@ impl Engine {
                         .collect();
                 }
             }
+            if let Some(p) = preferred.take()
+                && !tried.contains(&p)
+            {
+                candidates.insert(0, p);
+            }
             let Some(target) = candidates.into_iter().next() else {
-                break;
+                let still_waiting = matches!(
+                    self.store().execution(&id),
+                    Ok(Some(e)) if e.status == ExecutionStatus::Created
+                );
+                if !still_waiting {
+                    return;
+                }
+                if now_ms() + pause.as_millis() as u64 >= patience_until {
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+                tried.clear();
+                asked_dht = false;
+                continue;
             };
             tried.insert(target);
             match self.store().execution(&id) {
@@ -131,11 +159,32 @@ impl Engine {
                 .lock()
                 .expect("routes lock")
                 .insert(id, target);
-            let sent = std::time::Instant::now();
-            match net
-                .send_work(peer, WorkRequest::Submit(signed.clone()))
-                .await
+            // Durably note where it goes before it goes: after a crash, the request is
+            // offered to the same provider first, which recognises it (see Replayed).
+            let noted = self.store().update_execution(&id, &mut |e| {
+                if e.status == ExecutionStatus::Created {
+                    e.executor = Some(target);
+                }
+                Ok(())
+            });
+            if noted.is_ok()
+                && let Err(e) = self.store().persist().await
             {
+                tracing::error!(execution = %id, "cannot persist the route: {e}");
+            }
+            let sent = std::time::Instant::now();
+            let answer = net
+                .send_work(peer, WorkRequest::Submit(signed.clone()))
+                .await;
+            // The provider already holds this very request (we sent it before a restart,
+            // and its Accepted was lost): it runs it and owes us the result.
+            let answer = match answer {
+                Ok(WorkResponse::Rejected(r)) if r.code == RejectCode::Replayed => {
+                    Ok(WorkResponse::Accepted)
+                }
+                other => other,
+            };
+            match answer {
                 Ok(WorkResponse::Accepted) => {
                     let rtt = sent.elapsed().as_micros() as f64;
                     self.inner
@@ -561,9 +610,7 @@ impl Engine {
         };
         let mut services = Vec::new();
         for live in self.inner.live.all() {
-            if !live.is_connected() {
-                continue;
-            }
+            // Announced even while its container reconnects: submits queue meanwhile.
             services.push(ServiceOffer {
                 service_hash: live.service_hash,
                 sid: live.definition.sid.clone(),
