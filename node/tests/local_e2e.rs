@@ -240,3 +240,45 @@ async fn a_node_restart_keeps_completed_executions_and_finishes_the_running_ones
     let (_, e) = api.exec("echo", "echo", json!({"message": "after"})).await;
     assert_eq!(e["outputs"]["message"], "after");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resource_limits_can_be_overridden_at_start_and_the_rest_keep_defaults() {
+    let node = NodeProcess::start(&[]);
+    let api = Api::new(&node);
+    let (done, _) = api.deploy(&service_dir("echo")).await;
+    assert_eq!(done["type"], "done", "{done}");
+    let (status, inst) = api
+        .post(
+            "/v1/instances",
+            json!({"service": "echo", "limits": {"memory": 268_435_456}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{inst}");
+    let hash = inst["hash"].as_str().unwrap();
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=mesg.instance={hash}"),
+            "--filter",
+            "label=mesg.key=service",
+        ])
+        .output()
+        .unwrap();
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(!id.is_empty(), "the main container runs");
+    let out = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.NanoCpus}}",
+            &id,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "268435456 512 1000000000"
+    );
+}

@@ -258,13 +258,20 @@ struct StartInstance {
     service: String,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    /// Memory (bytes), CPUs (billionths) and pids for the containers; omitted fields
+    /// keep the node's defaults (512 MiB, 1 CPU, 512 pids).
+    #[serde(default)]
+    limits: Option<crate::runtime::ResourceLimits>,
 }
 
 async fn start_instance(
     State(s): State<AppState>,
     Json(body): Json<StartInstance>,
 ) -> ApiResult<Response> {
-    let view = s.engine.start_instance(&body.service, body.env).await?;
+    let view = s
+        .engine
+        .start_instance(&body.service, body.env, body.limits)
+        .await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 

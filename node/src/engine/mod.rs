@@ -559,7 +559,7 @@ impl Engine {
             image,
             env: entry.env.clone(),
             token: entry.token.clone(),
-            limits: None,
+            limits: entry.limits,
         })
     }
 
@@ -569,7 +569,14 @@ impl Engine {
         &self,
         service_id: &str,
         env: BTreeMap<String, String>,
+        limits: Option<ResourceLimits>,
     ) -> Result<InstanceView, EngineError> {
+        let defaults = self.inner.config.default_limits;
+        let limits = limits.map(|l| ResourceLimits {
+            memory: l.memory.or(defaults.memory),
+            nano_cpus: l.nano_cpus.or(defaults.nano_cpus),
+            pids: l.pids.or(defaults.pids),
+        });
         let mut service = self.resolve_service(service_id).await?;
         if service.image.is_none() {
             service = self.fetch_package(service).await?;
@@ -590,6 +597,9 @@ impl Engine {
         let entry = match self.inner.store.instance(&instance_hash)? {
             Some(mut existing) => {
                 existing.desired = DesiredState::Running;
+                if limits.is_some() {
+                    existing.limits = limits;
+                }
                 existing
             }
             None => InstanceEntry {
@@ -599,6 +609,7 @@ impl Engine {
                 token: random_token(),
                 desired: DesiredState::Running,
                 created_at: now_ms(),
+                limits,
             },
         };
         let spec = self.spec(&entry, &service)?;

@@ -70,6 +70,8 @@ pub struct InstanceEntry {
     pub token: String,
     pub desired: DesiredState,
     pub created_at: u64,
+    /// Resource limits asked for at start (else the node's defaults).
+    pub limits: Option<crate::runtime::ResourceLimits>,
 }
 
 /// Filters of an execution listing; `None` means any.
