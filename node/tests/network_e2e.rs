@@ -313,3 +313,35 @@ async fn d_starts_by_hash_a_service_that_only_b_deployed() {
     assert_eq!(e["status"], "Completed", "{e}");
     assert_eq!(e["executor"], d.public_key.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_that_only_speak_quic_route_executions() {
+    let port = mesg_testkit::free_port();
+    let quic = format!("/ip4/127.0.0.1/udp/{port}/quic-v1");
+    let b = NodeProcess::start(&["--listen", &quic]);
+    let c_port = mesg_testkit::free_port();
+    let c = NodeProcess::start(&[
+        "--listen",
+        &format!("/ip4/127.0.0.1/udp/{c_port}/quic-v1"),
+        "--bootstrap",
+        &quic,
+    ]);
+    let (api_b, api_c) = (Api::new(&b), Api::new(&c));
+    let (_, info) = api_c.get("/v1/node").await;
+    assert!(
+        info["listen_addrs"][0]
+            .as_str()
+            .unwrap()
+            .contains("/quic-v1/"),
+        "{info}"
+    );
+    api_b
+        .deploy_and_start(&service_dir("echo"), json!({}))
+        .await;
+    wait_provider(&api_c, "echo", 1).await;
+    let (_, e) = api_c
+        .exec("echo", "echo", json!({"message": "over quic"}))
+        .await;
+    assert_eq!(e["status"], "Completed", "{e}");
+    assert_eq!(e["executor"], b.public_key.as_str());
+}
