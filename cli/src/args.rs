@@ -52,7 +52,9 @@ fn execution_id(s: &str) -> Result<String, String> {
   mesg service deploy ./hello --start
   mesg exec hello hello -d name=World --wait
   mesg executions list --status Failed
-  mesg events --service hello"
+  mesg events --service hello
+  mesg process create pipeline.yml && mesg process logs my-pipeline
+  mesg peers"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -141,6 +143,21 @@ pub enum Command {
   mesg events --recent 20
   mesg events --json | jq .data")]
     Events(EventsArgs),
+    /// Create, check and follow processes: Applications declared in YAML that the node
+    /// runs for you (a trigger, then steps that filter, map and execute tasks anywhere in
+    /// the network). The format is in docs/processes.md.
+    #[command(subcommand)]
+    Process(ProcessCommand),
+    /// The peers this node is connected to, and the nodes it knows from their signed
+    /// announcements: what they run, how busy they are, their round-trip time.
+    ///
+    /// A node joins a network with `mesg-node --bootstrap ADDR`; `mesg node info` prints
+    /// the addresses others can bootstrap from.
+    #[command(after_help = "Examples:
+  mesg peers
+  mesg peers --json | jq -r '.peers[] | select(.connected) | .peer_id'
+  mesg --node http://10.0.0.5:50052 peers")]
+    Peers,
     /// About the node.
     #[command(subcommand)]
     Node(NodeCommand),
@@ -207,11 +224,20 @@ pub enum ServiceCommand {
         #[arg(long = "env", value_name = "KEY=VALUE", value_parser = env_pair, requires = "start")]
         env: Vec<(String, String)>,
     },
-    /// List the services the node knows, with their instances.
+    /// List the services the node knows, with their instances; with --network, the
+    /// services other nodes of the network run, with their providers.
     #[command(after_help = "Examples:
   mesg service list
-  mesg service list --json")]
-    List,
+  mesg service list --json
+  mesg service list --network
+  mesg service list --network --json | jq '.services[].sid'")]
+    List {
+        /// List what the network runs instead (from the nodes' announcements, renewed every
+        /// 5 s) and this node's own instances: each service with the nodes that provide it
+        /// and their load.
+        #[arg(long)]
+        network: bool,
+    },
     /// Show one service: its tasks with their input and output types, its events, and
     /// its instances on this node.
     ///
@@ -435,6 +461,124 @@ pub struct EventsArgs {
     /// First print the N most recent (stored) events, oldest first.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub recent: Option<u32>,
+}
+
+/// A process id (or name, or a unique prefix of an id).
+fn process_id(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() || t == "." || t == ".." {
+        return Err(format!(
+            "`{s}` is not a process: give its name (e.g. tick-pipeline) or its id"
+        ));
+    }
+    Ok(t.to_string())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProcessCommand {
+    /// Create a process from its YAML file and print its id. The node validates it first
+    /// (every error, with its line, step and path) and starts listening to its trigger.
+    ///
+    /// Every `$(env:NAME)` the file uses is replaced by the node when it creates the
+    /// process; the values come from --env NAME=VALUE, else from this shell's environment.
+    /// One that is in neither is an error naming it. Creating the same definition again
+    /// gives the same process.
+    #[command(after_help = "Examples:
+  mesg process create pipeline.yml
+  mesg process create pipeline.yml --env WHO=ops
+  WHO=ops mesg process create pipeline.yml
+  ID=$(mesg process create pipeline.yml)")]
+    Create {
+        /// The process file (YAML).
+        file: PathBuf,
+        /// Value of a `$(env:NAME)` of the file (overrides the environment); repeatable.
+        #[arg(long = "env", value_name = "NAME=VALUE", value_parser = env_pair)]
+        env: Vec<(String, String)>,
+    },
+    /// Check a process file without creating it: print every error (its line and column
+    /// when known, the step and the field path), or a summary of its steps.
+    ///
+    /// This needs a node (--node): the services, tasks, events and input types the file
+    /// names are checked against the services the node knows, here and in the network.
+    /// `$(env:NAME)` values come from --env, else from the environment, as for `create`.
+    ///
+    /// Exit code: 0 when valid, 1 when invalid (or on any error), 2 when the file cannot
+    /// be read.
+    #[command(after_help = "Examples:
+  mesg process validate pipeline.yml
+  mesg process validate pipeline.yml --env WHO=ops
+  mesg process validate pipeline.yml --json | jq .errors")]
+    Validate {
+        /// The process file (YAML).
+        file: PathBuf,
+        /// Value of a `$(env:NAME)` of the file (overrides the environment); repeatable.
+        #[arg(long = "env", value_name = "NAME=VALUE", value_parser = env_pair)]
+        env: Vec<(String, String)>,
+    },
+    /// List the processes the node runs: id, name, trigger, steps and runs in progress.
+    #[command(after_help = "Examples:
+  mesg process list
+  mesg process list --json | jq -r '.processes[].id'")]
+    List,
+    /// Show one process: its trigger and its steps as a tree (what runs after what, and
+    /// the error branches), with the task each step executes, its retries and timeout.
+    #[command(after_help = "Examples:
+  mesg process show tick-pipeline
+  mesg process show 9xKf3a1b      # the start of a process id
+  mesg process show tick-pipeline --json")]
+    Show {
+        /// Process name, id, or a unique prefix of its id.
+        #[arg(value_name = "PROCESS", value_parser = process_id)]
+        id: String,
+    },
+    /// List the runs of a process, newest first: run id, status, start, duration and
+    /// error. Show one with `mesg process run RUN_ID`.
+    #[command(after_help = "Examples:
+  mesg process runs tick-pipeline
+  mesg process runs tick-pipeline --limit 100
+  mesg process runs tick-pipeline --json | jq '.runs[0].status'")]
+    Runs {
+        /// Process name, id, or a unique prefix of its id.
+        #[arg(value_name = "PROCESS", value_parser = process_id)]
+        id: String,
+        /// At most N runs (1-1000; the node's default is 20).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: Option<u32>,
+    },
+    /// Show one run: its status and timing, then each step in the order of the process
+    /// with its status, attempts (the execution ids, for `mesg executions show`), timing
+    /// and output or error.
+    ///
+    /// RUN_ID is the full id, or the start of the id of one of the 1000 newest runs of a
+    /// process (as `mesg process runs` shows it).
+    #[command(after_help = "Examples:
+  mesg process run 3f2a9c1e
+  mesg process run 3f2a9c1e0b7d4e2f8a6c5b4d3e2f1a0b --json")]
+    Run {
+        /// Run id, or a unique prefix of it.
+        #[arg(value_name = "RUN_ID", value_parser = id)]
+        id: String,
+    },
+    /// Follow the runs of a process as they change (Ctrl-C to stop): one line per change,
+    /// with the time, the run, its status and the steps that changed.
+    ///
+    /// With --json, one Run JSON object (the whole run) per change.
+    #[command(after_help = "Examples:
+  mesg process logs tick-pipeline
+  mesg process logs tick-pipeline --json | jq -c '{id, status}'")]
+    Logs {
+        /// Process name, id, or a unique prefix of its id.
+        #[arg(value_name = "PROCESS", value_parser = process_id)]
+        id: String,
+    },
+    /// Delete a process: it triggers no more runs, and its runs in progress end Failed.
+    #[command(after_help = "Examples:
+  mesg process delete tick-pipeline")]
+    Delete {
+        /// Process name, id, or a unique prefix of its id.
+        #[arg(value_name = "PROCESS", value_parser = process_id)]
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

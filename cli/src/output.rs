@@ -305,6 +305,9 @@ pub fn hint(code: &str, message: &str) -> Option<&'static str> {
             "each line above is the JSON path of a wrong value; see the expected types with `mesg service show SERVICE`"
         }
         "invalid_definition" => "check the file locally with `mesg service validate DIR`",
+        "invalid_process" => {
+            "each line above is LINE:COL (when known), the step and field path, and the problem; check a file with `mesg process validate FILE`"
+        }
         "docker_unavailable" => {
             "start Docker on the node's machine (e.g. `sudo systemctl start docker`), then check with `mesg node info`"
         }
@@ -331,6 +334,12 @@ pub fn hint(code: &str, message: &str) -> Option<&'static str> {
         }
         "not_found" if message.starts_with("execution") => {
             "list recent executions with `mesg executions list`"
+        }
+        "not_found" if message.starts_with("process") => {
+            "list the processes this node runs with `mesg process list`"
+        }
+        "not_found" if message.starts_with("run") => {
+            "list the runs of a process with `mesg process runs PROCESS`"
         }
         "not_found" if message.starts_with("instance") => {
             "list a service's instances with `mesg service show SERVICE`"

@@ -360,3 +360,124 @@ fn executions_list_follows_the_cursor_with_all() {
     assert_eq!(run.stdout.lines().count(), 3);
     assert!(run.stderr.contains("more executions match"), "{run:#?}");
 }
+
+fn step(
+    status: &str,
+    at: u64,
+    output: serde_json::Value,
+    attempts: &[(&str, u64)],
+) -> serde_json::Value {
+    json!({
+        "status": status, "output": output, "error": null,
+        "attempts": attempts.iter().map(|(id, t)| json!({
+            "execution_id": id, "started_at": t, "finished_at": null, "error": null,
+        })).collect::<Vec<_>>(),
+        "started_at": at, "finished_at": if status == "done" { json!(at) } else { json!(null) },
+        "retry_at": if status == "waiting" { json!(at) } else { json!(null) },
+    })
+}
+
+#[test]
+fn process_logs_print_one_line_per_change_of_a_run() {
+    const T: u64 = 1_709_210_096_000; // 12:34:56.000 UTC
+    let definition = mesg_protocol::process::ProcessDefinition::from_yaml(
+        "name: demo\nsteps:\n  - key: tick\n    trigger: {service: echo, event: tick}\n  - key: say\n    task: {service: echo, task: echo, inputs: {count: {step: tick, path: count}}}\n",
+        &Default::default(),
+        &|_: &str| None,
+    )
+    .unwrap();
+    let pid = Hash32::sha256(b"process").to_base58();
+    let view = json!({"id": pid, "name": "demo", "definition": definition, "services": {},
+                      "created_at": T - 60_000, "runs_running": 1});
+    let (r1, r2) = ("1".repeat(32), "2".repeat(32));
+    let (e1, e2) = ("a".repeat(32), "b".repeat(32));
+    let run = |id: &str, status: &str, steps: serde_json::Value, finished: Option<u64>| {
+        json!({"id": id, "process": pid, "status": status, "error": null,
+               "trigger_execution": null, "steps": steps, "started_at": T,
+               "finished_at": finished})
+    };
+    let tick = step("done", T, json!({"count": 7}), &[]);
+    // In progress when `logs` starts: its next change is shown against this.
+    let seed = run(
+        &r1,
+        "running",
+        json!({"tick": tick, "say": step("running", T + 10, json!(null), &[(&e1, T + 10)])}),
+        None,
+    );
+    let said =
+        json!({"tick": tick, "say": step("done", T + 250, json!({"count": 7}), &[(&e1, T + 10)])});
+    let stream: Vec<serde_json::Value> = vec![
+        seed.clone(),
+        run(&r1, "running", said.clone(), None),
+        run(&r1, "completed", said, Some(T + 300)),
+        run(
+            &r2,
+            "running",
+            json!({"tick": tick, "say": step("waiting", T + 1_000, json!(null), &[])}),
+            None,
+        ),
+        run(
+            &r2,
+            "running",
+            json!({"tick": tick, "say": step("running", T + 1_001, json!(null), &[(&e2, T + 1_001)])}),
+            None,
+        ),
+    ];
+    let mut chunks: Vec<Vec<u8>> = stream
+        .iter()
+        .map(|r| format!("event: run\ndata: {r}\n\n").into_bytes())
+        .collect();
+    chunks.insert(2, b"event: lagged\ndata: 2\n\n".to_vec());
+    let (list, runs) = (
+        json!({"processes": [view.clone()]}).to_string(),
+        json!({"runs": [seed]}).to_string(),
+    );
+    let p = pid.clone();
+    let mock = Mock::start(move |req| {
+        // The API takes the name as well as the id.
+        let target = req
+            .target
+            .replace("/v1/processes/demo", &format!("/v1/processes/{p}"));
+        if target == "/v1/processes" {
+            Reply::Json(200, list.clone())
+        } else if target == format!("/v1/processes/{p}") {
+            Reply::Json(200, view.to_string())
+        } else if target == format!("/v1/processes/{p}/runs?limit=100") {
+            Reply::Json(200, runs.clone())
+        } else if target == format!("/v1/processes/{p}/logs") {
+            Reply::Stream {
+                content_type: "text/event-stream",
+                chunks: chunks.clone(),
+            }
+        } else {
+            not_found("route")
+        }
+    });
+    // By a prefix of its id.
+    let run = mesg(&["--node", &mock.url, "process", "logs", &pid[..6]]);
+    run.ok();
+    assert_eq!(
+        run.stdout,
+        format!(
+            "12:34:56.250  11111111  running    say done {{\"count\":7}}\n\
+             12:34:56.300  11111111  completed  run completed in 300 ms\n\
+             12:34:57.000  22222222  running    tick done {{\"count\":7}}\n\
+             12:34:57.001  22222222  running    say running execution bbbbbbbb\n"
+        ),
+        "{run:#?}"
+    );
+    assert!(
+        run.stderr.contains("following runs of demo (1 in progress"),
+        "{run:#?}"
+    );
+    assert!(run.stderr.contains("missed some run updates"), "{run:#?}");
+    // --json: every Run as it came, one per line.
+    let json = mesg(&["--node", &mock.url, "--json", "process", "logs", "demo"]);
+    json.ok();
+    let lines: Vec<serde_json::Value> = json
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines, stream);
+}

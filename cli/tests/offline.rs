@@ -14,6 +14,10 @@ fn no_node_is_one_friendly_line_and_exit_code_1() {
         vec!["exec", "echo", "echo", "-d", "a=1"],
         vec!["events"],
         vec!["executions", "watch"],
+        vec!["process", "list"],
+        vec!["process", "logs", "p"],
+        vec!["peers"],
+        vec!["service", "list", "--network"],
     ] {
         let mut full = vec!["--node", NO_NODE];
         full.extend(&args);
@@ -270,6 +274,58 @@ fn every_command_has_help_with_examples() {
         }
     }
     // service (init validate deploy list show start stop delete logs dev), exec,
-    // executions (list show watch cancel verify), events, node info, account (create list)
-    assert_eq!(leaves, 20);
+    // executions (list show watch cancel verify), events, process (create validate list
+    // show runs run logs delete), peers, node info, account (create list)
+    assert_eq!(leaves, 29);
+}
+
+#[test]
+fn process_files_are_read_and_their_env_collected_before_contacting_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.yml");
+    std::fs::write(
+        &file,
+        "name: p\nsteps:\n  - trigger: {service: echo, event: tick}  # $(env:NOT_THIS)\n  - task: {service: echo, task: echo, inputs: {message: \"$(env:MESG_TEST_WHO)\"}}\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    for command in ["create", "validate"] {
+        let run = mesg(&["--node", NO_NODE, "process", command, f]);
+        assert_eq!(run.code, 1, "{run:#?}");
+        assert_eq!(
+            run.stderr.trim_end(),
+            format!(
+                "error: {f}: the file uses $(env:MESG_TEST_WHO), which is not set: give it with --env MESG_TEST_WHO=VALUE, or set it in the environment"
+            ),
+            "{command}"
+        );
+        // Given: the node is asked (and is not there).
+        let run = mesg(&[
+            "--node",
+            NO_NODE,
+            "process",
+            command,
+            f,
+            "--env",
+            "MESG_TEST_WHO=ops",
+        ]);
+        assert_eq!(run.code, 1, "{run:#?}");
+        assert!(run.stderr.contains("no mesg node answers"), "{run:#?}");
+    }
+    let run = mesg(&[
+        "--node",
+        NO_NODE,
+        "process",
+        "validate",
+        "/nonexistent/p.yml",
+    ]);
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(
+        run.stderr.contains("cannot read /nonexistent/p.yml"),
+        "{run:#?}"
+    );
+    let run = mesg(&["--node", NO_NODE, "process", "create", "/nonexistent/p.yml"]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    let run = mesg(&["--node", NO_NODE, "process", "runs", "p", "--limit", "0"]);
+    assert_eq!(run.code, 2, "{run:#?}");
 }

@@ -6,11 +6,15 @@ pub mod events;
 pub mod exec;
 pub mod executions;
 pub mod init;
+pub mod network;
 pub mod node;
+pub mod process;
 pub mod service;
 pub mod views;
 
-use crate::args::{Command, ExecutionsCommand, Global, NodeCommand, ServiceCommand};
+use crate::args::{
+    Command, ExecutionsCommand, Global, NodeCommand, ProcessCommand, ServiceCommand,
+};
 use crate::client::Client;
 use std::cell::OnceCell;
 use std::fmt;
@@ -65,7 +69,8 @@ pub async fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
             ServiceCommand::Deploy { dir, start, env } => {
                 service::deploy_cmd(ctx, &dir, start, &env).await
             }
-            ServiceCommand::List => service::list(ctx).await,
+            ServiceCommand::List { network: false } => service::list(ctx).await,
+            ServiceCommand::List { network: true } => network::services(ctx).await,
             ServiceCommand::Show { id } => service::show(ctx, &id).await,
             ServiceCommand::Start { id, env } => service::start(ctx, &id, &env).await,
             ServiceCommand::Stop {
@@ -91,6 +96,17 @@ pub async fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
             ExecutionsCommand::Verify { id } => executions::verify(ctx, &id).await,
         },
         Command::Events(args) => events::run(ctx, &args).await,
+        Command::Process(cmd) => match cmd {
+            ProcessCommand::Create { file, env } => process::create(ctx, &file, &env).await,
+            ProcessCommand::Validate { file, env } => process::validate(ctx, &file, &env).await,
+            ProcessCommand::List => process::list(ctx).await,
+            ProcessCommand::Show { id } => process::show(ctx, &id).await,
+            ProcessCommand::Runs { id, limit } => process::runs(ctx, &id, limit).await,
+            ProcessCommand::Run { id } => process::run(ctx, &id).await,
+            ProcessCommand::Logs { id } => process::logs(ctx, &id).await,
+            ProcessCommand::Delete { id } => process::delete(ctx, &id).await,
+        },
+        Command::Peers => network::peers(ctx).await,
         Command::Node(NodeCommand::Info) => node::info(ctx).await,
         Command::Account(cmd) => account::run(ctx, cmd),
     }

@@ -4,6 +4,7 @@
 use crate::client::Client;
 use crate::output::{Paint, po};
 use mesg_protocol::ServiceDefinition;
+use mesg_protocol::process::ProcessDefinition;
 use mesg_protocol::schema::{ParamMap, Parameter};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -70,6 +71,120 @@ pub struct LogLine {
     pub key: String,
     pub stream: String,
     pub text: String,
+}
+
+/// `GET /v1/processes/{id}` (the node's `ProcessView`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProcessView {
+    pub id: String,
+    pub name: String,
+    pub definition: ProcessDefinition,
+    /// Service hash of each step's service (trigger and tasks), by step key.
+    #[serde(default)]
+    pub services: BTreeMap<String, String>,
+    pub created_at: u64,
+    #[serde(default)]
+    pub runs_running: u64,
+}
+
+/// One attempt of a task step: one execution.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct AttemptView {
+    pub execution_id: String,
+    pub started_at: u64,
+    pub finished_at: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// One step of a run.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct StepRunView {
+    /// running, waiting (for a retry), done, filtered or failed.
+    pub status: String,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    #[serde(default)]
+    pub attempts: Vec<AttemptView>,
+    pub started_at: u64,
+    pub finished_at: Option<u64>,
+    pub retry_at: Option<u64>,
+}
+
+/// `GET /v1/runs/{id}` (the node's `Run`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RunView {
+    pub id: String,
+    pub process: String,
+    /// running, completed or failed.
+    pub status: String,
+    pub error: Option<String>,
+    pub trigger_execution: Option<String>,
+    #[serde(default)]
+    pub steps: BTreeMap<String, StepRunView>,
+    pub started_at: u64,
+    pub finished_at: Option<u64>,
+}
+
+impl RunView {
+    /// When the run last changed: the latest time it or one of its steps records.
+    pub fn changed_at(&self) -> u64 {
+        let mut t = self.finished_at.unwrap_or(self.started_at);
+        for s in self.steps.values() {
+            t = t.max(s.finished_at.unwrap_or(s.started_at));
+            for a in &s.attempts {
+                t = t.max(a.finished_at.unwrap_or(a.started_at));
+            }
+        }
+        t
+    }
+}
+
+/// A connection of `GET /v1/peers`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PeerView {
+    pub peer_id: String,
+    #[serde(default)]
+    pub addrs: Vec<String>,
+    #[serde(default)]
+    pub connected: bool,
+}
+
+/// A service a node announces.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OfferView {
+    pub service_hash: String,
+    pub sid: Option<String>,
+    #[serde(default)]
+    pub in_flight: u64,
+}
+
+/// A node known from its announcements (`GET /v1/peers`, `nodes`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct NetworkNodeView {
+    pub node: String,
+    pub peer_id: String,
+    #[serde(default)]
+    pub services: Vec<OfferView>,
+    pub expires_in_ms: u64,
+    pub rtt_us: Option<f64>,
+}
+
+/// A provider of a service in `GET /v1/network/services`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProviderView {
+    pub node: String,
+    pub peer_id: String,
+    #[serde(default)]
+    pub in_flight: u64,
+}
+
+/// A service of `GET /v1/network/services`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NetworkServiceView {
+    pub service_hash: String,
+    pub sid: Option<String>,
+    #[serde(default)]
+    pub providers: Vec<ProviderView>,
 }
 
 /// Decode an API answer already fetched as JSON.

@@ -51,6 +51,214 @@ pub fn mesg(args: &[&str]) -> Run {
     mesg_in(None, args)
 }
 
+/// The `mesg` command with the tests' environment: no colours, none of mesg's own
+/// variables, the extra `env` set.
+pub fn mesg_command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mesg"));
+    cmd.args(args)
+        .env_remove("MESG_NODE")
+        .env_remove("MESG_TOKEN")
+        .env_remove("MESG_ACCOUNT")
+        .env_remove("MESG_HOME")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Run `mesg` with extra environment variables.
+pub fn mesg_env(env: &[(&str, &str)], args: &[&str]) -> Run {
+    let out = mesg_command(args, env).output().expect("run mesg");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Parse a run's stdout as one JSON document.
+pub fn json_of(run: &Run) -> serde_json::Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {run:#?}"))
+}
+
+/// Poll `f` every 250 ms until it gives a value, for at most `secs` seconds.
+pub fn eventually<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The instances of the service `sid` on the node, as `mesg service show` prints them
+/// (one row each).
+pub fn instance_rows(url: &str, sid: &str) -> Vec<String> {
+    let show = mesg(&["--node", url, "service", "show", sid]);
+    show.ok();
+    let section: Vec<String> = show
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("instances:"))
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    if section.iter().any(|l| l.contains("(none;")) {
+        return Vec::new();
+    }
+    // A header, then one row per instance (then `HASH: reason` lines).
+    section
+        .into_iter()
+        .skip(1)
+        .filter(|l| l.starts_with("  ") && !l.trim().is_empty())
+        .filter(|l| {
+            !l.split_whitespace()
+                .next()
+                .is_some_and(|w| w.ends_with(':'))
+        })
+        .collect()
+}
+
+/// Wait until an instance of `sid` is running with its container connected to the node
+/// (`mesg service show`'s CONNECTED column).
+///
+/// `POST /v1/instances` answers `running` before the container has connected its task
+/// stream; an execution created in that moment is routed to the network instead and fails
+/// after 10 s with "no node in the network runs service" (a node issue): tests wait.
+pub fn wait_connected(url: &str, sid: &str) {
+    let connected = eventually(30, || {
+        instance_rows(url, sid)
+            .iter()
+            .any(|row| {
+                let cells: Vec<&str> = row.split_whitespace().collect();
+                cells.get(1) == Some(&"running") && cells.get(3) == Some(&"yes")
+            })
+            .then_some(())
+    });
+    assert!(
+        connected.is_some(),
+        "{sid} never connected: {:#?}",
+        instance_rows(url, sid)
+    );
+}
+
+/// Which stream a line of a background `mesg` came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Out,
+    Err,
+}
+
+/// A `mesg` running in the background (a stream, `service dev`): its output lines as they
+/// come. Killed on drop.
+pub struct Background {
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<(Stream, String)>,
+    /// Every line received so far, for failure messages.
+    pub seen: Vec<(Stream, String)>,
+}
+
+impl Background {
+    pub fn spawn(args: &[&str]) -> Background {
+        let mut child = mesg_command(args, &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn mesg");
+        // Bounded: a reader blocks (and so does the child, on its pipe) if a test stops
+        // reading for long; 10k lines is more than any test waits through.
+        let (tx, rx) = std::sync::mpsc::sync_channel(10_000);
+        let out = child.stdout.take().expect("stdout");
+        let err = child.stderr.take().expect("stderr");
+        for (stream, reader) in [
+            (Stream::Out, Box::new(out) as Box<dyn Read + Send>),
+            (Stream::Err, Box::new(err) as Box<dyn Read + Send>),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(reader).lines() {
+                    let Ok(line) = line else { return };
+                    if tx.send((stream, line)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Background {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The first new line of `stream` that satisfies `pred`, waiting at most `secs`.
+    pub fn wait_line(
+        &mut self,
+        stream: Stream,
+        secs: u64,
+        pred: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((s, line)) => {
+                    self.seen.push((s, line.clone()));
+                    if s == stream && pred(&line) {
+                        return Some(line);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Wait for the process to exit, at most `secs`; its exit code.
+    pub fn wait_exit(&mut self, secs: u64) -> Option<i32> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Collect what is left of its output.
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push(line);
+                }
+                return Some(status.code().unwrap_or(-1));
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Send a signal (`INT`, `TERM`) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A request the mock server received.
 #[derive(Debug, Clone)]
 pub struct Request {

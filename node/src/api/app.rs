@@ -646,8 +646,14 @@ async fn create_process(
     State(s): State<AppState>,
     Json(body): Json<ProcessBody>,
 ) -> ApiResult<Response> {
-    let p = s.engine.create_process(&body.definition, &body.env).await?;
-    Ok((StatusCode::CREATED, Json(p)).into_response())
+    let (p, created) = s.engine.create_process(&body.definition, &body.env).await?;
+    // 201 when created; 200 when the same definition already existed.
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(p)).into_response())
 }
 
 async fn validate_process(

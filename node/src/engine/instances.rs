@@ -27,6 +27,8 @@ pub struct LiveInstance {
     /// Incremented by each new stream; an older stream sees the change and ends.
     generation: AtomicU64,
     connected: AtomicBool,
+    /// Whether its container ever opened a task stream (false while it starts).
+    ever_connected: AtomicBool,
     in_flight: Mutex<HashSet<ExecutionId>>,
 }
 
@@ -46,6 +48,7 @@ impl LiveInstance {
             notify: Notify::new(),
             generation: AtomicU64::new(0),
             connected: AtomicBool::new(false),
+            ever_connected: AtomicBool::new(false),
             in_flight: Mutex::new(HashSet::new()),
         }
     }
@@ -97,6 +100,12 @@ impl LiveInstance {
         self.connected.load(Ordering::SeqCst)
     }
 
+    /// Connected, or still starting (never connected yet): tasks given to it now will
+    /// be delivered. A container that connected and went away is not ready.
+    pub fn is_ready(&self) -> bool {
+        self.is_connected() || !self.ever_connected.load(Ordering::SeqCst)
+    }
+
     /// The body of a task stream: a `ready` line, then queued tasks as they come, with
     /// keepalives when idle. A newer stream of the same instance ends this one.
     pub fn task_stream(
@@ -106,6 +115,7 @@ impl LiveInstance {
         // Wake an older stream so it notices it was replaced.
         self.notify.notify_waiters();
         self.connected.store(true, Ordering::SeqCst);
+        self.ever_connected.store(true, Ordering::SeqCst);
         let guard = StreamGuard {
             instance: self.clone(),
             generation,

@@ -1018,7 +1018,7 @@ impl Engine {
             .inner
             .live
             .for_service(&execution.service_hash)
-            .filter(|l| l.is_connected() || self.network().is_none());
+            .filter(|l| l.is_ready() || self.network().is_none());
         if let Some(live) = &local {
             self.assign(&mut execution, live);
         }
@@ -1063,7 +1063,7 @@ impl Engine {
     /// Send an execution where it can run: a local instance first, else the network.
     async fn dispatch(&self, execution: Execution, signed: Signed<ExecutionRequest>) -> Execution {
         if let Some(live) = self.inner.live.for_service(&execution.service_hash)
-            && live.is_connected()
+            && live.is_ready()
         {
             return self.run_locally(execution, &live).await;
         }

@@ -608,16 +608,7 @@ impl Engine {
         let Some(net) = self.network().cloned() else {
             return;
         };
-        let mut services = Vec::new();
-        for live in self.inner.live.all() {
-            // Announced even while its container reconnects: submits queue meanwhile.
-            services.push(ServiceOffer {
-                service_hash: live.service_hash,
-                sid: live.definition.sid.clone(),
-                instance_hash: live.hash,
-                in_flight: live.in_flight_count() as u32,
-            });
-        }
+        let services = self.local_offers();
         let addrs = net
             .listen_addrs()
             .await
@@ -991,11 +982,27 @@ impl Engine {
     }
 
     pub fn network_services(&self) -> Vec<super::providers::NetworkServiceView> {
+        let local = self.local_offers();
         self.inner
             .providers
             .lock()
             .expect("providers lock")
-            .services_view()
+            .services_view(self.node_key(), &local)
+    }
+
+    /// What this node runs, as it announces it.
+    fn local_offers(&self) -> Vec<ServiceOffer> {
+        self.inner
+            .live
+            .all()
+            .iter()
+            .map(|live| ServiceOffer {
+                service_hash: live.service_hash,
+                sid: live.definition.sid.clone(),
+                instance_hash: live.hash,
+                in_flight: live.in_flight_count() as u32,
+            })
+            .collect()
     }
 
     pub fn network_nodes(&self) -> Vec<super::providers::NodeView> {

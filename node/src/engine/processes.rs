@@ -125,54 +125,57 @@ impl Engine {
         yaml: &str,
         env: &BTreeMap<String, String>,
     ) -> Result<(ProcessDefinition, BTreeMap<String, ServiceHash>), ProcessErrors> {
-        // Resolve every service the file names, so validation knows their definitions.
+        // Resolve every service the file names, so validation knows their definitions
+        // and unknown ones are reported along with any other error.
         let mut known: HashMap<String, (ServiceHash, ServiceDefinition)> = HashMap::new();
-        let parsed_names =
-            mesg_protocol::process::ProcessDefinition::from_yaml(yaml, env, &|_: &str| None);
-        if let Ok(def) = &parsed_names {
-            for step in &def.steps {
-                let name = match &step.kind {
-                    StepKind::Trigger(t) => &t.service,
-                    StepKind::Task(t) => &t.service,
-                    _ => continue,
-                };
-                if !known.contains_key(name)
-                    && let Ok(entry) = self.resolve_service(name).await
-                {
+        let mut unknown = Vec::new();
+        for r in mesg_protocol::process::service_refs(yaml) {
+            if known.contains_key(&r.name) {
+                continue;
+            }
+            match self.resolve_service(&r.name).await {
+                Ok(entry) => {
                     known.insert(
-                        name.clone(),
+                        r.name.clone(),
                         (entry.record.service_hash, entry.record.definition.clone()),
                     );
                 }
-            }
-        }
-        let lookup = |name: &str| known.get(name).map(|(_, d)| d.clone());
-        let def = ProcessDefinition::from_yaml(yaml, env, &lookup)?;
-        let mut errors = Vec::new();
-        let mut services = BTreeMap::new();
-        for (i, step) in def.steps.iter().enumerate() {
-            let (name, field) = match &step.kind {
-                StepKind::Trigger(t) => (&t.service, "trigger.service"),
-                StepKind::Task(t) => (&t.service, "task.service"),
-                _ => continue,
-            };
-            match known.get(name) {
-                Some((hash, _)) => {
-                    services.insert(step.key.clone(), *hash);
-                }
-                None => errors.push(mesg_protocol::process::ProcessError {
-                    path: format!("steps[{i}] ({}).{field}", step.key),
-                    line: None,
-                    column: None,
-                    message: format!("unknown service `{name}`: deploy it on this node or start it somewhere in the network first"),
+                Err(_) => unknown.push(mesg_protocol::process::ProcessError {
+                    path: r.path,
+                    line: Some(r.line),
+                    column: Some(r.column),
+                    message: format!(
+                        "unknown service `{}`: deploy it on this node or start it somewhere in the network first",
+                        r.name
+                    ),
                 }),
             }
         }
-        if errors.is_empty() {
-            Ok((def, services))
-        } else {
-            Err(ProcessErrors(errors))
+        let lookup = |name: &str| known.get(name).map(|(_, d)| d.clone());
+        let parsed = ProcessDefinition::from_yaml(yaml, env, &lookup);
+        let def = match parsed {
+            Ok(def) if unknown.is_empty() => def,
+            Ok(_) => return Err(ProcessErrors(unknown)),
+            Err(mut errors) => {
+                errors.0.extend(unknown);
+                errors
+                    .0
+                    .sort_by_key(|e| (e.line.unwrap_or(usize::MAX), e.column.unwrap_or(0)));
+                return Err(errors);
+            }
+        };
+        let mut services = BTreeMap::new();
+        for step in &def.steps {
+            let name = match &step.kind {
+                StepKind::Trigger(t) => &t.service,
+                StepKind::Task(t) => &t.service,
+                _ => continue,
+            };
+            if let Some((hash, _)) = known.get(name) {
+                services.insert(step.key.clone(), *hash);
+            }
         }
+        Ok((def, services))
     }
 
     /// Create (or find, if the same definition exists) a process and start listening to
@@ -181,7 +184,7 @@ impl Engine {
         &self,
         yaml: &str,
         env: &BTreeMap<String, String>,
-    ) -> Result<ProcessView, EngineError> {
+    ) -> Result<(ProcessView, bool), EngineError> {
         let (definition, services) = self
             .check_process(yaml, env)
             .await
@@ -189,7 +192,7 @@ impl Engine {
         let canonical = serde_json::to_vec(&definition).unwrap_or_default();
         let id = Hash32::domain("mesg/process/1", &[&canonical]).to_string();
         if let Some(existing) = self.processes().records.lock().expect("lock").get(&id) {
-            return Ok(self.process_view(existing));
+            return Ok((self.process_view(existing), false));
         }
         let record = ProcessRecord {
             id: id.clone(),
@@ -205,7 +208,7 @@ impl Engine {
         let record = Arc::new(record);
         self.index_process(record.clone()).await;
         tracing::info!(process = %id, name = %record.name, "process created");
-        Ok(self.process_view(&record))
+        Ok((self.process_view(&record), true))
     }
 
     async fn index_process(&self, record: Arc<ProcessRecord>) {
@@ -594,6 +597,18 @@ impl Engine {
             let mut runs = self.processes().runs.lock().expect("lock");
             let run = runs.get_mut(run_id)?;
             change(run);
+            if run.status != RunStatus::Running {
+                // Other branches end with the run: nothing will advance them any more.
+                let now = now_ms();
+                for step in run.steps.values_mut() {
+                    if matches!(step.status, StepStatus::Running | StepStatus::Waiting) {
+                        step.status = StepStatus::Failed;
+                        step.error = Some("the run ended before this step finished".into());
+                        step.finished_at = Some(now);
+                        step.retry_at = None;
+                    }
+                }
+            }
             let snap = run.clone();
             if run.status != RunStatus::Running {
                 runs.remove(run_id);

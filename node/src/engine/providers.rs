@@ -155,10 +155,23 @@ impl ProviderTable {
         st.outstanding = st.outstanding.saturating_sub(1);
     }
 
-    pub fn services_view(&self) -> Vec<NetworkServiceView> {
+    /// Services and their providers; `me` and `local` add this node's own instances
+    /// (a node does not hear its own announcements).
+    pub fn services_view(&self, me: PublicKey, local: &[ServiceOffer]) -> Vec<NetworkServiceView> {
         let now = now_ms();
         let mut by_service: HashMap<ServiceHash, NetworkServiceView> = HashMap::new();
-        for (node, n) in self.nodes.iter().filter(|(_, n)| n.expires_at > now) {
+        let mine = NodeEntry {
+            seq: 0,
+            addrs: Vec::new(),
+            services: local.to_vec(),
+            expires_at: now + 1,
+        };
+        let nodes = self
+            .nodes
+            .iter()
+            .filter(|(k, n)| n.expires_at > now && **k != me)
+            .chain(std::iter::once((&me, &mine)));
+        for (node, n) in nodes {
             for s in &n.services {
                 let v = by_service
                     .entry(s.service_hash)
