@@ -4,6 +4,8 @@
 #
 #   testnet/build.sh services   example services -> target/mesg-services/<name>/
 #   testnet/build.sh node       mesg-node + mesg -> docker image mesg-node:dev
+#                               (testnet/node.Dockerfile; the host CLI is then
+#                               target/x86_64-unknown-linux-gnu/release/mesg)
 #   testnet/build.sh all        both (default)
 #
 # Safe to run again: cargo and docker only redo what changed. Concurrent runs wait on a
@@ -47,7 +49,12 @@ build_node() {
   mkdir -p "$ctx"
   cp "target/$target/$profile/mesg-node" "target/$target/$profile/mesg" "$ctx/"
   cp testnet/node.Dockerfile "$ctx/Dockerfile"
-  docker build --quiet -t mesg-node:dev "$ctx" >/dev/null
+  # Quiet unless it fails (the legacy builder warns about BuildKit on every build).
+  local log
+  if ! log="$(docker build --quiet -t mesg-node:dev "$ctx" 2>&1)"; then
+    echo "$log" >&2
+    return 1
+  fi
   echo "image mesg-node:dev ready" >&2
 }
 

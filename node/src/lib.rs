@@ -147,8 +147,24 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     }
     println!("ready");
 
-    let api_server = axum::serve(api_listener, app).with_graceful_shutdown(shutdown_signal());
-    api_server.await.context("api server")?;
+    // On SIGTERM/Ctrl-C: stop accepting, let requests in progress finish for a moment,
+    // but do not wait for long-lived streams (SSE, logs) that never end on their own.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let api_server = axum::serve(api_listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(());
+    });
+    let grace = async move {
+        if stop_rx.await.is_ok() {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = api_server => served.context("api server")?,
+        _ = grace => tracing::info!("streams still open after 2 s; closing them"),
+    }
     service_server.abort();
     tracing::info!("shutting down");
     store.persist().await.context("final flush")?;

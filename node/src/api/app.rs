@@ -268,10 +268,16 @@ async fn start_instance(
     State(s): State<AppState>,
     Json(body): Json<StartInstance>,
 ) -> ApiResult<Response> {
-    let view = s
-        .engine
-        .start_instance(&body.service, body.env, body.limits)
-        .await?;
+    // Run to completion even if the client goes away: a half-started instance would
+    // be left behind otherwise.
+    let engine = s.engine.clone();
+    let view = tokio::spawn(async move {
+        engine
+            .start_instance(&body.service, body.env, body.limits)
+            .await
+    })
+    .await
+    .map_err(|e| ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 

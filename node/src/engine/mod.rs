@@ -1234,7 +1234,18 @@ impl Engine {
         if e.status.is_final() {
             return;
         }
-        let reason = format!("timed out after {} ms", e.timeout_ms);
+        let me = self.node_key();
+        let reason = match (e.status, e.executor) {
+            (ExecutionStatus::Created, _) if e.requester_node == me => format!(
+                "timed out after {} ms before any provider accepted it",
+                e.timeout_ms
+            ),
+            (ExecutionStatus::InProgress, Some(x)) if x != me => format!(
+                "timed out after {} ms: accepted by {x} but no result arrived (it may have run there)",
+                e.timeout_ms
+            ),
+            _ => format!("timed out after {} ms", e.timeout_ms),
+        };
         tracing::info!(execution = %id, "{reason}");
         if let Some(ended) = self.finish(&id, Err(reason.clone()), None).await {
             self.cancel_remote(&ended, &reason);

@@ -154,11 +154,7 @@ impl Engine {
                 _ => return, // cancelled or timed out meanwhile
             }
             let Ok(peer) = target.peer_id() else { continue };
-            self.inner
-                .routes
-                .lock()
-                .expect("routes lock")
-                .insert(id, target);
+            self.set_route(id, target);
             // Durably note where it goes before it goes: after a crash, the request is
             // offered to the same provider first, which recognises it (see Replayed).
             let noted = self.store().update_execution(&id, &mut |e| {
@@ -200,6 +196,9 @@ impl Engine {
                         Ok(())
                     });
                     match updated {
+                        // A late Accepted for an execution that already ended (timed
+                        // out meanwhile): the route is over.
+                        Ok(e) if e.status.is_final() => self.take_route(&id),
                         Ok(e) => self.notify(&e),
                         Err(err) => tracing::warn!(execution = %id, "after accept: {err}"),
                     }
@@ -208,8 +207,8 @@ impl Engine {
                 }
                 Ok(WorkResponse::Rejected(reject)) => {
                     reasons.push(format!("{peer}: {}", reject.message));
+                    self.take_route(&id);
                     if !reject.code.is_retriable() {
-                        self.inner.routes.lock().expect("routes lock").remove(&id);
                         self.finish(
                             &id,
                             Err(format!("rejected by {peer}: {}", reject.message)),
@@ -228,6 +227,7 @@ impl Engine {
                 }
                 Err(e) => {
                     reasons.push(e.to_string());
+                    self.take_route(&id);
                     self.inner
                         .providers
                         .lock()
@@ -236,7 +236,7 @@ impl Engine {
                 }
             }
         }
-        self.inner.routes.lock().expect("routes lock").remove(&id);
+        self.take_route(&id);
         let reason = if reasons.is_empty() {
             format!("no node in the network runs service {service}")
         } else {
@@ -334,15 +334,33 @@ impl Engine {
     }
 
     pub(super) fn route_ended(&self, e: &Execution) {
-        self.inner.routes.lock().expect("routes lock").remove(&e.id);
-        if let Some(executor) = e.executor
-            && executor != self.node_key()
-        {
+        self.take_route(&e.id);
+    }
+
+    /// Submitting `id` to `target`: it counts as load on `target` until the route ends.
+    fn set_route(&self, id: ExecutionId, target: PublicKey) {
+        let previous = self
+            .inner
+            .routes
+            .lock()
+            .expect("routes lock")
+            .insert(id, target);
+        let mut providers = self.inner.providers.lock().expect("providers lock");
+        if let Some(p) = previous {
+            providers.ended(&p);
+        }
+        providers.sending(&target);
+    }
+
+    /// The route of `id` ended (rejected, unreachable, finished): exactly once per route.
+    fn take_route(&self, id: &ExecutionId) {
+        let removed = self.inner.routes.lock().expect("routes lock").remove(id);
+        if let Some(target) = removed {
             self.inner
                 .providers
                 .lock()
                 .expect("providers lock")
-                .ended(&executor);
+                .ended(&target);
         }
     }
 
@@ -427,6 +445,10 @@ impl Engine {
             }
             Err(e) => return reject(RejectCode::BadSignature, e.to_string()),
         };
+        // Past its deadline the requester has given up on it: never start it.
+        if now_ms() >= request.created_at.saturating_add(request.timeout_ms) {
+            return reject(RejectCode::Expired, "the execution's deadline has passed");
+        }
         if request.requester_node.peer_id().ok() != Some(peer) {
             return reject(
                 RejectCode::WrongNode,
@@ -677,12 +699,16 @@ impl Engine {
                 if a.node == self.node_key() {
                     return;
                 }
-                let (_, new_services) = self
+                let (fresh, new_services) = self
                     .inner
                     .providers
                     .lock()
                     .expect("providers lock")
                     .apply(&a);
+                if fresh && let (Some(net), Ok(peer)) = (self.network(), a.node.peer_id()) {
+                    let addrs = a.addrs.iter().filter_map(|s| s.parse().ok()).collect();
+                    net.add_addresses(peer, addrs).await;
+                }
                 if !new_services.is_empty()
                     && self.inner.all_events_watchers.load(Ordering::SeqCst) > 0
                 {

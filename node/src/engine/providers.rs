@@ -77,6 +77,11 @@ impl ProviderTable {
             .map(|s| s.service_hash)
             .filter(|h| !known.contains(h))
             .collect();
+        // A fresh announcement proves the node is reachable again (partition healed,
+        // restart done): it need not wait out its failure penalty.
+        if let Some(st) = self.stats.get_mut(&a.node) {
+            st.last_failure = None;
+        }
         self.nodes.insert(
             a.node,
             NodeEntry {
@@ -143,7 +148,11 @@ impl ProviderTable {
             None => rtt_us,
         });
         st.last_failure = None;
-        st.outstanding += 1;
+    }
+
+    /// A submit to `node` starts: it counts as load until [`ProviderTable::ended`].
+    pub fn sending(&mut self, node: &PublicKey) {
+        self.stats.entry(*node).or_default().outstanding += 1;
     }
 
     pub fn failed(&mut self, node: &PublicKey) {
@@ -289,8 +298,13 @@ mod tests {
         // Work we sent counts as load.
         t.succeeded(&b, 100.0);
         for _ in 0..10 {
-            t.succeeded(&a, 100.0);
+            t.sending(&a);
         }
+        assert_eq!(t.candidates(&s, &me), vec![b, a]);
+        // A failed node that announces again is not penalised any more.
+        t.failed(&b);
+        assert_eq!(t.candidates(&s, &me), vec![a, b]);
+        t.apply(&announce(b, 2, vec![offer(1, 1)]));
         assert_eq!(t.candidates(&s, &me), vec![b, a]);
     }
 }

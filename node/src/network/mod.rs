@@ -60,7 +60,9 @@ pub struct NetworkConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// Most connections in total; beyond it new ones are refused.
     pub max_connections: u32,
-    /// How long a request may wait for its response.
+    /// How long a work request (submit, result, cancel) may wait for its answer. Short:
+    /// answering a submit is a signature check and a flush, and a provider that does not
+    /// answer in time is passed over for the next one (package chunks get 6 times this).
     pub request_timeout: Duration,
 }
 
@@ -75,7 +77,7 @@ impl Default for NetworkConfig {
             ],
             bootstrap: Vec::new(),
             max_connections: 512,
-            request_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -169,6 +171,10 @@ pub(crate) enum Command {
     GetRecord {
         key: Vec<u8>,
         reply: oneshot::Sender<Result<Vec<u8>, NetError>>,
+    },
+    AddAddresses {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
     },
     Dial {
         addr: Multiaddr,
@@ -292,6 +298,12 @@ impl NetworkHandle {
 
     pub async fn get_record(&self, key: Vec<u8>) -> Result<Vec<u8>, NetError> {
         self.call(|reply| Command::GetRecord { key, reply }).await?
+    }
+
+    /// Addresses of a peer learned elsewhere (its signed announcement): remembered for
+    /// routing and dialled when not connected.
+    pub async fn add_addresses(&self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        self.tell(Command::AddAddresses { peer, addrs }).await
     }
 
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {

@@ -140,6 +140,10 @@ pub fn spawn(
             let rr = request_response::Config::default()
                 .with_request_timeout(request_timeout)
                 .with_max_concurrent_streams(1024);
+            // Package chunks are up to 1 MiB: give them longer than small work messages.
+            let rr_package = request_response::Config::default()
+                .with_request_timeout(request_timeout * 6)
+                .with_max_concurrent_streams(64);
             Ok(Behaviour {
                 limits: connection_limits::Behaviour::new(
                     connection_limits::ConnectionLimits::default()
@@ -166,7 +170,7 @@ pub fn spawn(
                         StreamProtocol::new("/mesg/package/1"),
                         request_response::ProtocolSupport::Full,
                     )],
-                    rr,
+                    rr_package,
                 ),
             })
         })
@@ -309,6 +313,28 @@ impl Task {
             Command::GetRecord { key, reply } => {
                 let id = b.kad.get_record(kad::RecordKey::new(&key));
                 self.pending_kad.insert(id, KadPending::Record(reply));
+            }
+            Command::AddAddresses { peer, addrs } => {
+                let addrs: Vec<Multiaddr> = addrs
+                    .into_iter()
+                    .map(|a| strip_p2p(&a))
+                    .filter(|a| !is_unspecified(a))
+                    .collect();
+                for a in &addrs {
+                    b.kad.add_address(&peer, a.clone());
+                }
+                if peer != *self.swarm.local_peer_id() && !addrs.is_empty() {
+                    let entry = self.known.entry(peer).or_insert(Redial {
+                        addrs: Vec::new(),
+                        backoff: MIN_BACKOFF,
+                        next: Instant::now(),
+                    });
+                    for a in addrs {
+                        if !entry.addrs.contains(&a) {
+                            entry.addrs.push(a);
+                        }
+                    }
+                }
             }
             Command::Dial { addr, reply } => {
                 let r = self
