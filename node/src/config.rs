@@ -46,6 +46,17 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub max_restarts: u32,
 
+    /// How many executions the node keeps for `mesg execution list/get`; beyond that the
+    /// oldest finished ones are removed (every 30 s). Executions still running and
+    /// results still owed to another node are always kept. 0 keeps every execution.
+    #[arg(
+        long,
+        env = "MESG_EXECUTION_HISTORY",
+        default_value_t = 100_000,
+        value_name = "N"
+    )]
+    pub execution_history: usize,
+
     /// Address to listen on for peers (repeatable).
     /// [default: /ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/udp/4001/quic-v1]
     #[arg(

@@ -73,6 +73,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
             packages_dir: dir.packages_dir(),
             max_package_bytes: mesg_package::DEFAULT_MAX_PACKAGE_BYTES,
             default_limits: ResourceLimits::default(),
+            execution_history: args.execution_history,
         },
     );
     let mut net_config = network::NetworkConfig::default();

@@ -279,6 +279,8 @@ async fn resource_limits_can_be_overridden_at_start_and_the_rest_keep_defaults()
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "268435456 512 1000000000"
+        "268435456 512 1000000000",
+        "docker inspect {id}: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -269,3 +269,121 @@ async fn acknowledged_writes_survive_sigkill() {
         acked.len()
     );
 }
+
+#[tokio::test]
+async fn history_trim_removes_the_oldest_finished_executions_and_keeps_owed_and_running_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let key = Keypair::generate().unwrap();
+    let mut ids = Vec::new();
+    for t in 1..=10u64 {
+        let parent = ids.first().copied();
+        let (e, s) = request(&key, 1, &["trim"], parent, t);
+        store.insert_execution(&e, &s).unwrap();
+        ids.push(e.id);
+    }
+    // 1..=8 end, except #2 which is still running; #3's result is still owed (outbox);
+    // 9 and 10 were just created.
+    for (i, id) in ids.iter().enumerate().take(8) {
+        store
+            .update_execution(id, &mut |e| {
+                Ok(e.transition(ExecutionStatus::InProgress, 20)?)
+            })
+            .unwrap();
+        if i != 1 {
+            store
+                .update_execution(id, &mut |e| Ok(e.complete(Json::null(), 30)?))
+                .unwrap();
+        }
+    }
+    let result = ExecutionResult {
+        execution_id: ids[2],
+        request_digest: Hash32::sha256(b"request"),
+        service_hash: ServiceHash(Hash32::sha256(&[1])),
+        task_key: "echo".into(),
+        executor: key.public(),
+        instance_hash: None,
+        outcome: Outcome::Completed {
+            outputs: Json::null(),
+        },
+        started_at: Some(20),
+        finished_at: 30,
+    };
+    let signed = Signed::sign(
+        &key,
+        domains::EXECUTION_RESULT,
+        &result,
+        30,
+        60_000,
+        MAX_WORK_MESSAGE,
+    )
+    .unwrap();
+    store.put_result(&signed, &ids[0]).unwrap();
+    store
+        .put_outbox(
+            &ids[2],
+            &mesg_node::store::OutboxEntry {
+                result: signed,
+                requester_node: key.public(),
+                attempts: 0,
+                next_attempt_at: 0,
+            },
+        )
+        .unwrap();
+
+    // A batch limit stops early: the two oldest removable ones go (#1, #4).
+    assert_eq!(store.prune_executions(4, 2).unwrap(), 2);
+    assert_eq!(store.prune_executions(4, 100).unwrap(), 4);
+    assert_eq!(
+        store.prune_executions(4, 100).unwrap(),
+        0,
+        "nothing left to trim"
+    );
+    for gone in [0, 3, 4, 5, 6, 7] {
+        let id = &ids[gone];
+        assert!(store.execution(id).unwrap().is_none(), "#{} kept", gone + 1);
+        assert!(store.request(id).unwrap().is_none());
+        assert!(store.result(id).unwrap().is_none());
+    }
+    for kept in [1, 2, 8, 9] {
+        assert!(
+            store.execution(&ids[kept]).unwrap().is_some(),
+            "#{} removed",
+            kept + 1
+        );
+    }
+    // No index still points at a removed execution.
+    let listed = |f: ExecutionFilter| -> usize {
+        store
+            .list_executions(&ExecutionFilter { limit: 100, ..f })
+            .unwrap()
+            .len()
+    };
+    assert_eq!(listed(ExecutionFilter::default()), 4);
+    assert_eq!(
+        listed(ExecutionFilter {
+            tag: Some("trim".into()),
+            ..Default::default()
+        }),
+        4
+    );
+    assert_eq!(
+        listed(ExecutionFilter {
+            status: Some(ExecutionStatus::Completed),
+            ..Default::default()
+        }),
+        1,
+        "only #3, whose result is owed"
+    );
+    // #1 was the parent of all others: its children stay listed under it.
+    assert_eq!(
+        listed(ExecutionFilter {
+            parent: Some(ids[0]),
+            ..Default::default()
+        }),
+        4
+    );
+    // Everything may go once nothing is running or owed.
+    store.remove_outbox(&ids[2]).unwrap();
+    assert_eq!(store.prune_executions(0, 100).unwrap(), 1);
+}

@@ -56,7 +56,15 @@ pub struct EngineConfig {
     pub packages_dir: PathBuf,
     pub max_package_bytes: u64,
     pub default_limits: ResourceLimits,
+    /// How many executions the node keeps; the oldest finished ones beyond that are
+    /// removed. 0 keeps them all.
+    pub execution_history: usize,
 }
+
+/// How often the node forgets expired replay nonces and trims its execution history.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(30);
+/// Executions removed per store call, so one trim never holds the store for long.
+const PRUNE_BATCH: usize = 1000;
 
 /// What an Application asks for when it creates an execution.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -230,7 +238,51 @@ impl Engine {
         };
         engine.spawn_expiry(expired);
         engine.spawn_runtime_watch();
+        engine.spawn_housekeeping();
         engine
+    }
+
+    /// Keep the store's size bounded: forget replay nonces of requests that have expired
+    /// (an expired request is refused on its expiry alone), and remove the oldest
+    /// finished executions beyond `execution_history`.
+    fn spawn_housekeeping(&self) {
+        let weak = self.weak();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(engine) = Engine::from_weak(&weak) else {
+                    return;
+                };
+                let store = engine.inner.store.clone();
+                let keep = engine.inner.config.execution_history;
+                drop(engine);
+                let done = tokio::task::spawn_blocking(move || {
+                    let nonces = store.purge_nonces(now_ms())?;
+                    let mut pruned = 0;
+                    if keep > 0 {
+                        loop {
+                            let n = store.prune_executions(keep, PRUNE_BATCH)?;
+                            pruned += n;
+                            if n < PRUNE_BATCH {
+                                break;
+                            }
+                        }
+                    }
+                    Ok::<_, StoreError>((nonces, pruned))
+                })
+                .await;
+                match done {
+                    Ok(Ok((nonces, pruned))) if nonces + pruned > 0 => {
+                        tracing::debug!(nonces, executions = pruned, "store trimmed")
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!("trimming the store: {e}"),
+                    Err(e) => tracing::warn!("trimming the store stopped: {e}"),
+                }
+            }
+        });
     }
 
     /// Register the engine's counters in a Prometheus registry.
@@ -1019,8 +1071,9 @@ impl Engine {
             .live
             .for_service(&execution.service_hash)
             .filter(|l| l.is_ready() || self.network().is_none());
-        if let Some(live) = &local {
-            self.assign(&mut execution, live);
+        match &local {
+            Some(live) => self.assign(&mut execution, live),
+            None => execution.executor = self.first_provider(&execution.service_hash),
         }
         self.inner.store.insert_execution(&execution, &signed)?;
         self.inner.store.persist().await?;
@@ -1153,8 +1206,21 @@ impl Engine {
         }
         let me = self.node_key();
         let owed = execution.executor == Some(me) && execution.requester_node != me;
-        if owed && let Err(e) = self.queue_result(&execution) {
-            tracing::error!(execution = %id, "cannot queue the result: {e}");
+        if owed {
+            match self.queue_result(&execution) {
+                // The result goes to its requester while it is being persisted here: the
+                // requester persists it before it acknowledges it to anyone, so its
+                // record is the one that counts; ours only serves redelivery. Should
+                // this node crash before its flush, the requester either has the result
+                // or gets a failure for the execution after our restart: never two
+                // different endings acknowledged.
+                Ok(()) => {
+                    let engine = self.clone();
+                    let id = *id;
+                    tokio::spawn(async move { engine.deliver(id).await });
+                }
+                Err(e) => tracing::error!(execution = %id, "cannot queue the result: {e}"),
+            }
         }
         if let Err(e) = self.inner.store.persist().await {
             tracing::error!(execution = %id, "cannot persist the result: {e}");
@@ -1165,11 +1231,6 @@ impl Engine {
             _ => self.inner.metrics.executions_failed.inc(),
         };
         self.notify(&execution);
-        if owed {
-            let engine = self.clone();
-            let id = *id;
-            tokio::spawn(async move { engine.deliver(id).await });
-        }
         Some(execution)
     }
 

@@ -26,6 +26,9 @@ const ANNOUNCE_TTL_MS: u64 = 20_000;
 const MAX_INBOUND_PER_PEER: usize = 4096;
 /// How long an execution waits for some provider to take it before it fails.
 const ROUTE_PATIENCE_MS: u64 = 10_000;
+/// When the outbox sweep first retries a result whose immediate delivery has not
+/// succeeded by then.
+const FIRST_REDELIVERY_MS: u64 = 2_000;
 /// Event ids remembered to drop duplicates.
 const SEEN_EVENTS: usize = 16_384;
 
@@ -81,6 +84,20 @@ impl Engine {
     }
 
     // ------------------------------------------------------------ requester side
+
+    /// The provider a new execution of `service` will be offered to first, if one is
+    /// known. Recorded with the execution, so routing it costs no flush of its own.
+    pub(super) fn first_provider(&self, service: &ServiceHash) -> Option<PublicKey> {
+        self.network()?;
+        let me = self.node_key();
+        self.inner
+            .providers
+            .lock()
+            .expect("providers lock")
+            .candidates(service, &me)
+            .into_iter()
+            .next()
+    }
 
     /// Route an execution that no local instance can run to a provider in the network.
     pub(super) async fn route(&self, execution: Execution, signed: Signed<ExecutionRequest>) {
@@ -149,24 +166,30 @@ impl Engine {
                 continue;
             };
             tried.insert(target);
-            match self.store().execution(&id) {
-                Ok(Some(e)) if e.status == ExecutionStatus::Created && e.deadline() > now_ms() => {}
+            let durable_executor = match self.store().execution(&id) {
+                Ok(Some(e)) if e.status == ExecutionStatus::Created && e.deadline() > now_ms() => {
+                    e.executor
+                }
                 _ => return, // cancelled or timed out meanwhile
-            }
+            };
             let Ok(peer) = target.peer_id() else { continue };
             self.set_route(id, target);
             // Durably note where it goes before it goes: after a crash, the request is
             // offered to the same provider first, which recognises it (see Replayed).
-            let noted = self.store().update_execution(&id, &mut |e| {
-                if e.status == ExecutionStatus::Created {
-                    e.executor = Some(target);
+            // The first provider is usually noted already, in the flush that recorded
+            // the new execution (see `first_provider`).
+            if durable_executor != Some(target) {
+                let noted = self.store().update_execution(&id, &mut |e| {
+                    if e.status == ExecutionStatus::Created {
+                        e.executor = Some(target);
+                    }
+                    Ok(())
+                });
+                if noted.is_ok()
+                    && let Err(e) = self.store().persist().await
+                {
+                    tracing::error!(execution = %id, "cannot persist the route: {e}");
                 }
-                Ok(())
-            });
-            if noted.is_ok()
-                && let Err(e) = self.store().persist().await
-            {
-                tracing::error!(execution = %id, "cannot persist the route: {e}");
             }
             let sent = std::time::Instant::now();
             let answer = net
@@ -532,7 +555,9 @@ impl Engine {
                 result,
                 requester_node: e.requester_node,
                 attempts: 0,
-                next_attempt_at: now_ms(),
+                // Delivered right away by the caller; the outbox sweep only retries, so
+                // it leaves the entry alone while that first attempt is under way.
+                next_attempt_at: now_ms() + FIRST_REDELIVERY_MS,
             },
         )?;
         Ok(())
@@ -543,10 +568,7 @@ impl Engine {
         let Some(net) = self.network().cloned() else {
             return;
         };
-        let Ok(entries) = self.store().outbox() else {
-            return;
-        };
-        let Some((_, mut entry)) = entries.into_iter().find(|(i, _)| *i == id) else {
+        let Ok(Some(mut entry)) = self.store().outbox_entry(&id) else {
             return;
         };
         let Ok(peer) = entry.requester_node.peer_id() else {

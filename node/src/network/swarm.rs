@@ -14,6 +14,7 @@ use mesg_protocol::types::domains;
 use mesg_protocol::wire::{MAX_GOSSIP_MESSAGE, MAX_PACKAGE_MESSAGE, MAX_WORK_MESSAGE};
 use mesg_protocol::{Keypair, PublicKey, ServiceRecord, Signed, now_ms, wire};
 use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 type WorkCodec = FrameCodec<WorkRequest, WorkResponse, MAX_WORK_MESSAGE>;
@@ -98,6 +99,20 @@ fn gossip_config() -> Result<gossipsub::Config, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Gossipsub peer-score parameters: libp2p's defaults, except that loopback peers are
+/// exempt from the IP colocation penalty. Many nodes on one machine (a loopback benchmark,
+/// local tests) all connect from 127.0.0.1 / ::1; past the colocation threshold each one
+/// would score below the graylist threshold and the mesh would never form. Any other
+/// address, private or docker-bridge ones included, keeps the default threshold.
+fn score_params() -> gossipsub::PeerScoreParams {
+    let mut params = gossipsub::PeerScoreParams::default();
+    params.ip_colocation_factor_whitelist.extend([
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ]);
+    params
+}
+
 /// Build the swarm, start listening and dialling, and run it in its own task.
 pub fn spawn(
     key: &Keypair,
@@ -133,10 +148,7 @@ pub fn spawn(
                 gossip_config()?,
                 TopicWhitelist,
             )?;
-            gossipsub.with_peer_score(
-                gossipsub::PeerScoreParams::default(),
-                gossipsub::PeerScoreThresholds::default(),
-            )?;
+            gossipsub.with_peer_score(score_params(), gossipsub::PeerScoreThresholds::default())?;
             let rr = request_response::Config::default()
                 .with_request_timeout(request_timeout)
                 .with_max_concurrent_streams(1024);
@@ -760,4 +772,29 @@ fn check_record(record: &kad::Record) -> Result<(), String> {
         return Err("record stored under another key".into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn score_params_exempt_only_loopback_from_colocation() {
+        let params = score_params();
+        params.validate().expect("valid score params");
+        let whitelist = &params.ip_colocation_factor_whitelist;
+        assert!(whitelist.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert!(whitelist.contains(&IpAddr::V6(Ipv6Addr::LOCALHOST)));
+        assert_eq!(whitelist.len(), 2);
+        // Everything else keeps libp2p's colocation penalty.
+        let default = gossipsub::PeerScoreParams::default();
+        assert_eq!(
+            params.ip_colocation_factor_weight,
+            default.ip_colocation_factor_weight
+        );
+        assert_eq!(
+            params.ip_colocation_factor_threshold,
+            default.ip_colocation_factor_threshold
+        );
+    }
 }

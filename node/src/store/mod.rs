@@ -138,6 +138,12 @@ pub trait Store: Send + Sync + 'static {
     /// Executions not yet Completed or Failed.
     fn unfinished_executions(&self) -> Result<Vec<Execution>, StoreError>;
     /// The signed result of a finished execution (kept by both executor and requester).
+    /// Remove the oldest finished executions, with their request, result and index
+    /// entries, until at most `keep` executions remain; at most `batch` in one call.
+    /// Executions that have not ended, and those whose result is still owed to their
+    /// requester (outbox), are kept. Returns how many were removed.
+    fn prune_executions(&self, keep: usize, batch: usize) -> Result<usize, StoreError>;
+
     fn put_result(
         &self,
         result: &Signed<ExecutionResult>,
@@ -146,6 +152,7 @@ pub trait Store: Send + Sync + 'static {
     fn result(&self, id: &ExecutionId) -> Result<Option<Signed<ExecutionResult>>, StoreError>;
 
     fn put_outbox(&self, id: &ExecutionId, entry: &OutboxEntry) -> Result<(), StoreError>;
+    fn outbox_entry(&self, id: &ExecutionId) -> Result<Option<OutboxEntry>, StoreError>;
     fn remove_outbox(&self, id: &ExecutionId) -> Result<(), StoreError>;
     fn outbox(&self) -> Result<Vec<(ExecutionId, OutboxEntry)>, StoreError>;
 
