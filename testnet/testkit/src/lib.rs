@@ -99,15 +99,48 @@ pub fn docker_cleanup(node_id: &str) {
     }
 }
 
-/// Path of a binary of this workspace (`mesg-node`, `mesg`), building it when missing.
+static BIN_DIR: OnceLock<PathBuf> = OnceLock::new();
+static NODE_LOG: OnceLock<String> = OnceLock::new();
+
+/// Take `mesg-node` and `mesg` from `dir` from now on (the benchmarks run the static
+/// release build whatever profile they were built with). First call wins.
+pub fn use_binaries_from(dir: PathBuf) {
+    let _ = BIN_DIR.set(dir);
+}
+
+/// The log filter of the nodes started from now on (default: `MESG_TEST_LOG`, else
+/// `info`). First call wins.
+pub fn set_node_log(filter: &str) {
+    let _ = NODE_LOG.set(filter.to_string());
+}
+
+/// Path of a binary of this workspace (`mesg-node`, `mesg`): from the directory given to
+/// [`use_binaries_from`] or `MESG_BIN_DIR`; otherwise beside the running test binary,
+/// built with the same profile when missing.
 pub fn binary(name: &str) -> PathBuf {
+    if let Some(dir) = BIN_DIR
+        .get()
+        .map(|d| d.as_os_str().to_owned())
+        .or_else(|| std::env::var_os("MESG_BIN_DIR"))
+    {
+        let path = PathBuf::from(dir).join(name);
+        assert!(
+            path.is_file(),
+            "MESG_BIN_DIR has no {name}: {} is missing",
+            path.display()
+        );
+        return path;
+    }
     let profile_dir = std::env::current_exe()
         .ok()
         .and_then(|exe| {
-            // target/<profile>/deps/<test-binary>
-            exe.parent()
-                .and_then(|deps| deps.parent())
-                .map(Path::to_path_buf)
+            // target/<profile>/deps/<test-binary>, or target/<profile>/<binary>
+            let dir = exe.parent()?;
+            if dir.file_name().is_some_and(|n| n == "deps") {
+                dir.parent().map(Path::to_path_buf)
+            } else {
+                Some(dir.to_path_buf())
+            }
         })
         .unwrap_or_else(|| workspace_root().join("target/debug"));
     let path = profile_dir.join(name);
@@ -117,8 +150,12 @@ pub fn binary(name: &str) -> PathBuf {
             "mesg" => "mesg-cli",
             other => panic!("unknown binary {other}"),
         };
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", package, "--bin", name])
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "-p", package, "--bin", name]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build
             .current_dir(workspace_root())
             .status()
             .expect("cargo build");
@@ -181,6 +218,11 @@ impl NodeProcess {
         node
     }
 
+    /// Process id of the running node, if it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     pub fn api_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.api_port)
     }
@@ -211,7 +253,9 @@ impl NodeProcess {
             .args(&self.extra_args)
             .env(
                 "MESG_LOG",
-                std::env::var("MESG_TEST_LOG").unwrap_or_else(|_| "info".into()),
+                NODE_LOG.get().cloned().unwrap_or_else(|| {
+                    std::env::var("MESG_TEST_LOG").unwrap_or_else(|_| "info".into())
+                }),
             )
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
