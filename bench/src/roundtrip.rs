@@ -1,0 +1,248 @@
+//! Task round trip on a warm `echo` service, side by side with the baselines, in one run:
+//! local (app -> B -> container -> app), routed (app -> A -> B -> container -> B -> A ->
+//! app), a raw TCP echo straight to the same container (the floor), `docker exec` per task
+//! and `docker run --rm` per task (the container-per-job model).
+
+use crate::Ctx;
+use crate::cluster::{self, Pair};
+use crate::report::{Goal, Section, Summary, Table, ms};
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Port of echo's raw TCP echo inside its container (length-prefixed frames).
+const FLOOR_PORT: u16 = 7000;
+
+struct Payload {
+    label: &'static str,
+    bytes: usize,
+    /// Samples for (node paths, floor, docker exec, docker run) in a full run.
+    full: [usize; 4],
+}
+
+const PAYLOADS: &[Payload] = &[
+    Payload {
+        label: "100 B",
+        bytes: 100,
+        full: [400, 2000, 40, 20],
+    },
+    Payload {
+        label: "10 KiB",
+        bytes: 10 * 1024,
+        full: [300, 1000, 30, 15],
+    },
+    Payload {
+        label: "1 MiB",
+        bytes: 1024 * 1024,
+        full: [40, 100, 15, 10],
+    },
+];
+
+pub async fn run(ctx: &Ctx) -> Result<Section> {
+    let pair = Pair::start(&ctx.echo_dir).await?;
+    let container = pair.container()?;
+    let ip = cluster::run(
+        "docker",
+        &[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+            &container,
+        ],
+    )?;
+    let ip = ip
+        .split_whitespace()
+        .next()
+        .context("echo's container has no IP address")?
+        .to_string();
+    let image = cluster::run(
+        "docker",
+        &["inspect", "-f", "{{.Config.Image}}", &container],
+    )?;
+
+    let mut section = Section::new(
+        "Task round trip (warm echo)",
+        "Two nodes on loopback; B runs `echo`, A knows B provides it. One execution in \
+         flight at a time, through the HTTP API with `wait=true`, timed by the client. \
+         Floor: the same container's raw TCP echo (length-prefixed frames, one connection \
+         kept open), no node in between. `docker exec`: `docker exec -i <container> /echo \
+         once` per task, payload on stdin. `docker run --rm`: a new container of the same \
+         image per task (`/echo once`). Ratios are p50 ÷ floor p50.",
+    );
+    let mut headline = None;
+    for p in PAYLOADS {
+        let n = |i: usize| ctx.n(p.full[i], [5, 20, 2, 2][i]);
+        let message = "x".repeat(p.bytes);
+        let inputs = json!({ "message": message });
+        let raw = vec![b'x'; p.bytes];
+        eprintln!("  {}: warm-up", p.label);
+        for _ in 0..ctx.n(20, 2) {
+            pair.api_b.exec(&pair.service, "echo", &inputs).await?;
+            pair.api_a.exec(&pair.service, "echo", &inputs).await?;
+        }
+        eprintln!("  {}: local and routed", p.label);
+        let (mut local, mut routed) = (Vec::new(), Vec::new());
+        // Interleaved, so both see the same machine state.
+        for _ in 0..n(0) {
+            let t = Instant::now();
+            let e = pair.api_b.exec(&pair.service, "echo", &inputs).await?;
+            local.push(t.elapsed());
+            check_echoed(&e, &message)?;
+            let t = Instant::now();
+            let e = pair.api_a.exec(&pair.service, "echo", &inputs).await?;
+            routed.push(t.elapsed());
+            check_echoed(&e, &message)?;
+        }
+        eprintln!("  {}: floor", p.label);
+        let floor = floor(&ip, &raw, n(1)).await?;
+        eprintln!("  {}: docker exec", p.label);
+        let exec = per_task_command(&["exec", "-i", &container, "/echo", "once"], &raw, n(2))?;
+        eprintln!("  {}: docker run --rm", p.label);
+        let run_rm = per_task_command(
+            &[
+                "run",
+                "--rm",
+                "-i",
+                "--network",
+                "none",
+                "--entrypoint",
+                "/echo",
+                &image,
+                "once",
+            ],
+            &raw,
+            n(3),
+        )?;
+
+        let rows = [
+            ("floor: raw TCP echo to the container", Summary::of(&floor)),
+            ("local: app → B → container", Summary::of(&local)),
+            ("routed: app → A → B → container → A", Summary::of(&routed)),
+            ("docker exec per task", Summary::of(&exec)),
+            ("docker run --rm per task", Summary::of(&run_rm)),
+        ];
+        let floor_p50 = rows[0].1.p50;
+        let mut t = Table::new(&["path", "n", "min ms", "p50 ms", "p99 ms", "× floor"]);
+        for (name, s) in &rows {
+            t.row(vec![
+                name.to_string(),
+                s.n.to_string(),
+                ms(s.min),
+                ms(s.p50),
+                ms(s.p99),
+                format!("{:.1}", s.p50 / floor_p50),
+            ]);
+        }
+        section.tables.push((format!("Payload {}:", p.label), t));
+        if p.bytes == 100 {
+            headline = Some((rows[0].1, rows[2].1, rows[3].1, rows[4].1));
+        }
+    }
+    let (floor, routed, exec, run_rm) = headline.context("no 100 B row")?;
+    section.goals.push(Goal::new(
+        "routed round trip p50, 100 B",
+        "≤ 2 ms",
+        format!("{} ms", ms(routed.p50)),
+        routed.p50 <= 2.0,
+    ));
+    section.goals.push(Goal::new(
+        "routed round trip p99, 100 B",
+        "≤ 10 ms",
+        format!("{} ms", ms(routed.p99)),
+        routed.p99 <= 10.0,
+    ));
+    let x_floor = routed.p50 / floor.p50;
+    section.goals.push(Goal::new(
+        "routed ÷ floor, 100 B p50",
+        "≤ 3×",
+        format!("{x_floor:.0}×"),
+        x_floor <= 3.0,
+    ));
+    let x_exec = exec.p50 / routed.p50;
+    section.goals.push(Goal::new(
+        "docker exec ÷ routed, 100 B p50",
+        "≥ 30×",
+        format!("{x_exec:.1}×"),
+        x_exec >= 30.0,
+    ));
+    let x_run = run_rm.p50 / routed.p50;
+    section.goals.push(Goal::new(
+        "docker run --rm ÷ routed, 100 B p50",
+        "≥ 100×",
+        format!("{x_run:.1}×"),
+        x_run >= 100.0,
+    ));
+    section.notes.push(format!(
+        "The floor connects to the container's address on its instance network ({ip}:{FLOOR_PORT}) from the host."
+    ));
+    Ok(section)
+}
+
+fn check_echoed(e: &serde_json::Value, message: &str) -> Result<()> {
+    if e["outputs"]["message"].as_str() != Some(message) {
+        bail!("echo returned other outputs than its inputs");
+    }
+    Ok(())
+}
+
+/// Round trips of `payload` over one kept-open TCP connection to echo's raw listener.
+async fn floor(ip: &str, payload: &[u8], n: usize) -> Result<Vec<Duration>> {
+    let mut s = TcpStream::connect((ip, FLOOR_PORT))
+        .await
+        .with_context(|| format!("connecting to echo's raw TCP echo at {ip}:{FLOOR_PORT}"))?;
+    s.set_nodelay(true)?;
+    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(payload);
+    let mut back = vec![0u8; frame.len()];
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n + 10 {
+        let t = Instant::now();
+        s.write_all(&frame).await?;
+        s.read_exact(&mut back).await?;
+        if i >= 10 {
+            out.push(t.elapsed());
+        }
+        if back != frame {
+            bail!("the raw echo returned other bytes");
+        }
+    }
+    Ok(out)
+}
+
+/// Time a `docker` command per task, the payload on its stdin, checking it echoes it.
+fn per_task_command(args: &[&str], payload: &[u8], n: usize) -> Result<Vec<Duration>> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let mut child = Command::new("docker")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("docker CLI")?;
+        let mut stdin = child.stdin.take().context("stdin")?;
+        let data = payload.to_vec();
+        // Write from another thread so a full stdout pipe cannot deadlock us.
+        let writer = std::thread::spawn(move || stdin.write_all(&data));
+        let output = child.wait_with_output()?;
+        let elapsed = t.elapsed();
+        let _ = writer.join();
+        if !output.status.success() {
+            bail!(
+                "docker {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        if output.stdout != payload {
+            bail!("docker {} did not echo its input", args[0]);
+        }
+        out.push(elapsed);
+    }
+    Ok(out)
+}
