@@ -95,7 +95,10 @@ async fn run(args: Args) -> Result<()> {
             bail!("testnet/build.sh all failed");
         }
     }
-    let bin_dir = root.join("target/x86_64-unknown-linux-gnu/release");
+    // MESG_BIN_DIR runs other binaries, e.g. a release build with symbols for perf.
+    let bin_dir = std::env::var_os("MESG_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/x86_64-unknown-linux-gnu/release"));
     if !bin_dir.join("mesg-node").is_file() {
         bail!(
             "{} has no mesg-node: run testnet/build.sh all (or drop --no-build)",
