@@ -46,7 +46,7 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub max_restarts: u32,
 
-    /// How many executions the node keeps for `mesg execution list/get`; beyond that the
+    /// How many executions the node keeps for `mesg executions list/get/verify`; beyond that the
     /// oldest finished ones are removed (every 30 s). Executions still running and
     /// results still owed to another node are always kept. 0 keeps every execution.
     #[arg(

@@ -137,13 +137,13 @@ pub trait Store: Send + Sync + 'static {
     fn list_executions(&self, filter: &ExecutionFilter) -> Result<Vec<Execution>, StoreError>;
     /// Executions not yet Completed or Failed.
     fn unfinished_executions(&self) -> Result<Vec<Execution>, StoreError>;
-    /// The signed result of a finished execution (kept by both executor and requester).
     /// Remove the oldest finished executions, with their request, result and index
     /// entries, until at most `keep` executions remain; at most `batch` in one call.
     /// Executions that have not ended, and those whose result is still owed to their
     /// requester (outbox), are kept. Returns how many were removed.
     fn prune_executions(&self, keep: usize, batch: usize) -> Result<usize, StoreError>;
 
+    /// The signed result of a finished execution (kept by both executor and requester).
     fn put_result(
         &self,
         result: &Signed<ExecutionResult>,
