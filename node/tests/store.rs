@@ -387,3 +387,42 @@ async fn history_trim_removes_the_oldest_finished_executions_and_keeps_owed_and_
     store.remove_outbox(&ids[2]).unwrap();
     assert_eq!(store.prune_executions(0, 100).unwrap(), 1);
 }
+
+#[tokio::test]
+async fn large_inputs_and_outputs_come_back_whole_after_status_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let key = Keypair::generate().unwrap();
+    let (mut e, s) = request(&key, 1, &["big"], None, 1);
+    let big = "x".repeat(1 << 20);
+    e.inputs = Json(serde_json::json!({ "message": big }));
+    store.insert_execution(&e, &s).unwrap();
+    let running = store
+        .update_execution(&e.id, &mut |e| {
+            Ok(e.transition(ExecutionStatus::InProgress, 2)?)
+        })
+        .unwrap();
+    assert_eq!(running.inputs, e.inputs, "the update hands back the inputs");
+    let outputs = Json(serde_json::json!({ "message": big, "count": 1 }));
+    let done = store
+        .update_execution(&e.id, &mut |x| Ok(x.complete(outputs.clone(), 3)?))
+        .unwrap();
+    assert_eq!(done.outputs.as_ref(), Some(&outputs));
+    store.close().await.unwrap();
+
+    let store = SledStore::open(dir.path()).unwrap();
+    let loaded = store.execution(&e.id).unwrap().unwrap();
+    assert_eq!(loaded.status, ExecutionStatus::Completed);
+    assert_eq!(loaded.inputs, e.inputs);
+    assert_eq!(loaded.outputs, Some(outputs.clone()));
+    let listed = store
+        .list_executions(&ExecutionFilter {
+            tag: Some("big".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].outputs, Some(outputs));
+    assert_eq!(listed[0].inputs, e.inputs);
+}

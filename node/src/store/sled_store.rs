@@ -28,7 +28,12 @@ pub struct SledStore {
     services: sled::Tree,
     sids: sled::Tree,
     instances: sled::Tree,
+    /// Execution records without their payloads (see [`split_payloads`]).
     executions: sled::Tree,
+    /// Inputs of each execution, written once when it is recorded.
+    exec_inputs: sled::Tree,
+    /// Outputs of each completed execution, written once when it completes.
+    exec_outputs: sled::Tree,
     requests: sled::Tree,
     results: sled::Tree,
     by_time: sled::Tree,
@@ -167,6 +172,8 @@ impl SledStore {
             sids: db.open_tree("sids")?,
             instances: db.open_tree("instances")?,
             executions: db.open_tree("executions")?,
+            exec_inputs: db.open_tree("exec_inputs")?,
+            exec_outputs: db.open_tree("exec_outputs")?,
             requests: db.open_tree("requests")?,
             results: db.open_tree("results")?,
             by_time: db.open_tree("exec_by_time")?,
@@ -208,11 +215,70 @@ impl SledStore {
     }
 
     fn load_execution(&self, id_bytes: &[u8]) -> Result<Option<Execution>, StoreError> {
-        match self.executions.get(id_bytes)? {
-            Some(v) => Ok(Some(dec("executions", &v)?)),
-            None => Ok(None),
-        }
+        let Some(v) = self.executions.get(id_bytes)? else {
+            return Ok(None);
+        };
+        let mut e: Execution = dec("executions", &v)?;
+        let inputs = self.exec_inputs.get(id_bytes)?;
+        let outputs = self.exec_outputs.get(id_bytes)?;
+        join_payloads(&mut e, inputs.as_deref(), outputs.as_deref())?;
+        Ok(Some(e))
     }
+}
+
+/// An execution as stored: the record without its inputs and outputs, which are kept
+/// apart and written once each, so the status changes of an execution with large
+/// payloads rewrite a few hundred bytes instead of the payloads.
+struct StoredExecution {
+    record: Vec<u8>,
+    inputs: Vec<u8>,
+    outputs: Option<Vec<u8>>,
+}
+
+fn split_payloads(e: &Execution) -> Result<StoredExecution, StoreError> {
+    // Field by field, so the payloads are not copied only to be dropped.
+    let head = Execution {
+        id: e.id,
+        service_hash: e.service_hash,
+        task_key: e.task_key.clone(),
+        inputs: mesg_protocol::Json::null(),
+        requester: e.requester,
+        requester_node: e.requester_node,
+        executor: e.executor,
+        instance_hash: e.instance_hash,
+        status: e.status,
+        outputs: None,
+        error: e.error.clone(),
+        parent: e.parent,
+        process: e.process.clone(),
+        tags: e.tags.clone(),
+        timeout_ms: e.timeout_ms,
+        created_at: e.created_at,
+        started_at: e.started_at,
+        finished_at: e.finished_at,
+    };
+    let outputs = e.outputs.as_ref().map(enc).transpose()?;
+    Ok(StoredExecution {
+        record: enc(&head)?,
+        inputs: enc(&e.inputs)?,
+        outputs,
+    })
+}
+
+/// Put the payloads back into a stored record. A record written before payloads were kept
+/// apart still holds them itself: then there is no separate entry and it stays as it is.
+fn join_payloads(
+    e: &mut Execution,
+    inputs: Option<&[u8]>,
+    outputs: Option<&[u8]>,
+) -> Result<(), StoreError> {
+    if let Some(b) = inputs {
+        e.inputs = dec("exec_inputs", b)?;
+    }
+    if let Some(b) = outputs {
+        e.outputs = Some(dec("exec_outputs", b)?);
+    }
+    Ok(())
 }
 
 fn tx_abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
@@ -322,7 +388,11 @@ impl Store for SledStore {
         e: &Execution,
         request: &Signed<ExecutionRequest>,
     ) -> Result<(), StoreError> {
-        let value = enc(e)?;
+        let StoredExecution {
+            record: value,
+            inputs,
+            outputs,
+        } = split_payloads(e)?;
         let req = enc(request)?;
         let id = e.id;
         let t = e.created_at;
@@ -334,26 +404,34 @@ impl Store for SledStore {
             &self.by_service,
             &self.by_tag,
             &self.by_parent,
+            &self.exec_inputs,
+            &self.exec_outputs,
         );
-        tx_result(trees.transaction(|(ex, rq, bt, bs, bsv, btag, bp)| {
-            if ex.get(id.0)?.is_some() {
-                return Err(tx_abort(StoreError::Encode(format!(
-                    "execution {id} already exists"
-                ))));
-            }
-            ex.insert(&id.0, value.as_slice())?;
-            rq.insert(&id.0, req.as_slice())?;
-            bt.insert(index_key(&[], t, &id), &[])?;
-            bs.insert(index_key(&[status_byte(e.status)], t, &id), &[])?;
-            bsv.insert(index_key(e.service_hash.as_bytes(), t, &id), &[])?;
-            for tag in &e.tags {
-                btag.insert(index_key(&tag_prefix(tag), t, &id), &[])?;
-            }
-            if let Some(p) = &e.parent {
-                bp.insert(index_key(&p.0, t, &id), &[])?;
-            }
-            Ok(())
-        }))
+        tx_result(
+            trees.transaction(|(ex, rq, bt, bs, bsv, btag, bp, ei, eo)| {
+                if ex.get(id.0)?.is_some() {
+                    return Err(tx_abort(StoreError::Encode(format!(
+                        "execution {id} already exists"
+                    ))));
+                }
+                ex.insert(&id.0, value.as_slice())?;
+                ei.insert(&id.0, inputs.as_slice())?;
+                if let Some(o) = &outputs {
+                    eo.insert(&id.0, o.as_slice())?;
+                }
+                rq.insert(&id.0, req.as_slice())?;
+                bt.insert(index_key(&[], t, &id), &[])?;
+                bs.insert(index_key(&[status_byte(e.status)], t, &id), &[])?;
+                bsv.insert(index_key(e.service_hash.as_bytes(), t, &id), &[])?;
+                for tag in &e.tags {
+                    btag.insert(index_key(&tag_prefix(tag), t, &id), &[])?;
+                }
+                if let Some(p) = &e.parent {
+                    bp.insert(index_key(&p.0, t, &id), &[])?;
+                }
+                Ok(())
+            }),
+        )
     }
 
     fn execution(&self, id: &ExecutionId) -> Result<Option<Execution>, StoreError> {
@@ -374,18 +452,43 @@ impl Store for SledStore {
     ) -> Result<Execution, StoreError> {
         let id = *id;
         let change = std::cell::RefCell::new(change);
-        tx_result((&self.executions, &self.by_status).transaction(|(ex, bs)| {
+        let trees = (
+            &self.executions,
+            &self.by_status,
+            &self.exec_inputs,
+            &self.exec_outputs,
+        );
+        tx_result(trees.transaction(|(ex, bs, ei, eo)| {
             let Some(bytes) = ex.get(id.0)? else {
                 return Err(tx_abort(StoreError::UnknownExecution(id)));
             };
             let mut e: Execution = dec("executions", &bytes).map_err(tx_abort)?;
+            let stored_inputs = ei.get(id.0)?;
+            let stored_outputs = eo.get(id.0)?;
+            join_payloads(&mut e, stored_inputs.as_deref(), stored_outputs.as_deref())
+                .map_err(tx_abort)?;
             let before = e.status;
             (change.borrow_mut())(&mut e).map_err(tx_abort)?;
             if e.status != before {
                 bs.remove(index_key(&[status_byte(before)], e.created_at, &id))?;
                 bs.insert(index_key(&[status_byte(e.status)], e.created_at, &id), &[])?;
             }
-            ex.insert(&id.0, enc(&e).map_err(tx_abort)?)?;
+            let StoredExecution {
+                record,
+                inputs,
+                outputs,
+            } = split_payloads(&e).map_err(tx_abort)?;
+            ex.insert(&id.0, record)?;
+            // Inputs never change; outputs are set once, when the execution completes.
+            // A record from before payloads were kept apart gets its entries now.
+            if stored_inputs.is_none() {
+                ei.insert(&id.0, inputs)?;
+            }
+            if let Some(o) = outputs
+                && stored_outputs.is_none()
+            {
+                eo.insert(&id.0, o)?;
+            }
             Ok(e)
         }))
     }
@@ -481,22 +584,28 @@ impl Store for SledStore {
                 &self.by_service,
                 &self.by_tag,
                 &self.by_parent,
+                &self.exec_inputs,
+                &self.exec_outputs,
             );
-            tx_result(trees.transaction(|(ex, rq, rs, bt, bs, bsv, btag, bp)| {
-                ex.remove(&id.0)?;
-                rq.remove(&id.0)?;
-                rs.remove(&id.0)?;
-                bt.remove(index_key(&[], t, &id))?;
-                bs.remove(index_key(&[status_byte(e.status)], t, &id))?;
-                bsv.remove(index_key(e.service_hash.as_bytes(), t, &id))?;
-                for tag in &e.tags {
-                    btag.remove(index_key(&tag_prefix(tag), t, &id))?;
-                }
-                if let Some(p) = &e.parent {
-                    bp.remove(index_key(&p.0, t, &id))?;
-                }
-                Ok(())
-            }))?;
+            tx_result(
+                trees.transaction(|(ex, rq, rs, bt, bs, bsv, btag, bp, ei, eo)| {
+                    ex.remove(&id.0)?;
+                    ei.remove(&id.0)?;
+                    eo.remove(&id.0)?;
+                    rq.remove(&id.0)?;
+                    rs.remove(&id.0)?;
+                    bt.remove(index_key(&[], t, &id))?;
+                    bs.remove(index_key(&[status_byte(e.status)], t, &id))?;
+                    bsv.remove(index_key(e.service_hash.as_bytes(), t, &id))?;
+                    for tag in &e.tags {
+                        btag.remove(index_key(&tag_prefix(tag), t, &id))?;
+                    }
+                    if let Some(p) = &e.parent {
+                        bp.remove(index_key(&p.0, t, &id))?;
+                    }
+                    Ok(())
+                }),
+            )?;
             removed += 1;
             excess -= 1;
         }
