@@ -86,6 +86,32 @@ fn index_key(prefix: &[u8], created_at: u64, id: &ExecutionId) -> Vec<u8> {
     k
 }
 
+/// The keys of one execution in the index trees (the status one for its current status).
+struct IndexKeys {
+    time: Vec<u8>,
+    status: Vec<u8>,
+    service: Vec<u8>,
+    tags: Vec<Vec<u8>>,
+    parent: Option<Vec<u8>>,
+}
+
+impl IndexKeys {
+    fn of(e: &Execution) -> IndexKeys {
+        let (t, id) = (e.created_at, &e.id);
+        IndexKeys {
+            time: index_key(&[], t, id),
+            status: index_key(&[status_byte(e.status)], t, id),
+            service: index_key(e.service_hash.as_bytes(), t, id),
+            tags: e
+                .tags
+                .iter()
+                .map(|tag| index_key(&tag_prefix(tag), t, id))
+                .collect(),
+            parent: e.parent.map(|p| index_key(&p.0, t, id)),
+        }
+    }
+}
+
 fn tag_prefix(tag: &str) -> Vec<u8> {
     // 0xff never occurs in UTF-8, so it ends the tag unambiguously.
     let mut p = tag.as_bytes().to_vec();
@@ -395,7 +421,7 @@ impl Store for SledStore {
         } = split_payloads(e)?;
         let req = enc(request)?;
         let id = e.id;
-        let t = e.created_at;
+        let keys = IndexKeys::of(e);
         let trees = (
             &self.executions,
             &self.requests,
@@ -420,14 +446,14 @@ impl Store for SledStore {
                     eo.insert(&id.0, o.as_slice())?;
                 }
                 rq.insert(&id.0, req.as_slice())?;
-                bt.insert(index_key(&[], t, &id), &[])?;
-                bs.insert(index_key(&[status_byte(e.status)], t, &id), &[])?;
-                bsv.insert(index_key(e.service_hash.as_bytes(), t, &id), &[])?;
-                for tag in &e.tags {
-                    btag.insert(index_key(&tag_prefix(tag), t, &id), &[])?;
+                bt.insert(keys.time.as_slice(), &[])?;
+                bs.insert(keys.status.as_slice(), &[])?;
+                bsv.insert(keys.service.as_slice(), &[])?;
+                for k in &keys.tags {
+                    btag.insert(k.as_slice(), &[])?;
                 }
-                if let Some(p) = &e.parent {
-                    bp.insert(index_key(&p.0, t, &id), &[])?;
+                if let Some(k) = &keys.parent {
+                    bp.insert(k.as_slice(), &[])?;
                 }
                 Ok(())
             }),
@@ -565,16 +591,18 @@ impl Store for SledStore {
                 continue;
             }
             let id_bytes = &key[key.len() - 16..];
-            let Some(e) = self.load_execution(id_bytes)? else {
+            // The record alone says whether it may go: its payloads are not read.
+            let Some(record) = self.executions.get(id_bytes)? else {
                 // An index entry without its record: drop it, it counts for nothing.
                 self.by_time.remove(&key)?;
                 continue;
             };
+            let e: Execution = dec("executions", &record)?;
             if !e.status.is_final() || self.outbox.contains_key(id_bytes)? {
                 continue;
             }
             let id = e.id;
-            let t = e.created_at;
+            let keys = IndexKeys::of(&e);
             let trees = (
                 &self.executions,
                 &self.requests,
@@ -594,14 +622,14 @@ impl Store for SledStore {
                     eo.remove(&id.0)?;
                     rq.remove(&id.0)?;
                     rs.remove(&id.0)?;
-                    bt.remove(index_key(&[], t, &id))?;
-                    bs.remove(index_key(&[status_byte(e.status)], t, &id))?;
-                    bsv.remove(index_key(e.service_hash.as_bytes(), t, &id))?;
-                    for tag in &e.tags {
-                        btag.remove(index_key(&tag_prefix(tag), t, &id))?;
+                    bt.remove(keys.time.as_slice())?;
+                    bs.remove(keys.status.as_slice())?;
+                    bsv.remove(keys.service.as_slice())?;
+                    for k in &keys.tags {
+                        btag.remove(k.as_slice())?;
                     }
-                    if let Some(p) = &e.parent {
-                        bp.remove(index_key(&p.0, t, &id))?;
+                    if let Some(k) = &keys.parent {
+                        bp.remove(k.as_slice())?;
                     }
                     Ok(())
                 }),
