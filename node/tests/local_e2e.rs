@@ -92,7 +92,7 @@ async fn a_tick_event_reaches_an_sse_subscriber() {
     let listener = {
         let api = Api {
             base: api.base.clone(),
-            http: reqwest::Client::new(),
+            http: api.http.clone(),
         };
         tokio::spawn(async move {
             api.sse_until(

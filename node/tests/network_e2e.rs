@@ -262,7 +262,7 @@ async fn an_event_emitted_on_b_reaches_an_sse_subscriber_on_c() {
     let listener = {
         let api = Api {
             base: api_c.base.clone(),
-            http: reqwest::Client::new(),
+            http: api_c.http.clone(),
         };
         tokio::spawn(async move {
             api.sse_until(

@@ -1,6 +1,8 @@
 //! The OpenAPI document served by the node and checked in under docs/ stays in step with
 //! the routes the node really serves.
 
+mod common;
+
 use mesg_node::api::app::{OPENAPI, ROUTES};
 use mesg_testkit::NodeProcess;
 use std::collections::BTreeSet;
@@ -37,7 +39,7 @@ fn every_route_is_documented_and_every_documented_route_exists_in_the_table() {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_documented_route_is_answered_by_a_live_node() {
     let node = NodeProcess::start(&[]);
-    let http = reqwest::Client::new();
+    let http = common::Api::new(&node).http;
     for (method, path) in documented() {
         // Routes that stream forever are only opened, not read.
         let url = format!(

@@ -13,9 +13,16 @@ pub struct Api {
 
 impl Api {
     pub fn new(node: &NodeProcess) -> Api {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(auth) = node.auth_header() {
+            headers.insert(reqwest::header::AUTHORIZATION, auth.parse().unwrap());
+        }
         Api {
             base: node.api_url(),
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .unwrap(),
         }
     }
 

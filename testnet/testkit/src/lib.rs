@@ -227,6 +227,23 @@ impl NodeProcess {
         format!("http://127.0.0.1:{}", self.api_port)
     }
 
+    /// The Application API token: `--api-token` when the test gave one, else the one the
+    /// node generated into its data dir on first start (`api.token`).
+    pub fn token(&self) -> Option<String> {
+        if let Some(i) = self.extra_args.iter().position(|a| a == "--api-token") {
+            return self.extra_args.get(i + 1).cloned();
+        }
+        std::fs::read_to_string(self.data_dir.join(API_TOKEN_FILE))
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// `Authorization` header value for this node's API (`Bearer <token>`), if it has one.
+    pub fn auth_header(&self) -> Option<String> {
+        self.token().map(|t| format!("Bearer {t}"))
+    }
+
     /// The multiaddr other nodes bootstrap from.
     pub fn p2p_addr(&self) -> String {
         format!("/ip4/127.0.0.1/tcp/{}", self.p2p_port)
@@ -294,7 +311,7 @@ impl NodeProcess {
 
     /// `GET /v1/node` as JSON (blocking, through curl-free std TCP).
     pub fn node_info(&self) -> serde_json::Value {
-        let body = http_get(self.api_port, "/v1/node");
+        let body = http_get_auth(self.api_port, "/v1/node", self.token().as_deref());
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("bad node info {body:?}: {e}"))
     }
 
@@ -346,11 +363,26 @@ impl Drop for NodeProcess {
     }
 }
 
+/// Name of the file in a node's data dir that holds its Application API token.
+pub const API_TOKEN_FILE: &str = "api.token";
+
 /// A minimal blocking HTTP/1.0 GET on loopback, returning the body.
 pub fn http_get(port: u16, path: &str) -> String {
+    http_get_auth(port, path, None)
+}
+
+/// [`http_get`] with a bearer token.
+pub fn http_get_auth(port: u16, path: &str, token: Option<&str>) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("write");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{auth}\r\n"
+    )
+    .expect("write");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
     out.split_once("\r\n\r\n")
