@@ -11,23 +11,33 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub struct Api {
     pub base: String,
+    /// The node's API token (every call sends it).
+    pub token: Option<String>,
     http: reqwest::Client,
 }
 
 impl Api {
     pub fn new(node: &NodeProcess) -> Api {
-        Api::at(node.api_url())
+        Api::at(node.api_url(), node.token())
     }
 
-    pub fn at(base: String) -> Api {
+    pub fn at(base: String, token: Option<String>) -> Api {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(auth) = token
+            .as_ref()
+            .and_then(|t| format!("Bearer {t}").parse().ok())
+        {
+            headers.insert(reqwest::header::AUTHORIZATION, auth);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .pool_max_idle_per_host(512)
             .tcp_nodelay(true)
             // Nothing the suite asks takes this long; a node that hangs fails the section.
             .timeout(Duration::from_secs(120))
             .build()
             .expect("an HTTP client");
-        Api { base, http }
+        Api { base, token, http }
     }
 
     async fn send(&self, req: reqwest::RequestBuilder, what: &str) -> Result<Value> {

@@ -99,6 +99,10 @@ async fn startup(ctx: &Ctx, s: &mut Section) -> Result<()> {
     Ok(())
 }
 
+/// The API token of the nodes this section spawns itself (given, so that start-up is
+/// timed the same with or without a token file).
+const SPAWNED_TOKEN: &str = "bench-footprint";
+
 /// A node process the suite spawns itself, to time it from the spawn on.
 struct Spawned {
     dir: PathBuf,
@@ -136,7 +140,10 @@ impl Spawned {
             .append(true)
             .open(self.dir.join("node.log"))
             .context("node log")?;
-        let api = Api::at(format!("http://127.0.0.1:{}", self.api_port));
+        let api = Api::at(
+            format!("http://127.0.0.1:{}", self.api_port),
+            Some(SPAWNED_TOKEN.to_string()),
+        );
         let mut cmd = tokio::process::Command::new(mesg_testkit::binary("mesg-node"));
         cmd.arg("--data-dir")
             .arg(&self.dir)
@@ -146,6 +153,8 @@ impl Spawned {
             .arg(format!("0.0.0.0:{}", self.service_port))
             .arg("--listen")
             .arg(format!("/ip4/127.0.0.1/tcp/{}", self.p2p_port))
+            .arg("--api-token")
+            .arg(SPAWNED_TOKEN)
             .env("MESG_LOG", "warn")
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone().context("node log")?)

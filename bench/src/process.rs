@@ -322,11 +322,15 @@ impl RunStream {
     /// Subscribed once this returns (the node subscribes before it answers).
     async fn open(api: &Api, process: &str) -> Result<RunStream> {
         let path = format!("/v1/processes/{process}/logs");
-        let resp = reqwest::Client::builder()
+        let mut req = reqwest::Client::builder()
             .tcp_nodelay(true)
             .build()
             .context("an HTTP client")?
-            .get(format!("{}{path}", api.base))
+            .get(format!("{}{path}", api.base));
+        if let Some(t) = &api.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
             .send()
             .await
             .with_context(|| format!("GET {path}: no answer"))?;

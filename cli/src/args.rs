@@ -77,8 +77,9 @@ pub struct Global {
         default_value = "http://127.0.0.1:50052"
     )]
     pub node: String,
-    /// API token, sent as `Authorization: Bearer TOKEN`. Needed when the node's API listens
-    /// beyond loopback (mesg-node --api-token).
+    /// API token, sent as `Authorization: Bearer TOKEN`. Every node requires one. Unset,
+    /// for a node on this machine (a loopback --node), mesg reads the token the node
+    /// generated in its data dir (see --node-data-dir).
     #[arg(
         long,
         global = true,
@@ -88,6 +89,16 @@ pub struct Global {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// The data dir of the local node (mesg-node --data-dir), where mesg finds its API
+    /// token (DIR/api.token) when --token is not given. [default: ~/.mesg]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "MESG_DATA_DIR",
+        value_name = "DIR"
+    )]
+    pub node_data_dir: Option<std::path::PathBuf>,
     /// Print the node's JSON answers instead of tables and summaries (one JSON document,
     /// or one JSON object per line for streams), for scripts and `jq`.
     #[arg(long, global = true, help_heading = "Global options")]

@@ -10,6 +10,7 @@ use reqwest::{RequestBuilder, Response, Url};
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The longest line or event accepted from a stream: a bound, so that a misbehaving
@@ -130,6 +131,9 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
+/// Name of the token file in a node's data dir (mesg-node writes it on first start).
+pub const API_TOKEN_FILE: &str = "api.token";
+
 /// A client of one node's Application API.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -137,6 +141,7 @@ pub struct Client {
     display: String,
     http: reqwest::Client,
     token: Option<String>,
+    loopback: bool,
 }
 
 impl Client {
@@ -179,7 +184,46 @@ impl Client {
             base,
             http,
             token,
+            loopback,
         })
+    }
+
+    pub fn token_given(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Whether the node is on this machine (a loopback URL).
+    pub fn is_loopback(&self) -> bool {
+        self.loopback
+    }
+
+    /// Take the token a local node generated in its data dir (`DIR/api.token`, DIR
+    /// defaulting to ~/.mesg). A missing file is not an error here: the node may have been
+    /// started with --api-token, and its 401 then says what to do.
+    pub fn with_local_token(mut self, data_dir: Option<PathBuf>) -> anyhow::Result<Client> {
+        let dir = match data_dir {
+            Some(d) => d,
+            None => match std::env::var_os("HOME") {
+                Some(home) => PathBuf::from(home).join(".mesg"),
+                None => return Ok(self),
+            },
+        };
+        let path = dir.join(API_TOKEN_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(t) if !t.trim().is_empty() => {
+                self.token = Some(t.trim().to_string());
+            }
+            Ok(_) => anyhow::bail!(
+                "{} is empty: restart the node to have a new token written, or pass --token",
+                path.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => anyhow::bail!(
+                "cannot read the node's API token {}: permission denied (it is readable by the user that runs the node only); run mesg as that user or pass --token",
+                path.display()
+            ),
+            Err(_) => {}
+        }
+        Ok(self)
     }
 
     /// The node URL as the user gave it.

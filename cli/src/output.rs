@@ -311,7 +311,12 @@ pub fn hint(code: &str, message: &str) -> Option<&'static str> {
         "docker_unavailable" => {
             "start Docker on the node's machine (e.g. `sudo systemctl start docker`), then check with `mesg node info`"
         }
-        "unauthorized" => "this node requires a token: pass --token TOKEN or set MESG_TOKEN",
+        "unauthorized" => {
+            "every node requires its API token: pass --token TOKEN (or MESG_TOKEN); for a node on this machine mesg reads DIR/api.token, DIR being ~/.mesg or --node-data-dir (MESG_DATA_DIR)"
+        }
+        "bad_host" => {
+            "reach the node by its IP address or localhost, or start it with --api-host NAME"
+        }
         "no_provider" => "start an instance first: `mesg service start SERVICE`",
         "undeclared_env" => {
             "only variables declared under configuration.env in the mesg.yml can be set with --env"

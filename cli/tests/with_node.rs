@@ -137,3 +137,33 @@ fn the_token_is_sent_and_its_absence_explained() {
     let run = mesg(&["--node", &url, "--token", "wrong", "service", "list"]);
     assert_eq!(run.code, 1, "{run:#?}");
 }
+
+#[test]
+fn a_local_nodes_token_is_read_from_its_data_dir() {
+    let node = NodeProcess::start(&[]);
+    let url = node.api_url();
+    let home = tempfile::tempdir().unwrap();
+    let run_with = |extra: &[&str]| {
+        let mut args = vec!["--node", url.as_str()];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["node", "info"]);
+        let out = common::mesg_command(&args, &[])
+            .env_remove("MESG_DATA_DIR")
+            .env("HOME", home.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Not in ~/.mesg: the node refuses, and the hint says where mesg looks.
+    let (code, stderr) = run_with(&[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("api.token"), "{stderr}");
+    assert!(stderr.contains("--node-data-dir"), "{stderr}");
+    // Told where the node keeps its data: found.
+    let dir = node.data_dir.to_str().unwrap();
+    let (code, stderr) = run_with(&["--node-data-dir", dir]);
+    assert_eq!(code, 0, "{stderr}");
+}

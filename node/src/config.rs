@@ -13,19 +13,33 @@ pub struct NodeArgs {
     #[arg(long, env = "MESG_DATA_DIR", value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
 
-    /// Address of the Application API (HTTP). Anything but a loopback address requires
-    /// --api-token.
+    /// Address of the Application API (HTTP). Every call needs the API token, on loopback
+    /// too (a web page the operator visits can reach loopback).
     #[arg(long, env = "MESG_API", default_value = DEFAULT_API, value_name = "ADDR", global = true)]
     pub api: SocketAddr,
 
-    /// Bearer token required on every Application API call.
+    /// Bearer token required on every Application API call. Unset: the node generates one
+    /// into DATA_DIR/api.token on first start (mode 0600) and keeps it; `mesg` reads it
+    /// there for a node on this machine.
     #[arg(
         long,
         env = "MESG_API_TOKEN",
         value_name = "TOKEN",
-        hide_env_values = true
+        hide_env_values = true,
+        global = true
     )]
     pub api_token: Option<String>,
+
+    /// A host name that names this node in the Application API's `Host` header, besides IP
+    /// addresses and `localhost` (repeatable), e.g. the node's DNS name behind a proxy.
+    /// Other names are refused, which defeats DNS rebinding from web pages.
+    #[arg(
+        long = "api-host",
+        env = "MESG_API_HOSTS",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub api_hosts: Vec<String>,
 
     /// Address of the service API that the node's containers call. Containers reach it
     /// through their network's gateway, so it must listen beyond loopback; every call

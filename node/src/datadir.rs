@@ -38,7 +38,22 @@ pub enum DataDirError {
     },
     #[error("cannot generate a key: {0}")]
     Random(String),
+    #[error("cannot read the API token {path}: {source}")]
+    ReadToken {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the API token {path} is empty or not text; delete it to have a new one generated")]
+    CorruptToken { path: PathBuf },
+    #[error("cannot write the API token {path}: {source}")]
+    WriteToken {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
+
+/// Name of the API token's file in the data dir (the CLI looks for it there).
+pub const API_TOKEN_FILE: &str = "api.token";
 
 /// An opened, locked data directory. The lock is released when this is dropped.
 #[derive(Debug)]
@@ -61,6 +76,17 @@ impl DataDir {
             path: root.to_path_buf(),
             source,
         })?;
+        // The directory holds the node key, the API token and instance secrets: its owner
+        // only.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(|source| {
+                DataDirError::Create {
+                    path: root.to_path_buf(),
+                    source,
+                }
+            })?;
+        }
         let lock_path = root.join("LOCK");
         let lock = OpenOptions::new()
             .create(true)
@@ -108,6 +134,36 @@ impl DataDir {
 
     pub fn store_path(&self) -> PathBuf {
         self.root.join("store")
+    }
+
+    /// The Application API's bearer token (created on first start, 0600).
+    pub fn api_token_path(&self) -> PathBuf {
+        self.root.join(API_TOKEN_FILE)
+    }
+
+    /// Load the API token, creating it on first start. Returns whether it was created.
+    pub fn load_or_create_api_token(&self) -> Result<(String, bool), DataDirError> {
+        let path = self.api_token_path();
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let token = String::from_utf8(bytes)
+                    .ok()
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
+                    .ok_or_else(|| DataDirError::CorruptToken { path: path.clone() })?;
+                Ok((token, false))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut raw = [0u8; 32];
+                mesg_protocol::keys::random_bytes(&mut raw)
+                    .map_err(|e| DataDirError::Random(e.to_string()))?;
+                let token = hex::encode(raw);
+                write_secret(&path, token.as_bytes())
+                    .map_err(|source| DataDirError::WriteToken { path, source })?;
+                Ok((token, true))
+            }
+            Err(source) => Err(DataDirError::ReadToken { path, source }),
+        }
     }
 
     /// Package tars by package hash, served to nodes that fetch a service.
@@ -184,6 +240,32 @@ mod tests {
             .unwrap();
         assert!(!created);
         assert_eq!(k1.public(), k2.public());
+    }
+
+    #[test]
+    fn the_api_token_is_created_once_with_0600_and_the_dir_is_0700() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("node");
+        let dir = DataDir::open(&root).unwrap();
+        let (t1, created) = dir.load_or_create_api_token().unwrap();
+        assert!(created);
+        assert_eq!(t1.len(), 64, "{t1}");
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root.join(API_TOKEN_FILE)), 0o600);
+        assert_eq!(mode(&root), 0o700);
+        drop(dir);
+        let (t2, created) = DataDir::open(&root)
+            .unwrap()
+            .load_or_create_api_token()
+            .unwrap();
+        assert!(!created);
+        assert_eq!(t1, t2);
+        fs::write(root.join(API_TOKEN_FILE), b"  \n").unwrap();
+        let err = DataDir::open(&root)
+            .unwrap()
+            .load_or_create_api_token()
+            .unwrap_err();
+        assert!(matches!(err, DataDirError::CorruptToken { .. }), "{err}");
     }
 
     #[test]

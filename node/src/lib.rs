@@ -22,13 +22,20 @@ use store::{SledStore, Store};
 
 /// Run the node until Ctrl-C or SIGTERM.
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
-    if !args.api.ip().is_loopback() && args.api_token.is_none() {
-        anyhow::bail!(
-            "--api {} is not a loopback address: set --api-token (or MESG_API_TOKEN) so that only Applications with the token can use this node",
-            args.api
-        );
-    }
     let dir = DataDir::open(&args.data_dir())?;
+    let api_token = match args.api_token.clone().filter(|t| !t.trim().is_empty()) {
+        Some(token) => token,
+        None => {
+            let (token, created) = dir.load_or_create_api_token()?;
+            if created {
+                println!(
+                    "created the API token in {}",
+                    dir.api_token_path().display()
+                );
+            }
+            token
+        }
+    };
     let (key, created) = dir.load_or_create_key().context("node key")?;
     if created {
         println!(
@@ -112,7 +119,14 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let app = api::app::router(api::app::AppState {
         engine: engine.clone(),
         info,
-        token: args.api_token.clone(),
+        access: Arc::new(api::guard::AccessPolicy {
+            token: api_token,
+            allowed_hosts: args
+                .api_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+        }),
         metrics: Arc::new(registry),
     });
     let service_app = api::service::router(engine.clone());
@@ -142,6 +156,14 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     println!("  peer id:     {}", key.peer_id());
     println!("  data dir:    {}", dir.root().display());
     println!("  api:         http://{api_addr}");
+    println!(
+        "  api token:   {}",
+        if args.api_token.is_some() {
+            "--api-token".to_string()
+        } else {
+            format!("in {}", dir.api_token_path().display())
+        }
+    );
     println!("  service api: http://{service_addr}");
     for a in &listen_addrs {
         println!("  listening:   {a}");
@@ -191,9 +213,13 @@ pub async fn health(args: &NodeArgs) -> anyhow::Result<()> {
     }
     let check = async {
         let mut s = tokio::net::TcpStream::connect(addr).await?;
-        let auth = args
-            .api_token
-            .as_ref()
+        // The token given, else the one in the data dir (read only: health never creates).
+        let token = args.api_token.clone().or_else(|| {
+            std::fs::read_to_string(args.data_dir().join(datadir::API_TOKEN_FILE))
+                .ok()
+                .map(|t| t.trim().to_string())
+        });
+        let auth = token
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
         s.write_all(format!("GET /v1/node HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n").as_bytes())

@@ -57,6 +57,10 @@ impl Ctx {
             return Ok(c);
         }
         let c = Client::new(&self.global.node, self.global.token.clone())?;
+        let c = match (c.token_given(), c.is_loopback()) {
+            (false, true) => c.with_local_token(self.global.node_data_dir.clone())?,
+            _ => c,
+        };
         Ok(self.client.get_or_init(|| c))
     }
 }

@@ -25,10 +25,25 @@ impl Run {
     }
 }
 
+/// Point `mesg` at the data dir of the test node named by `--node` (MESG_DATA_DIR), as a
+/// user of a local node would have it: mesg reads the node's API token there. Nodes this
+/// process did not start (the mock API, a token node) get no data dir.
+fn local_node_dir(cmd: &mut Command, args: &[&str]) {
+    let dir = args
+        .windows(2)
+        .find(|w| w[0] == "--node")
+        .and_then(|w| mesg_testkit::data_dir_of(w[1]));
+    match dir {
+        Some(d) => cmd.env("MESG_DATA_DIR", d),
+        None => cmd.env_remove("MESG_DATA_DIR"),
+    };
+}
+
 /// Run `mesg` with `args`, no colours, a clean environment for mesg's own variables, and
 /// `MESG_HOME` set to `home` when given.
 pub fn mesg_in(home: Option<&Path>, args: &[&str]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mesg"));
+    local_node_dir(&mut cmd, args);
     cmd.args(args)
         .env_remove("MESG_NODE")
         .env_remove("MESG_TOKEN")
@@ -55,6 +70,7 @@ pub fn mesg(args: &[&str]) -> Run {
 /// variables, the extra `env` set.
 pub fn mesg_command(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mesg"));
+    local_node_dir(&mut cmd, args);
     cmd.args(args)
         .env_remove("MESG_NODE")
         .env_remove("MESG_TOKEN")

@@ -2,7 +2,8 @@
 //! Documented in docs/openapi.json, served at `/v1/openapi.json`; a test keeps the two in
 //! step ([`ROUTES`]).
 
-use super::{ApiErr, ApiResult, Json, Path, Query, bearer, constant_time_eq};
+use super::guard::AccessPolicy;
+use super::{ApiErr, ApiResult, Json, Path, Query};
 use crate::engine::{CreateExecution, DeployProgress, Engine};
 use crate::store::ExecutionFilter;
 use axum::Router;
@@ -79,8 +80,8 @@ pub struct NodeInfo {
 pub struct AppState {
     pub engine: Engine,
     pub info: NodeInfo,
-    /// Required bearer token (set when the API listens beyond loopback).
-    pub token: Option<String>,
+    /// Who may call: the bearer token (always required), allowed Host names.
+    pub access: std::sync::Arc<AccessPolicy>,
     /// Prometheus metrics of the node (libp2p bandwidth and protocols, engine counters).
     pub metrics: std::sync::Arc<prometheus_client::registry::Registry>,
 }
@@ -134,23 +135,18 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(
             mesg_protocol::wire::MAX_WORK_MESSAGE + 64 * 1024,
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_access,
+        ))
         .with_state(state)
 }
 
-async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if let Some(expected) = &state.token {
-        let ok = bearer(req.headers()).is_some_and(|t| constant_time_eq(t, expected));
-        if !ok {
-            return ApiErr::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "this node's API requires `Authorization: Bearer <token>` (mesg --token or MESG_TOKEN)",
-            )
-            .into_response();
-        }
+async fn require_access(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match state.access.check(&req) {
+        Ok(()) => next.run(req).await,
+        Err(refused) => refused.into_response(),
     }
-    next.run(req).await
 }
 
 async fn openapi() -> Response {

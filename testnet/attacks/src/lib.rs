@@ -79,29 +79,39 @@ impl Api {
             .expect("deploy");
         let text = resp.text().await.unwrap_or_default();
         text.lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .last()
+            .rev()
+            .find_map(|l| serde_json::from_str::<Value>(l).ok())
             .unwrap_or(Value::String(text))
     }
 
-    /// Run `task` of `service` with `inputs` and wait for the end; returns the execution.
+    /// Run `task` of `service` with `inputs` and wait for the end; returns the execution
+    /// (its `status` is `Completed` or `Failed`), or the error answer.
     pub async fn exec_wait(&self, service: &str, task: &str, inputs: Value) -> Value {
-        let created = self
-            .post(
-                "/v1/executions",
-                &serde_json::json!({"service": service, "task": task, "inputs": inputs}),
-            )
+        self.post(
+            "/v1/executions?wait=true",
+            &serde_json::json!({"service": service, "task": task, "inputs": inputs}),
+        )
+        .await
+        .body
+    }
+
+    /// Deploy a service directory, start an instance and wait until its container has
+    /// connected; returns (service hash, instance hash).
+    pub async fn deploy_and_start(&self, dir: &std::path::Path) -> (String, String) {
+        let done = self.deploy(dir).await;
+        assert_eq!(done["type"], "done", "deploy: {done}");
+        let hash = done["service"]["hash"].as_str().expect("hash").to_string();
+        let started = self
+            .post("/v1/instances", &serde_json::json!({"service": hash}))
             .await;
-        assert!(
-            created.status < 300,
-            "create execution: {} {}",
-            created.status,
-            created.body
-        );
-        let id = created.body["id"].as_str().expect("execution id").to_string();
-        let waited = self
-            .get(&format!("/v1/executions/{id}/wait?timeout_ms=30000"))
-            .await;
-        waited.body
+        assert_eq!(started.status, 201, "start: {started:?}");
+        let instance = started.body["hash"].as_str().expect("instance").to_string();
+        for _ in 0..400 {
+            if self.get(&format!("/v1/instances/{instance}")).await.body["connected"] == true {
+                return (hash, instance);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("instance {instance} never connected its task stream");
     }
 }

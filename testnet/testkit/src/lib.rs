@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests, benchmarks and scenario runners.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -188,6 +189,20 @@ pub struct NodeProcess {
     _tmp: Option<TempDirGuard>,
 }
 
+/// Data dirs of the nodes this process started, by API URL: CLI tests point `mesg` at a
+/// node's data dir (MESG_DATA_DIR) so that it finds the node's API token as a user's would.
+static STARTED_NODES: std::sync::Mutex<BTreeMap<String, PathBuf>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// The data dir of the node this process started with API URL `api_url`.
+pub fn data_dir_of(api_url: &str) -> Option<PathBuf> {
+    STARTED_NODES
+        .lock()
+        .ok()?
+        .get(api_url.trim_end_matches('/'))
+        .cloned()
+}
+
 /// Removes a directory on drop.
 #[derive(Debug)]
 pub struct TempDirGuard(pub PathBuf);
@@ -250,6 +265,9 @@ impl NodeProcess {
     }
 
     fn spawn(&mut self) {
+        if let Ok(mut nodes) = STARTED_NODES.lock() {
+            nodes.insert(self.api_url(), self.data_dir.clone());
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
