@@ -106,6 +106,7 @@ async fn main() {
         self_container: None,
         default_limits: ResourceLimits::default(),
         max_restarts: 3,
+        policy: mesg_node::runtime::ContainerPolicy::default(),
     });
     let info = rt.check().await.expect("docker");
     println!(

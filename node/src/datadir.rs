@@ -1,5 +1,9 @@
 //! The node's data directory: an exclusive lock (one node per directory), the node key
 //! (created on first start, 0600), and the paths of everything else kept there.
+//!
+//! The directory holds the node's key, instance tokens (in the store) and packages, so it
+//! is made [`DIR_MODE`] (owner only) on every start, whatever it was before; files in it are
+//! [`FILE_MODE`].
 
 use mesg_protocol::Keypair;
 use std::fs::{self, File, OpenOptions};
@@ -38,6 +42,33 @@ pub enum DataDirError {
     },
     #[error("cannot generate a key: {0}")]
     Random(String),
+}
+
+/// Mode of the data dir and every directory in it: only the node's user may list or
+/// enter them (the store holds instance tokens in clear).
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of the files the node keeps (key, store files, packages).
+pub const FILE_MODE: u32 = 0o600;
+
+/// Make `path` (a file or a directory tree) readable by its owner only: directories
+/// [`DIR_MODE`], files [`FILE_MODE`]. Symlinks are left alone (never followed).
+pub fn restrict_tree(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    if meta.is_dir() {
+        if meta.permissions().mode() & 0o777 != DIR_MODE {
+            fs::set_permissions(path, fs::Permissions::from_mode(DIR_MODE))?;
+        }
+        for entry in fs::read_dir(path)? {
+            restrict_tree(&entry?.path())?;
+        }
+    } else if meta.permissions().mode() & 0o777 != FILE_MODE {
+        fs::set_permissions(path, fs::Permissions::from_mode(FILE_MODE))?;
+    }
+    Ok(())
 }
 
 /// An opened, locked data directory. The lock is released when this is dropped.
@@ -93,6 +124,10 @@ impl DataDir {
         let packages = dir.packages_dir();
         fs::create_dir_all(&packages).map_err(|source| DataDirError::Create {
             path: packages,
+            source,
+        })?;
+        restrict_tree(root).map_err(|source| DataDirError::Create {
+            path: root.to_path_buf(),
             source,
         })?;
         Ok(dir)
@@ -184,6 +219,23 @@ mod tests {
             .unwrap();
         assert!(!created);
         assert_eq!(k1.public(), k2.public());
+    }
+
+    #[test]
+    fn the_data_dir_and_what_it_holds_are_owner_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("data");
+        fs::create_dir_all(root.join("store")).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(root.join("store/db"), b"tokens").unwrap();
+        fs::set_permissions(root.join("store/db"), fs::Permissions::from_mode(0o644)).unwrap();
+        let dir = DataDir::open(&root).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&root.join("store")), 0o700);
+        assert_eq!(mode(&dir.packages_dir()), 0o700);
+        assert_eq!(mode(&root.join("store/db")), 0o600);
+        assert_eq!(mode(&root.join("LOCK")), 0o600);
     }
 
     #[test]

@@ -415,21 +415,12 @@ impl Engine {
             service_hash
         ))
         .await;
-        for (key, dep) in &definition.dependencies {
-            let image = dep.image.clone().unwrap_or_default();
-            if !self.inner.runtime.image_exists(&image).await? {
-                return Err(crate::runtime::RuntimeError::MissingImage {
-                    key: key.clone(),
-                    image,
-                }
-                .into());
-            }
-        }
+        self.inner.runtime.check_definition(&definition).await?;
         let tar = package
             .to_tar_bytes()
             .map_err(|e| EngineError::InvalidPackage(e.to_string()))?;
         self.save_package(&package.hash(), &tar)?;
-        let image = image_tag(&service_hash);
+        let image = image_tag(&self.node_key(), &service_hash);
         say(format!("building image {image}")).await;
         let (line_tx, mut line_rx) = mpsc::channel::<String>(256);
         let forward = {
@@ -460,6 +451,13 @@ impl Engine {
         self.publish_service(&entry).await;
         say(format!("deployed {service_hash}")).await;
         Ok(ServiceView::from(&entry))
+    }
+
+    /// Whether this node may run `definition`'s containers (dependency images built by
+    /// this node or allowed by its operator, no host port of the node's own), asked before
+    /// anything is stored or built.
+    pub async fn check_runnable(&self, definition: &ServiceDefinition) -> Result<(), EngineError> {
+        Ok(self.inner.runtime.check_definition(definition).await?)
     }
 
     /// Parse and validate a package tar.
@@ -1536,7 +1534,11 @@ pub struct RecoveryReport {
     pub expired: usize,
 }
 
-/// Docker image of a service built on this node.
-pub fn image_tag(service: &ServiceHash) -> String {
-    format!("mesg-service:{service}")
+/// Docker image of a service built on node `node` (its public key): `mesg-service:` then
+/// the first 8 characters of the node's key and the service hash. Per node, so that nodes
+/// sharing one Docker Engine never move or remove each other's tags.
+pub fn image_tag(node: &PublicKey, service: &ServiceHash) -> String {
+    let node = node.to_string();
+    let node8: String = node.chars().take(8).collect();
+    format!("mesg-service:{node8}-{service}")
 }

@@ -968,7 +968,7 @@ impl Engine {
                 continue;
             }
             self.save_package(&package.hash(), &tar)?;
-            let image = image_tag(&hash);
+            let image = image_tag(&self.node_key(), &hash);
             let (tx, mut rx) = mpsc::channel::<String>(64);
             let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
             let built = self.runtime().build(tar, &image, tx).await;

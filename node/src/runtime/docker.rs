@@ -9,8 +9,14 @@
 //! - Per instance: one user-defined bridge network (`mesg-<node8>-<instance12>`) where
 //!   each container has its key as DNS alias (`service` for the main one), named volumes
 //!   keyed by sid (they outlive the containers), and containers with `init`,
-//!   `no-new-privileges`, resource limits and an `on-failure` restart policy capped at
-//!   `max_restarts` (Docker does the doubling backoff).
+//!   `no-new-privileges`, every capability dropped (plus those the operator grants),
+//!   ports published on the policy's address (loopback by default), resource limits and an
+//!   `on-failure` restart policy capped at `max_restarts` (Docker does the doubling
+//!   backoff). Dependency images must be built by this node or allowed by the operator
+//!   ([`super::policy`]).
+//! - Builds run without network and within [`BUILD_MEMORY`] and one CPU: a package is
+//!   built `FROM scratch` or local images (mesg never pulls), so a build needs no network,
+//!   and a hostile Dockerfile must not reach one or exhaust the host.
 //! - `start` is idempotent and transactional: what one call created is removed again when
 //!   it fails. A stopped container whose creation settings changed (label `mesg.config`,
 //!   e.g. a new token or endpoint) is recreated; running containers are always kept.
@@ -20,7 +26,8 @@
 
 use super::{
     ContainerState, DockerInfo, InstanceSpec, InstanceState, InstanceStatus, LogLine, NODE_ALIAS,
-    ReconcileReport, ResourceLimits, Runtime, RuntimeConfig, RuntimeError, RuntimeEvent, labels,
+    PolicyError, ReconcileReport, ResourceLimits, Runtime, RuntimeConfig, RuntimeError,
+    RuntimeEvent, labels,
 };
 use async_trait::async_trait;
 use bollard::Docker;
@@ -40,7 +47,7 @@ use bollard::query_parameters::{
 use futures::stream::{self, BoxStream, StreamExt};
 use mesg_protocol::definition::{ContainerSpec, MAIN_CONTAINER_KEY};
 use mesg_protocol::service_api::{ENV_ENDPOINT, ENV_INSTANCE_HASH, ENV_SERVICE_HASH, ENV_TOKEN};
-use mesg_protocol::{Hash32, InstanceHash};
+use mesg_protocol::{Hash32, InstanceHash, ServiceDefinition};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,6 +67,14 @@ const EVENT_BACKOFF_MIN: Duration = Duration::from_millis(200);
 const EVENT_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How many instances `reconcile` starts at once.
 const RECONCILE_PARALLELISM: usize = 4;
+/// Memory of one image build (bytes, swap included): enough to copy a package of
+/// [`mesg_package::DEFAULT_MAX_PACKAGE_BYTES`] several times over, not enough to take the
+/// host down.
+pub const BUILD_MEMORY: i32 = 1024 * 1024 * 1024;
+/// CPU of one image build, as a CFS quota over [`BUILD_CPU_PERIOD`]: one CPU.
+pub const BUILD_CPU_QUOTA: i32 = 100_000;
+/// The CFS period (µs) of [`BUILD_CPU_QUOTA`].
+pub const BUILD_CPU_PERIOD: i32 = 100_000;
 
 /// The Docker implementation of [`Runtime`]. Cheap to clone (shared state).
 #[derive(Clone)]
@@ -343,6 +358,59 @@ impl DockerRuntime {
         }
     }
 
+    /// The image's `mesg.node` label (set on every image this node builds), `None` when
+    /// the image does not exist.
+    async fn image_owner(
+        &self,
+        docker: &Docker,
+        image: &str,
+    ) -> Result<Option<String>, RuntimeError> {
+        match docker.inspect_image(image).await {
+            Ok(info) => Ok(Some(
+                label_of(
+                    info.config.as_ref().and_then(|c| c.labels.as_ref()),
+                    labels::NODE,
+                )
+                .unwrap_or("")
+                .to_string(),
+            )),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.inner.fail(format!("inspect image {image}"), e)),
+        }
+    }
+
+    /// [`Runtime::check_definition`] on a connected engine.
+    async fn check_definition_with(
+        &self,
+        docker: &Docker,
+        def: &ServiceDefinition,
+    ) -> Result<(), RuntimeError> {
+        let policy = &self.inner.config.policy;
+        policy.check_ports(def)?;
+        for (key, dep) in &def.dependencies {
+            let image = dep.image.clone().unwrap_or_default();
+            let owner = if image.is_empty() {
+                None
+            } else {
+                self.image_owner(docker, &image).await?
+            };
+            let Some(owner) = owner else {
+                return Err(RuntimeError::MissingImage {
+                    key: key.clone(),
+                    image,
+                });
+            };
+            if owner != self.inner.config.node_id && !policy.image_listed(&image) {
+                return Err(PolicyError::ImageNotAllowed {
+                    key: key.clone(),
+                    image,
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
     async fn start_impl(&self, spec: &InstanceSpec) -> Result<(), RuntimeError> {
         check_env(spec)?;
         let docker = self.docker().await?;
@@ -353,15 +421,8 @@ impl DockerRuntime {
                 image: spec.image.clone(),
             });
         }
-        for (key, dep) in &spec.definition.dependencies {
-            let image = dep.image.clone().unwrap_or_default();
-            if image.is_empty() || !self.image_exists_with(&docker, &image).await? {
-                return Err(RuntimeError::MissingImage {
-                    key: key.clone(),
-                    image,
-                });
-            }
-        }
+        self.check_definition_with(&docker, &spec.definition)
+            .await?;
         let order = create_order(&spec.definition)?;
         let _guard = self.instance_lock(&spec.instance_hash).await;
         let mut created = Created::default();
@@ -665,7 +726,7 @@ impl DockerRuntime {
                 (
                     format!("{}/tcp", p.container),
                     Some(vec![PortBinding {
-                        host_ip: None,
+                        host_ip: Some(cfg.policy.publish_ip.to_string()),
                         host_port: p.host.map(|h| h.to_string()),
                     }]),
                 )
@@ -706,6 +767,9 @@ impl DockerRuntime {
                 init: Some(true),
                 privileged: Some(false),
                 security_opt: Some(vec!["no-new-privileges".into()]),
+                cap_drop: Some(vec!["ALL".into()]),
+                cap_add: (!cfg.policy.capabilities.is_empty())
+                    .then(|| cfg.policy.capabilities.clone()),
                 restart_policy: Some(restart_policy),
                 memory: limits.memory,
                 nano_cpus: limits.nano_cpus,
@@ -1431,6 +1495,11 @@ impl Runtime for DockerRuntime {
                 .t(tag)
                 .rm(true)
                 .forcerm(true)
+                .networkmode("none")
+                .memory(BUILD_MEMORY)
+                .memswap(BUILD_MEMORY)
+                .cpuperiod(BUILD_CPU_PERIOD)
+                .cpuquota(BUILD_CPU_QUOTA)
                 .labels(&labels)
                 .build();
             let body = bollard::body_full(bytes::Bytes::from(tar));
@@ -1470,6 +1539,11 @@ impl Runtime for DockerRuntime {
     async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
         let docker = self.docker().await?;
         self.image_exists_with(&docker, image).await
+    }
+
+    async fn check_definition(&self, definition: &ServiceDefinition) -> Result<(), RuntimeError> {
+        let docker = self.docker().await?;
+        self.check_definition_with(&docker, definition).await
     }
 
     async fn start(&self, spec: &InstanceSpec) -> Result<(), RuntimeError> {

@@ -19,8 +19,10 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
 pub mod docker;
+pub mod policy;
 
 pub use docker::DockerRuntime;
+pub use policy::{ContainerPolicy, PolicyError};
 
 /// Labels put on every Docker object the runtime creates.
 pub mod labels {
@@ -69,6 +71,8 @@ pub struct RuntimeConfig {
     /// How many times Docker restarts a crashed container (with its doubling backoff)
     /// before the instance is reported `Crashed`.
     pub max_restarts: u32,
+    /// Ports, capabilities and images containers may have (the operator's choices).
+    pub policy: ContainerPolicy,
 }
 
 /// Everything needed to run one instance.
@@ -175,6 +179,8 @@ pub enum RuntimeError {
         "dependency `{key}` uses image `{image}`, which is not in the local Docker Engine; build or load it first (mesg never pulls from a registry)"
     )]
     MissingImage { key: String, image: String },
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
     #[error("env `{key}` is not declared in the service's configuration.env{}", declared_hint(.declared))]
     UndeclaredEnv { key: String, declared: Vec<String> },
     #[error("instance {0} has no containers on this node")]
@@ -206,6 +212,12 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> Result<(), RuntimeError>;
 
     async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError>;
+
+    /// Whether this node may run `definition`'s containers: every dependency image exists
+    /// and was built by this node or allowed by its operator, and no port is published on
+    /// a host port the node uses. `start` checks the same; deploy asks first so that a
+    /// refusal comes before anything is built.
+    async fn check_definition(&self, definition: &ServiceDefinition) -> Result<(), RuntimeError>;
 
     /// Create the instance network, volumes and containers (dependencies first) and start
     /// them. Idempotent: containers already running are kept. On failure, what this call
