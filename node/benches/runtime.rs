@@ -136,6 +136,7 @@ async fn main() {
             ),
             service_hash,
             definition: definition.clone(),
+            publisher: mesg_protocol::Keypair::from_secret_bytes([7; 32]).public(),
             image: image.clone(),
             env: env.into_iter().collect::<BTreeMap<_, _>>(),
             token: format!("bench-token-{i}"),

@@ -235,6 +235,7 @@ fn spec(svc: &Service, image: &str, env: &[(&str, &str)]) -> InstanceSpec {
         instance_hash: InstanceHash::of(&svc.service_hash, &env_hash),
         service_hash: svc.service_hash,
         definition: svc.definition.clone(),
+        publisher: mesg_protocol::Keypair::from_secret_bytes([7; 32]).public(),
         image: image.to_string(),
         env: env
             .iter()

@@ -606,6 +606,7 @@ impl Engine {
             instance_hash: entry.instance_hash,
             service_hash: entry.service_hash,
             definition: service.record.definition.clone(),
+            publisher: service.record.publisher,
             image,
             env: entry.env.clone(),
             token: entry.token.clone(),

@@ -67,6 +67,9 @@ const EVENT_BACKOFF_MIN: Duration = Duration::from_millis(200);
 const EVENT_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How many instances `reconcile` starts at once.
 const RECONCILE_PARALLELISM: usize = 4;
+/// Bytes of the (publisher, sid) hash in a volume name: 64 bits, so nobody can make up a
+/// publisher key whose volumes collide with another's.
+const VOLUME_OWNER_BYTES: usize = 8;
 /// Memory of one image build (bytes, swap included): enough to copy a package of
 /// [`mesg_package::DEFAULT_MAX_PACKAGE_BYTES`] several times over, not enough to take the
 /// host down.
@@ -162,10 +165,23 @@ impl DockerRuntime {
         format!("{}-{}", self.network_name(instance), sanitize(key))
     }
 
-    /// Name of the volume mounted at `path` in container `key` of `spec`'s service.
+    /// Name of the volume mounted at `path` in container `key` of `spec`'s service: the
+    /// same for every version of a sid by one publisher (data survives redeploys), another
+    /// for the same sid by anyone else.
     pub fn volume_name(&self, spec: &InstanceSpec, key: &str, path: &str) -> String {
         let owner = match &spec.definition.sid {
-            Some(sid) => sanitize(sid),
+            Some(sid) => {
+                let publisher = spec.publisher.to_string();
+                let owner = Hash32::domain(
+                    "mesg/volume-owner/1",
+                    &[publisher.as_bytes(), sid.as_bytes()],
+                );
+                format!(
+                    "{}-{}",
+                    sanitize(sid),
+                    hex::encode(&owner.as_bytes()[..VOLUME_OWNER_BYTES])
+                )
+            }
             None => short(&spec.service_hash.to_string(), 12).to_string(),
         };
         let path_hash = hex::encode(&Hash32::sha256(path.as_bytes()).as_bytes()[..4]);
@@ -1717,6 +1733,35 @@ mod tests {
         assert_eq!(create_order(&def).expect("order"), ["b", "service", "a"]);
         def.configuration.volumes_from = vec!["a".into()];
         assert!(create_order(&def).is_err());
+    }
+
+    #[test]
+    fn volumes_of_one_sid_are_per_publisher() {
+        let rt = DockerRuntime::new(RuntimeConfig {
+            node_id: "node1234abcd".into(),
+            service_api_port: 1,
+            self_container: None,
+            default_limits: ResourceLimits::default(),
+            max_restarts: 1,
+            policy: super::super::ContainerPolicy::default(),
+        });
+        let def = mesg_protocol::ServiceDefinition::from_yaml("name: t\nsid: acme.db\n").unwrap();
+        let spec = |seed: u8, hash: u8| InstanceSpec {
+            instance_hash: mesg_protocol::InstanceHash(Hash32::sha256(&[hash])),
+            service_hash: mesg_protocol::ServiceHash(Hash32::sha256(&[hash])),
+            definition: def.clone(),
+            publisher: mesg_protocol::Keypair::from_secret_bytes([seed; 32]).public(),
+            image: "i".into(),
+            env: BTreeMap::new(),
+            token: "t".into(),
+            limits: None,
+        };
+        let name = |s: &InstanceSpec| rt.volume_name(s, "service", "/data");
+        // A redeploy (another service hash) by the same publisher: the same volume.
+        assert_eq!(name(&spec(1, 1)), name(&spec(1, 2)));
+        // The same sid by another publisher: another volume.
+        assert_ne!(name(&spec(1, 1)), name(&spec(2, 1)));
+        assert!(name(&spec(1, 1)).starts_with("mesg-node1234-acme.db-"));
     }
 
     #[test]

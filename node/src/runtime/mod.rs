@@ -7,12 +7,14 @@
 //!
 //! Names: network `mesg-<node8>-<instance12>`, containers `mesg-<node8>-<instance12>-<key>`
 //! (`key` = `service` for the main container, else the dependency key), volumes
-//! `mesg-<node8>-<sid or service12>-<key>-<path hash8>` so data survives restarts and
-//! redeploys of the same sid.
+//! `mesg-<node8>-<sid>-<owner16>-<key>-<path hash8>` (`owner16`: a hash of the publisher's
+//! key and the sid) so data survives restarts and redeploys of the same sid by the same
+//! publisher, and no other publisher's service of that sid mounts it;
+//! `mesg-<node8>-<service12>-<key>-<path hash8>` for a service without sid.
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
-use mesg_protocol::{InstanceHash, ServiceDefinition, ServiceHash};
+use mesg_protocol::{InstanceHash, PublicKey, ServiceDefinition, ServiceHash};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -81,6 +83,10 @@ pub struct InstanceSpec {
     pub instance_hash: InstanceHash,
     pub service_hash: ServiceHash,
     pub definition: ServiceDefinition,
+    /// Who published the service (its record's `publisher`): with the sid, the owner of
+    /// the service's volumes, so another publisher's service with the same sid never
+    /// mounts them.
+    pub publisher: PublicKey,
     /// Image of the main container (built from the package).
     pub image: String,
     /// Overrides of the main container's env; only keys declared in
