@@ -320,7 +320,7 @@ pub fn hint(code: &str, message: &str) -> Option<&'static str> {
             "images of dependencies must exist on the node's machine: docker pull or docker build them first"
         }
         "image_not_allowed" => {
-            "a dependency may use an image the node built, or one its operator allows with `mesg-node --allow-image NAME`"
+            "dependencies and the Dockerfile may use images the node built, or ones its operator allows with `mesg-node --allow-image NAME`; FROM scratch always works"
         }
         "reserved_port" => {
             "that host port is the node's own: change the `ports:` entry in mesg.yml (\"80\" lets Docker pick the host port)"

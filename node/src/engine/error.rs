@@ -78,9 +78,9 @@ impl EngineError {
             EngineError::Runtime(RuntimeError::Unavailable(_)) => "docker_unavailable",
             EngineError::Runtime(RuntimeError::MissingImage { .. }) => "missing_image",
             EngineError::Runtime(RuntimeError::UndeclaredEnv { .. }) => "undeclared_env",
-            EngineError::Runtime(RuntimeError::Policy(PolicyError::ImageNotAllowed { .. })) => {
-                "image_not_allowed"
-            }
+            EngineError::Runtime(RuntimeError::Policy(
+                PolicyError::ImageNotAllowed { .. } | PolicyError::BaseImageNotAllowed { .. },
+            )) => "image_not_allowed",
             EngineError::Runtime(RuntimeError::Policy(PolicyError::ReservedPort { .. })) => {
                 "reserved_port"
             }

@@ -415,7 +415,7 @@ impl Engine {
             service_hash
         ))
         .await;
-        self.inner.runtime.check_definition(&definition).await?;
+        self.check_runnable(&package, &definition).await?;
         let tar = package
             .to_tar_bytes()
             .map_err(|e| EngineError::InvalidPackage(e.to_string()))?;
@@ -453,10 +453,21 @@ impl Engine {
         Ok(ServiceView::from(&entry))
     }
 
-    /// Whether this node may run `definition`'s containers (dependency images built by
-    /// this node or allowed by its operator, no host port of the node's own), asked before
-    /// anything is stored or built.
-    pub async fn check_runnable(&self, definition: &ServiceDefinition) -> Result<(), EngineError> {
+    /// Whether this node may build `package` and run `definition`'s containers (images
+    /// built by this node or allowed by its operator, in the Dockerfile and as
+    /// dependencies; no host port of the node's own), asked before anything is stored or
+    /// built.
+    pub async fn check_runnable(
+        &self,
+        package: &Package,
+        definition: &ServiceDefinition,
+    ) -> Result<(), EngineError> {
+        let dockerfile = package.dockerfile_text().ok_or_else(|| {
+            EngineError::InvalidPackage(
+                "the Dockerfile must be a regular UTF-8 file, not a link".into(),
+            )
+        })?;
+        self.inner.runtime.check_build(&dockerfile).await?;
         Ok(self.inner.runtime.check_definition(definition).await?)
     }
 

@@ -967,6 +967,8 @@ impl Engine {
                 last_error = format!("{peer} sent a package that does not match the record");
                 continue;
             }
+            // The publisher's Dockerfile and dependencies under this node's rules.
+            self.check_runnable(&package, &definition).await?;
             self.save_package(&package.hash(), &tar)?;
             let image = image_tag(&self.node_key(), &hash);
             let (tx, mut rx) = mpsc::channel::<String>(64);

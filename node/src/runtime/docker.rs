@@ -1562,6 +1562,24 @@ impl Runtime for DockerRuntime {
         self.check_definition_with(&docker, definition).await
     }
 
+    async fn check_build(&self, dockerfile: &str) -> Result<(), RuntimeError> {
+        let images = super::policy::dockerfile_images(dockerfile)?;
+        if images.is_empty() {
+            return Ok(());
+        }
+        let docker = self.docker().await?;
+        for image in images {
+            let owner = self.image_owner(&docker, &image).await?;
+            let allowed = owner.is_some_and(|o| {
+                o == self.inner.config.node_id || self.inner.config.policy.image_listed(&image)
+            });
+            if !allowed {
+                return Err(PolicyError::BaseImageNotAllowed { image }.into());
+            }
+        }
+        Ok(())
+    }
+
     async fn start(&self, spec: &InstanceSpec) -> Result<(), RuntimeError> {
         let span = info_span!("runtime.start", instance = %spec.instance_hash);
         self.start_impl(spec).instrument(span).await

@@ -225,6 +225,11 @@ pub trait Runtime: Send + Sync + 'static {
     /// refusal comes before anything is built.
     async fn check_definition(&self, definition: &ServiceDefinition) -> Result<(), RuntimeError>;
 
+    /// Whether this node may build a package with this `Dockerfile`: every image it builds
+    /// from (`FROM`, `COPY --from`) is `scratch`, one of its stages, or an image on the
+    /// engine that this node built or its operator allowed (nothing is ever pulled).
+    async fn check_build(&self, dockerfile: &str) -> Result<(), RuntimeError>;
+
     /// Create the instance network, volumes and containers (dependencies first) and start
     /// them. Idempotent: containers already running are kept. On failure, what this call
     /// created is removed again.

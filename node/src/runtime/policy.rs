@@ -7,8 +7,9 @@
 //!   another address (`--publish-ports-on`), and never on a host port the node itself uses;
 //! - every Linux capability is dropped; the operator may add some back for all containers
 //!   (`--allow-capability`);
-//! - a dependency's `image:` must be an image this node built (it carries the node's
-//!   `mesg.node` label) or one the operator allowed (`--allow-image`).
+//! - a dependency's `image:`, and every image a package's Dockerfile builds from (`FROM`,
+//!   `COPY --from`), must be an image this node built (it carries the node's `mesg.node`
+//!   label) or one the operator allowed (`--allow-image`); `scratch` always is.
 //!
 //! The pure rules live here (unit-tested); the Docker side (inspecting an image's labels)
 //! is in [`super::docker`].
@@ -70,6 +71,12 @@ pub enum PolicyError {
         container: u16,
         what: String,
     },
+    #[error(
+        "the Dockerfile builds from image `{image}`, which is not an image this node built nor one its operator allowed (mesg never pulls); start FROM scratch or an image the node built, or the operator can allow it with `mesg-node --allow-image {image}`"
+    )]
+    BaseImageNotAllowed { image: String },
+    #[error("the Dockerfile cannot be checked: {0}")]
+    Dockerfile(String),
     #[error("--allow-capability {name}: {problem}")]
     BadCapability { name: String, problem: String },
     #[error(
@@ -142,6 +149,100 @@ impl ContainerPolicy {
     }
 }
 
+/// Longest Dockerfile the node reads to find its base images.
+pub const MAX_DOCKERFILE_BYTES: usize = 256 * 1024;
+
+/// The images a Dockerfile builds from: the image of each `FROM` and each `COPY`/`ADD
+/// --from=` that is not `scratch`, an earlier stage's name or a stage index. Refuses what
+/// would let the image be chosen at build time (`$` variables) and the `escape` parser
+/// directive (which would change how lines continue).
+pub fn dockerfile_images(text: &str) -> Result<Vec<String>, PolicyError> {
+    if text.len() > MAX_DOCKERFILE_BYTES {
+        return Err(PolicyError::Dockerfile(format!(
+            "it is larger than {MAX_DOCKERFILE_BYTES} bytes"
+        )));
+    }
+    let mut instructions: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let mut in_directives = true;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if let Some(comment) = trimmed.strip_prefix('#') {
+            if in_directives && current.is_empty() {
+                let directive = comment.trim().to_ascii_lowercase();
+                if directive.replace(' ', "").starts_with("escape=") {
+                    return Err(PolicyError::Dockerfile(
+                        "the `escape` parser directive is not supported; remove it".into(),
+                    ));
+                }
+            }
+            continue;
+        }
+        if trimmed.is_empty() {
+            continue;
+        }
+        in_directives = false;
+        match trimmed.strip_suffix('\\') {
+            Some(head) => {
+                current.push_str(head);
+                current.push(' ');
+            }
+            None => {
+                current.push_str(trimmed);
+                instructions.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    if !current.is_empty() {
+        instructions.push(current);
+    }
+    let mut stages: Vec<String> = Vec::new();
+    let mut images: Vec<String> = Vec::new();
+    let mut add = |image: &str, stages: &[String]| -> Result<(), PolicyError> {
+        if image.contains('$') {
+            return Err(PolicyError::Dockerfile(format!(
+                "image `{image}` uses a variable; write the image name out"
+            )));
+        }
+        let known_stage = stages.iter().any(|s| s.eq_ignore_ascii_case(image));
+        if !image.eq_ignore_ascii_case("scratch")
+            && !known_stage
+            && !images.iter().any(|i| i == image)
+        {
+            images.push(image.to_string());
+        }
+        Ok(())
+    };
+    for instruction in &instructions {
+        let mut words = instruction.split_whitespace();
+        let Some(keyword) = words.next() else {
+            continue;
+        };
+        let rest: Vec<&str> = words.collect();
+        if keyword.eq_ignore_ascii_case("FROM") {
+            let mut args = rest.iter().skip_while(|w| w.starts_with("--"));
+            let Some(image) = args.next() else {
+                return Err(PolicyError::Dockerfile("a FROM names no image".into()));
+            };
+            add(image, &stages)?;
+            if args.next().is_some_and(|w| w.eq_ignore_ascii_case("AS"))
+                && let Some(name) = args.next()
+            {
+                stages.push(name.to_string());
+            }
+        } else if keyword.eq_ignore_ascii_case("COPY") || keyword.eq_ignore_ascii_case("ADD") {
+            for flag in rest.iter().take_while(|w| w.starts_with("--")) {
+                if let Some(from) = flag.strip_prefix("--from=")
+                    && !from.chars().all(|c| c.is_ascii_digit())
+                {
+                    add(from, &stages)?;
+                }
+            }
+        }
+    }
+    Ok(images)
+}
+
 /// `entry` (from `--allow-image`) allows `image`: the same reference, or `entry` names a
 /// repository without tag or digest and `image` is a tag of it.
 pub fn image_matches(entry: &str, image: &str) -> bool {
@@ -183,6 +284,30 @@ mod tests {
         assert!(!image_matches("reg:5000/app:1", "reg:5000/app:2"));
         assert!(!image_matches("app@sha256:ab", "app:1"));
         assert!(image_matches("app", "app@sha256:ab"));
+    }
+
+    #[test]
+    fn base_images_of_a_dockerfile() {
+        let text = "# syntax=docker/dockerfile:1\nFROM scratch\nCOPY x /x\n";
+        assert!(dockerfile_images(text).unwrap().is_empty());
+        let text = "FROM --platform=linux/amd64 builder:1 AS build\nRUN make \\\n  all\nfrom build\nCOPY --from=build /a /a\nCOPY --from=0 /b /b\nCOPY --chown=1 --from=tools:2 /c /c\nFROM private/db\n";
+        assert_eq!(
+            dockerfile_images(text).unwrap(),
+            ["builder:1", "tools:2", "private/db"]
+        );
+        assert!(matches!(
+            dockerfile_images("ARG B=x\nFROM $B\n"),
+            Err(PolicyError::Dockerfile(m)) if m.contains("variable")
+        ));
+        assert!(matches!(
+            dockerfile_images("# escape=`\nFROM scratch\n"),
+            Err(PolicyError::Dockerfile(m)) if m.contains("escape")
+        ));
+        // A continued line does not hide a FROM.
+        assert_eq!(
+            dockerfile_images("LABEL a=b \\\n  c=d\nFROM secret:1\n").unwrap(),
+            ["secret:1"]
+        );
     }
 
     #[test]

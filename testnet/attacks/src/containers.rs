@@ -58,7 +58,7 @@ pub async fn deploy(api: &Api, dir: &Path) -> Reply {
     let body = text
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .last()
+        .next_back()
         .unwrap_or(Value::String(text));
     Reply { status, body }
 }
