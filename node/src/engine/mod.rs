@@ -520,7 +520,14 @@ impl Engine {
         let tmp = path.with_extension("tmp");
         let write = || -> std::io::Result<()> {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
+            use std::os::unix::fs::OpenOptionsExt;
+            // Owner only, like everything in the data dir.
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .mode(crate::datadir::FILE_MODE)
+                .open(&tmp)?;
             f.write_all(tar)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &path)
