@@ -351,6 +351,9 @@ impl Pair {
             &[
                 "ps",
                 "-q",
+                // Instance hashes are the same on every node: B's container only.
+                "--filter",
+                &format!("label=mesg.node={}", self.b.public_key),
                 "--filter",
                 &format!("label=mesg.instance={}", self.instance),
                 "--filter",

@@ -55,8 +55,10 @@ async fn measure(
 ) -> Result<Section> {
     let api = Api::new(node);
 
-    // The image the node built and tags per service (node/src/engine/mod.rs `image_tag`).
-    let image = format!("mesg-service:{hash}");
+    // The image the node built and tags per node and service (node/src/engine/mod.rs
+    // `image_tag`: the first 8 characters of the node's key, then the service hash).
+    let node8: String = node.public_key.chars().take(8).collect();
+    let image = format!("mesg-service:{node8}-{hash}");
     let entrypoint = docker(&[
         "image",
         "inspect",

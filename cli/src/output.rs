@@ -324,6 +324,12 @@ pub fn hint(code: &str, message: &str) -> Option<&'static str> {
         "missing_image" => {
             "images of dependencies must exist on the node's machine: docker pull or docker build them first"
         }
+        "image_not_allowed" => {
+            "dependencies and the Dockerfile may use images the node built, or ones its operator allows with `mesg-node --allow-image NAME`; FROM scratch always works"
+        }
+        "reserved_port" => {
+            "that host port is the node's own: change the `ports:` entry in mesg.yml (\"80\" lets Docker pick the host port)"
+        }
         "build_failed" => {
             "check the Dockerfile, and that every file it COPYs is in the service directory and not excluded by .dockerignore"
         }

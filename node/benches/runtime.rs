@@ -106,6 +106,7 @@ async fn main() {
         self_container: None,
         default_limits: ResourceLimits::default(),
         max_restarts: 3,
+        policy: mesg_node::runtime::ContainerPolicy::default(),
     });
     let info = rt.check().await.expect("docker");
     println!(
@@ -135,6 +136,7 @@ async fn main() {
             ),
             service_hash,
             definition: definition.clone(),
+            publisher: mesg_protocol::Keypair::from_secret_bytes([7; 32]).public(),
             image: image.clone(),
             env: env.into_iter().collect::<BTreeMap<_, _>>(),
             token: format!("bench-token-{i}"),

@@ -55,6 +55,38 @@ pub struct NodeArgs {
     #[arg(long, env = "MESG_SELF_CONTAINER", value_name = "CONTAINER")]
     pub self_container: Option<String>,
 
+    /// Host address on which service containers' `ports:` are published. Loopback by
+    /// default, so only this host reaches them; e.g. `0.0.0.0` publishes them to every
+    /// network the host is on.
+    #[arg(
+        long,
+        env = "MESG_PUBLISH_PORTS_ON",
+        default_value_t = crate::runtime::policy::DEFAULT_PUBLISH_IP,
+        value_name = "IP"
+    )]
+    pub publish_ports_on: std::net::IpAddr,
+
+    /// A Linux capability (e.g. NET_BIND_SERVICE) given back to every service container
+    /// (repeatable). Containers run with every capability dropped unless allowed here.
+    #[arg(
+        long = "allow-capability",
+        env = "MESG_ALLOW_CAPABILITIES",
+        value_delimiter = ',',
+        value_name = "CAP"
+    )]
+    pub allow_capabilities: Vec<String>,
+
+    /// A local image that services may use as a dependency (`image:` in mesg.yml), besides
+    /// the images this node built (repeatable): `redis:7` allows that tag, `redis` every
+    /// tag of it.
+    #[arg(
+        long = "allow-image",
+        env = "MESG_ALLOW_IMAGES",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub allow_images: Vec<String>,
+
     /// How many times a crashed container is restarted (with doubling backoff) before
     /// its instance is reported crashed.
     #[arg(long, default_value_t = 5, value_name = "N")]

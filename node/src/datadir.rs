@@ -1,5 +1,10 @@
 //! The node's data directory: an exclusive lock (one node per directory), the node key
 //! (created on first start, 0600), and the paths of everything else kept there.
+//!
+//! The directory holds the node's key, instance tokens (in the store) and packages, so it
+//! is made [`DIR_MODE`] (owner only) on every start, whatever it was before, and so are the
+//! node's own subdirectories (files in them [`FILE_MODE`]). Other files an operator keeps
+//! there are left as they are (the data dir may be a directory with other uses).
 
 use mesg_protocol::Keypair;
 use std::fs::{self, File, OpenOptions};
@@ -55,6 +60,37 @@ pub enum DataDirError {
 /// Name of the API token's file in the data dir (the CLI looks for it there).
 pub const API_TOKEN_FILE: &str = "api.token";
 
+/// Mode of the data dir and every directory in it: only the node's user may list or
+/// enter them (the store holds instance tokens in clear).
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of the files the node keeps (key, store files, packages).
+pub const FILE_MODE: u32 = 0o600;
+
+/// Make `path` (a file or a directory tree) readable by its owner only: directories
+/// [`DIR_MODE`], files [`FILE_MODE`]. Symlinks are left alone (never followed).
+pub fn restrict_tree(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    if meta.is_dir() {
+        if meta.permissions().mode() & 0o777 != DIR_MODE {
+            fs::set_permissions(path, fs::Permissions::from_mode(DIR_MODE))?;
+        }
+        for entry in fs::read_dir(path)? {
+            restrict_tree(&entry?.path())?;
+        }
+    } else if meta.permissions().mode() & 0o777 != FILE_MODE {
+        fs::set_permissions(path, fs::Permissions::from_mode(FILE_MODE))?;
+    }
+    Ok(())
+}
+
+fn lock_path_of(root: &Path) -> PathBuf {
+    root.join("LOCK")
+}
+
 /// An opened, locked data directory. The lock is released when this is dropped.
 #[derive(Debug)]
 pub struct DataDir {
@@ -76,18 +112,7 @@ impl DataDir {
             path: root.to_path_buf(),
             source,
         })?;
-        // The directory holds the node key, the API token and instance secrets: its owner
-        // only.
-        {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(|source| {
-                DataDirError::Create {
-                    path: root.to_path_buf(),
-                    source,
-                }
-            })?;
-        }
-        let lock_path = root.join("LOCK");
+        let lock_path = lock_path_of(root);
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -121,6 +146,24 @@ impl DataDir {
             path: packages,
             source,
         })?;
+        let restrict = |path: &Path, mode: u32, tree: bool| {
+            use std::os::unix::fs::PermissionsExt;
+            let done = if tree {
+                restrict_tree(path)
+            } else {
+                fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            };
+            done.map_err(|source| DataDirError::Create {
+                path: path.to_path_buf(),
+                source,
+            })
+        };
+        restrict(root, DIR_MODE, false)?;
+        restrict(&lock_path_of(root), FILE_MODE, false)?;
+        restrict(&dir.packages_dir(), DIR_MODE, true)?;
+        if dir.key_path().exists() {
+            restrict(&dir.key_path(), FILE_MODE, false)?;
+        }
         Ok(dir)
     }
 
@@ -266,6 +309,56 @@ mod tests {
             .load_or_create_api_token()
             .unwrap_err();
         assert!(matches!(err, DataDirError::CorruptToken { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_data_dir_and_what_the_node_keeps_there_are_owner_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("data");
+        fs::create_dir_all(root.join("packages")).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(root.join("packages/p.tar"), b"tar").unwrap();
+        fs::set_permissions(
+            root.join("packages/p.tar"),
+            fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        fs::write(root.join("node.key"), [1u8; 32]).unwrap();
+        fs::set_permissions(root.join("node.key"), fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(root.join("notes.sh"), b"operator's own").unwrap();
+        fs::set_permissions(root.join("notes.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = DataDir::open(&root).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&dir.packages_dir()), 0o700);
+        assert_eq!(mode(&root.join("packages/p.tar")), 0o600);
+        assert_eq!(mode(&root.join("node.key")), 0o600);
+        assert_eq!(mode(&root.join("LOCK")), 0o600);
+        assert_eq!(
+            mode(&root.join("notes.sh")),
+            0o755,
+            "not the node's: untouched"
+        );
+    }
+
+    #[test]
+    fn restrict_tree_reaches_every_file_and_skips_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = tmp.path().join("store");
+        fs::create_dir_all(store.join("blobs")).unwrap();
+        fs::write(store.join("db"), b"tokens").unwrap();
+        fs::write(store.join("blobs/1"), b"x").unwrap();
+        let outside = tmp.path().join("outside");
+        fs::write(&outside, b"o").unwrap();
+        fs::set_permissions(&outside, fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&outside, store.join("link")).unwrap();
+        restrict_tree(&store).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&store), 0o700);
+        assert_eq!(mode(&store.join("blobs")), 0o700);
+        assert_eq!(mode(&store.join("db")), 0o600);
+        assert_eq!(mode(&store.join("blobs/1")), 0o600);
+        assert_eq!(mode(&outside), 0o644, "a link is not followed");
     }
 
     #[test]

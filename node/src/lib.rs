@@ -20,6 +20,43 @@ use runtime::{DockerRuntime, ResourceLimits, Runtime, RuntimeConfig};
 use std::sync::Arc;
 use store::{SledStore, Store};
 
+/// The operator's container policy from the flags, with the node's own ports reserved.
+fn container_policy(
+    args: &NodeArgs,
+    service_api_port: u16,
+    api_port: u16,
+) -> anyhow::Result<runtime::ContainerPolicy> {
+    let mut reserved = vec![
+        (service_api_port, "service API".to_string()),
+        (api_port, "Application API".to_string()),
+    ];
+    let listen = if args.listen.is_empty() {
+        network::NetworkConfig::default().listen
+    } else {
+        args.listen.clone()
+    };
+    for addr in &listen {
+        for proto in addr.iter() {
+            match proto {
+                libp2p::multiaddr::Protocol::Tcp(p) | libp2p::multiaddr::Protocol::Udp(p)
+                    if p != 0 =>
+                {
+                    reserved.push((p, "peer-to-peer port".to_string()));
+                }
+                _ => {}
+            }
+        }
+    }
+    let policy = runtime::ContainerPolicy {
+        publish_ip: args.publish_ports_on,
+        capabilities: args.allow_capabilities.clone(),
+        allowed_images: args.allow_images.clone(),
+        reserved_ports: reserved,
+    };
+    policy.validate()?;
+    Ok(policy)
+}
+
 /// Run the node until Ctrl-C or SIGTERM.
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let dir = DataDir::open(&args.data_dir())?;
@@ -62,6 +99,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         self_container: args.self_container(),
         default_limits: ResourceLimits::default(),
         max_restarts: args.max_restarts,
+        policy: container_policy(&args, service_addr.port(), api_addr.port())?,
     });
     match runtime.check().await {
         Ok(info) => tracing::info!(

@@ -255,19 +255,9 @@ async fn resource_limits_can_be_overridden_at_start_and_the_rest_keep_defaults()
         .await;
     assert_eq!(status, 201, "{inst}");
     let hash = inst["hash"].as_str().unwrap();
-    let out = std::process::Command::new("docker")
-        .args([
-            "ps",
-            "-q",
-            "--filter",
-            &format!("label=mesg.instance={hash}"),
-            "--filter",
-            "label=mesg.key=service",
-        ])
-        .output()
-        .unwrap();
-    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(!id.is_empty(), "the main container runs");
+    let id = node
+        .container_of(hash, "service")
+        .expect("the main container runs");
     let out = std::process::Command::new("docker")
         .args([
             "inspect",

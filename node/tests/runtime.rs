@@ -8,8 +8,8 @@
 
 use futures::StreamExt;
 use mesg_node::runtime::{
-    DockerRuntime, InstanceSpec, InstanceState, InstanceStatus, ResourceLimits, Runtime,
-    RuntimeConfig, RuntimeError, RuntimeEvent,
+    DockerRuntime, InstanceSpec, InstanceState, InstanceStatus, PolicyError, ResourceLimits,
+    Runtime, RuntimeConfig, RuntimeError, RuntimeEvent,
 };
 use mesg_protocol::{EnvHash, InstanceHash, ServiceDefinition, ServiceHash};
 use std::collections::HashMap;
@@ -74,6 +74,7 @@ fn config(node: &str, max_restarts: u32) -> RuntimeConfig {
             pids: Some(PIDS),
         },
         max_restarts,
+        policy: mesg_node::runtime::ContainerPolicy::default(),
     }
 }
 
@@ -234,6 +235,7 @@ fn spec(svc: &Service, image: &str, env: &[(&str, &str)]) -> InstanceSpec {
         instance_hash: InstanceHash::of(&svc.service_hash, &env_hash),
         service_hash: svc.service_hash,
         definition: svc.definition.clone(),
+        publisher: mesg_protocol::Keypair::from_secret_bytes([7; 32]).public(),
         image: image.to_string(),
         env: env
             .iter()
@@ -377,6 +379,12 @@ async fn start_injects_env_and_hardens_the_container() {
     assert_eq!(
         host["SecurityOpt"],
         serde_json::json!(["no-new-privileges"])
+    );
+    assert_eq!(host["CapDrop"], serde_json::json!(["ALL"]));
+    assert!(
+        host["CapAdd"].is_null(),
+        "no capability added: {}",
+        host["CapAdd"]
     );
     assert_eq!(host["RestartPolicy"]["Name"], "on-failure");
     assert_eq!(host["RestartPolicy"]["MaximumRetryCount"], 3);
@@ -1083,4 +1091,199 @@ async fn events_resume_after_the_engine_connection_breaks() {
         rt.status(&spec.instance_hash).await.unwrap().status,
         InstanceStatus::Running
     );
+}
+
+/// Builds `FROM base` with `mesg.node` set to another node: an image this node did not
+/// build. Removed when dropped.
+struct ForeignImage {
+    tag: String,
+}
+
+impl ForeignImage {
+    fn new(node: &str, base: &str) -> ForeignImage {
+        use std::io::Write;
+        let tag = format!("mesg-test-{}-foreign:1", &node[..8]);
+        let mut child = Command::new("docker")
+            .args([
+                "build",
+                "-q",
+                "-t",
+                &tag,
+                "--label",
+                "mesg.node=someone-else",
+                "-",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("docker build");
+        let dockerfile =
+            format!("FROM {base}\nENV MESG_ENDPOINT=http://127.0.0.1:1 MESG_TOKEN=db\n");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(dockerfile.as_bytes())
+            .expect("write Dockerfile");
+        let out = child.wait_with_output().expect("docker build");
+        assert!(out.status.success(), "{out:?}");
+        ForeignImage { tag }
+    }
+}
+
+impl Drop for ForeignImage {
+    fn drop(&mut self) {
+        docker(&["rmi", "-f", &self.tag]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ports_publish_on_loopback_and_every_capability_is_dropped() {
+    let g = Guard::new("policy");
+    let rt = DockerRuntime::new(config(&g.node, 3));
+    // The echo serves raw TCP on 7000: published on a host port Docker picks.
+    let dir = variant("echo", "  ports: [\"7000\"]\n", "");
+    let svc = load(dir.path());
+    let (image, _) = build(&rt, &g.node, "echo", &svc).await;
+    let spec = spec(&svc, &image, &[]);
+    rt.start(&spec).await.expect("start");
+    wait_status(
+        &rt,
+        &spec.instance_hash,
+        InstanceStatus::Running,
+        Duration::from_secs(10),
+    )
+    .await;
+    let name = rt.container_name(&spec.instance_hash, "service");
+    let host = inspect_json(&name, ".HostConfig");
+    assert_eq!(host["CapDrop"], serde_json::json!(["ALL"]));
+    assert!(host["CapAdd"].is_null(), "{}", host["CapAdd"]);
+    assert_eq!(
+        host["PortBindings"]["7000/tcp"][0]["HostIp"], "127.0.0.1",
+        "{}",
+        host["PortBindings"]
+    );
+    // What Docker actually bound: loopback only, and the service answers there.
+    let bound = inspect_json(&name, ".NetworkSettings.Ports");
+    let bindings = bound["7000/tcp"].as_array().expect("7000 is published");
+    assert!(!bindings.is_empty());
+    for b in bindings {
+        assert_eq!(b["HostIp"], "127.0.0.1", "{bound}");
+    }
+    let port: u16 = bindings[0]["HostPort"].as_str().unwrap().parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing answers on 127.0.0.1:{port}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    rt.delete(&spec.instance_hash, false).await.unwrap();
+
+    // The operator opts in: another address, and capabilities given back.
+    let mut cfg = config(&g.node, 3);
+    cfg.policy.publish_ip = "0.0.0.0".parse().unwrap();
+    cfg.policy.capabilities = vec!["NET_BIND_SERVICE".into()];
+    let rt = DockerRuntime::new(cfg);
+    rt.start(&spec).await.expect("start");
+    let host = inspect_json(&name, ".HostConfig");
+    assert_eq!(host["PortBindings"]["7000/tcp"][0]["HostIp"], "0.0.0.0");
+    assert_eq!(host["CapDrop"], serde_json::json!(["ALL"]));
+    assert_eq!(host["CapAdd"], serde_json::json!(["NET_BIND_SERVICE"]));
+    rt.delete(&spec.instance_hash, false).await.unwrap();
+    assert_nothing(&g.node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependency_images_must_be_built_here_or_allowed() {
+    let g = Guard::new("images");
+    let rt = DockerRuntime::new(config(&g.node, 3));
+    let base = load(&mesg_testkit::service_dir("echo"));
+    let (image, _) = build(&rt, &g.node, "echo", &base).await;
+    let foreign = ForeignImage::new(&g.node, &image);
+    let dir = variant(
+        "echo",
+        "",
+        &format!("dependencies:\n  db:\n    image: {}\n", foreign.tag),
+    );
+    let svc = load(dir.path());
+    let spec = spec(&svc, &image, &[]);
+    let err = rt
+        .check_definition(&svc.definition)
+        .await
+        .expect_err("not built by this node");
+    assert!(
+        matches!(&err, RuntimeError::Policy(PolicyError::ImageNotAllowed { key, image }) if key == "db" && *image == foreign.tag),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("--allow-image"), "{err}");
+    let err = rt.start(&spec).await.expect_err("start refused too");
+    assert!(matches!(err, RuntimeError::Policy(_)), "{err:?}");
+    assert_nothing(&g.node);
+
+    // Allowed by the operator (by repository): it runs.
+    let mut cfg = config(&g.node, 3);
+    cfg.policy.allowed_images = vec![foreign.tag.split(':').next().unwrap().to_string()];
+    let rt = DockerRuntime::new(cfg);
+    rt.check_definition(&svc.definition).await.expect("allowed");
+    rt.start(&spec).await.expect("start");
+    rt.delete(&spec.instance_hash, false).await.unwrap();
+    assert_nothing(&g.node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_has_no_network_and_is_limited() {
+    let g = Guard::new("buildnet");
+    let rt = DockerRuntime::new(config(&g.node, 3));
+    let base = load(&mesg_testkit::service_dir("echo"));
+    let (image, _) = build(&rt, &g.node, "echo", &base).await;
+    // A RUN step that never ends (the echo retries its endpoint forever): while it runs,
+    // its build container can be inspected; removing it ends the build.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mesg.yml"), "name: hang\n").unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!(
+            "FROM {image}\nENV MESG_ENDPOINT=http://127.0.0.1:1 MESG_TOKEN=t MESG_SERVICE_HASH=x MESG_INSTANCE_HASH=y\nRUN [\"/echo\", \"serve\"]\n"
+        ),
+    )
+    .unwrap();
+    let hang = load(dir.path());
+    let image_id = docker(&["image", "inspect", "-f", "{{.Id}}", &image]);
+    let (tx, _rx) = mpsc::channel(64);
+    let rt2 = rt.clone();
+    let tag = format!("mesg-test-{}-hang:1", &g.node[..8]);
+    let building = tokio::spawn(async move { rt2.build(hang.tar, &tag, tx).await });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let container = loop {
+        let found = lines(&docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("ancestor={image_id}"),
+        ]));
+        if let Some(c) = found.into_iter().next() {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "no build container appeared");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let host = inspect_json(&container, ".HostConfig");
+    docker(&["rm", "-f", &container]);
+    assert_eq!(host["NetworkMode"], "none", "{host}");
+    assert_eq!(
+        host["Memory"],
+        i64::from(mesg_node::runtime::docker::BUILD_MEMORY)
+    );
+    assert_eq!(
+        host["CpuQuota"],
+        i64::from(mesg_node::runtime::docker::BUILD_CPU_QUOTA)
+    );
+    let result = tokio::time::timeout(Duration::from_secs(30), building)
+        .await
+        .expect("the build ends once its container is gone")
+        .expect("task");
+    assert!(result.is_err(), "{result:?}");
 }

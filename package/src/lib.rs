@@ -276,6 +276,18 @@ impl Package {
         &self.definition_text
     }
 
+    /// The text of the package's `Dockerfile`, for checks before a build (which images it
+    /// starts from). `None` when it is a symlink or not UTF-8: callers refuse those.
+    pub fn dockerfile_text(&self) -> Option<String> {
+        let item = self.items.iter().find(|i| i.entry.path == DOCKERFILE)?;
+        let bytes = match &item.content {
+            Content::File(p) => std::fs::read(p).ok()?,
+            Content::Bytes(b) => b.clone(),
+            Content::Link(_) => return None,
+        };
+        String::from_utf8(bytes).ok()
+    }
+
     /// Parse the package's `mesg.yml`.
     pub fn definition(&self) -> Result<ServiceDefinition, mesg_protocol::DefinitionErrors> {
         ServiceDefinition::from_yaml(&self.definition_text)

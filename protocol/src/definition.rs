@@ -725,6 +725,8 @@ impl Validator {
                         pos,
                         "a volume is a container path; it must not contain `:`",
                     );
+                } else if let Some(problem) = crate::hardening::volume_target_problem(&v) {
+                    self.err(&ip, pos, problem);
                 } else if !seen.insert(v.clone()) {
                     self.err(&ip, pos, format!("`{v}` is listed twice"));
                 } else {

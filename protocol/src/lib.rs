@@ -11,6 +11,7 @@
 pub mod canonical;
 pub mod definition;
 pub mod envelope;
+pub mod hardening;
 pub mod hash;
 pub mod keys;
 pub mod messages;

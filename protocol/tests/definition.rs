@@ -150,6 +150,26 @@ const MALFORMED: &[(&str, &str, &str)] = &[
         "twice",
     ),
     (
+        "name: x\nconfiguration:\n  volumes: [/]\n",
+        "configuration.volumes[0]",
+        "whole file system",
+    ),
+    (
+        "name: x\ndependencies:\n  db:\n    image: redis\n    volumes: [/proc/self]\n",
+        "dependencies.db.volumes[0]",
+        "belongs to the kernel and Docker",
+    ),
+    (
+        "name: x\nconfiguration:\n  volumes: [/data/../etc]\n",
+        "configuration.volumes[0]",
+        "not a plain path",
+    ),
+    (
+        "name: x\nconfiguration:\n  volumes: [/etc/resolv.conf]\n",
+        "configuration.volumes[0]",
+        "written by Docker",
+    ),
+    (
         "name: x\nconfiguration:\n  volumesFrom: [nope]\n",
         "configuration.volumesFrom[0]",
         "not a dependency",

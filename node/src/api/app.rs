@@ -192,7 +192,8 @@ async fn deploy(State(s): State<AppState>, body: Bytes) -> ApiResult<Response> {
         ));
     }
     let tar = body.to_vec();
-    s.engine.check_package(tar.clone())?;
+    let (package, definition) = s.engine.check_package(tar.clone())?;
+    s.engine.check_runnable(&package, &definition).await?;
     let (tx, mut rx) = mpsc::channel::<DeployProgress>(256);
     let engine = s.engine.clone();
     let work = tokio::spawn(async move { engine.deploy(tar, tx).await });

@@ -1,4 +1,4 @@
-use crate::runtime::RuntimeError;
+use crate::runtime::{PolicyError, RuntimeError};
 use crate::store::StoreError;
 use mesg_protocol::schema::ValueErrors;
 use mesg_protocol::{DefinitionErrors, ExecutionId, ServiceHash};
@@ -78,6 +78,13 @@ impl EngineError {
             EngineError::Runtime(RuntimeError::Unavailable(_)) => "docker_unavailable",
             EngineError::Runtime(RuntimeError::MissingImage { .. }) => "missing_image",
             EngineError::Runtime(RuntimeError::UndeclaredEnv { .. }) => "undeclared_env",
+            EngineError::Runtime(RuntimeError::Policy(
+                PolicyError::ImageNotAllowed { .. } | PolicyError::BaseImageNotAllowed { .. },
+            )) => "image_not_allowed",
+            EngineError::Runtime(RuntimeError::Policy(PolicyError::ReservedPort { .. })) => {
+                "reserved_port"
+            }
+            EngineError::Runtime(RuntimeError::Policy(_)) => "bad_request",
             EngineError::Runtime(RuntimeError::Build(_)) => "build_failed",
             EngineError::Runtime(RuntimeError::UnknownInstance(_)) => "not_found",
             EngineError::Runtime(_) => "runtime_error",

@@ -415,21 +415,12 @@ impl Engine {
             service_hash
         ))
         .await;
-        for (key, dep) in &definition.dependencies {
-            let image = dep.image.clone().unwrap_or_default();
-            if !self.inner.runtime.image_exists(&image).await? {
-                return Err(crate::runtime::RuntimeError::MissingImage {
-                    key: key.clone(),
-                    image,
-                }
-                .into());
-            }
-        }
+        self.check_runnable(&package, &definition).await?;
         let tar = package
             .to_tar_bytes()
             .map_err(|e| EngineError::InvalidPackage(e.to_string()))?;
         self.save_package(&package.hash(), &tar)?;
-        let image = image_tag(&service_hash);
+        let image = image_tag(&self.node_key(), &service_hash);
         say(format!("building image {image}")).await;
         let (line_tx, mut line_rx) = mpsc::channel::<String>(256);
         let forward = {
@@ -460,6 +451,24 @@ impl Engine {
         self.publish_service(&entry).await;
         say(format!("deployed {service_hash}")).await;
         Ok(ServiceView::from(&entry))
+    }
+
+    /// Whether this node may build `package` and run `definition`'s containers (images
+    /// built by this node or allowed by its operator, in the Dockerfile and as
+    /// dependencies; no host port of the node's own), asked before anything is stored or
+    /// built.
+    pub async fn check_runnable(
+        &self,
+        package: &Package,
+        definition: &ServiceDefinition,
+    ) -> Result<(), EngineError> {
+        let dockerfile = package.dockerfile_text().ok_or_else(|| {
+            EngineError::InvalidPackage(
+                "the Dockerfile must be a regular UTF-8 file, not a link".into(),
+            )
+        })?;
+        self.inner.runtime.check_build(&dockerfile).await?;
+        Ok(self.inner.runtime.check_definition(definition).await?)
     }
 
     /// Parse and validate a package tar.
@@ -511,7 +520,14 @@ impl Engine {
         let tmp = path.with_extension("tmp");
         let write = || -> std::io::Result<()> {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
+            use std::os::unix::fs::OpenOptionsExt;
+            // Owner only, like everything in the data dir.
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .mode(crate::datadir::FILE_MODE)
+                .open(&tmp)?;
             f.write_all(tar)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &path)
@@ -608,6 +624,7 @@ impl Engine {
             instance_hash: entry.instance_hash,
             service_hash: entry.service_hash,
             definition: service.record.definition.clone(),
+            publisher: service.record.publisher,
             image,
             env: entry.env.clone(),
             token: entry.token.clone(),
@@ -1536,7 +1553,11 @@ pub struct RecoveryReport {
     pub expired: usize,
 }
 
-/// Docker image of a service built on this node.
-pub fn image_tag(service: &ServiceHash) -> String {
-    format!("mesg-service:{service}")
+/// Docker image of a service built on node `node` (its public key): `mesg-service:` then
+/// the first 8 characters of the node's key and the service hash. Per node, so that nodes
+/// sharing one Docker Engine never move or remove each other's tags.
+pub fn image_tag(node: &PublicKey, service: &ServiceHash) -> String {
+    let node = node.to_string();
+    let node8: String = node.chars().take(8).collect();
+    format!("mesg-service:{node8}-{service}")
 }

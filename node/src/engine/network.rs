@@ -967,8 +967,10 @@ impl Engine {
                 last_error = format!("{peer} sent a package that does not match the record");
                 continue;
             }
+            // The publisher's Dockerfile and dependencies under this node's rules.
+            self.check_runnable(&package, &definition).await?;
             self.save_package(&package.hash(), &tar)?;
-            let image = image_tag(&hash);
+            let image = image_tag(&self.node_key(), &hash);
             let (tx, mut rx) = mpsc::channel::<String>(64);
             let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
             let built = self.runtime().build(tar, &image, tx).await;

@@ -9,8 +9,14 @@
 //! - Per instance: one user-defined bridge network (`mesg-<node8>-<instance12>`) where
 //!   each container has its key as DNS alias (`service` for the main one), named volumes
 //!   keyed by sid (they outlive the containers), and containers with `init`,
-//!   `no-new-privileges`, resource limits and an `on-failure` restart policy capped at
-//!   `max_restarts` (Docker does the doubling backoff).
+//!   `no-new-privileges`, every capability dropped (plus those the operator grants),
+//!   ports published on the policy's address (loopback by default), resource limits and an
+//!   `on-failure` restart policy capped at `max_restarts` (Docker does the doubling
+//!   backoff). Dependency images must be built by this node or allowed by the operator
+//!   ([`super::policy`]).
+//! - Builds run without network and within [`BUILD_MEMORY`] and one CPU: a package is
+//!   built `FROM scratch` or local images (mesg never pulls), so a build needs no network,
+//!   and a hostile Dockerfile must not reach one or exhaust the host.
 //! - `start` is idempotent and transactional: what one call created is removed again when
 //!   it fails. A stopped container whose creation settings changed (label `mesg.config`,
 //!   e.g. a new token or endpoint) is recreated; running containers are always kept.
@@ -20,7 +26,8 @@
 
 use super::{
     ContainerState, DockerInfo, InstanceSpec, InstanceState, InstanceStatus, LogLine, NODE_ALIAS,
-    ReconcileReport, ResourceLimits, Runtime, RuntimeConfig, RuntimeError, RuntimeEvent, labels,
+    PolicyError, ReconcileReport, ResourceLimits, Runtime, RuntimeConfig, RuntimeError,
+    RuntimeEvent, labels,
 };
 use async_trait::async_trait;
 use bollard::Docker;
@@ -40,7 +47,7 @@ use bollard::query_parameters::{
 use futures::stream::{self, BoxStream, StreamExt};
 use mesg_protocol::definition::{ContainerSpec, MAIN_CONTAINER_KEY};
 use mesg_protocol::service_api::{ENV_ENDPOINT, ENV_INSTANCE_HASH, ENV_SERVICE_HASH, ENV_TOKEN};
-use mesg_protocol::{Hash32, InstanceHash};
+use mesg_protocol::{Hash32, InstanceHash, ServiceDefinition};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,6 +67,17 @@ const EVENT_BACKOFF_MIN: Duration = Duration::from_millis(200);
 const EVENT_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How many instances `reconcile` starts at once.
 const RECONCILE_PARALLELISM: usize = 4;
+/// Bytes of the (publisher, sid) hash in a volume name: 64 bits, so nobody can make up a
+/// publisher key whose volumes collide with another's.
+const VOLUME_OWNER_BYTES: usize = 8;
+/// Memory of one image build (bytes, swap included): enough to copy a package of
+/// [`mesg_package::DEFAULT_MAX_PACKAGE_BYTES`] several times over, not enough to take the
+/// host down.
+pub const BUILD_MEMORY: i32 = 1024 * 1024 * 1024;
+/// CPU of one image build, as a CFS quota over [`BUILD_CPU_PERIOD`]: one CPU.
+pub const BUILD_CPU_QUOTA: i32 = 100_000;
+/// The CFS period (µs) of [`BUILD_CPU_QUOTA`].
+pub const BUILD_CPU_PERIOD: i32 = 100_000;
 
 /// The Docker implementation of [`Runtime`]. Cheap to clone (shared state).
 #[derive(Clone)]
@@ -147,10 +165,23 @@ impl DockerRuntime {
         format!("{}-{}", self.network_name(instance), sanitize(key))
     }
 
-    /// Name of the volume mounted at `path` in container `key` of `spec`'s service.
+    /// Name of the volume mounted at `path` in container `key` of `spec`'s service: the
+    /// same for every version of a sid by one publisher (data survives redeploys), another
+    /// for the same sid by anyone else.
     pub fn volume_name(&self, spec: &InstanceSpec, key: &str, path: &str) -> String {
         let owner = match &spec.definition.sid {
-            Some(sid) => sanitize(sid),
+            Some(sid) => {
+                let publisher = spec.publisher.to_string();
+                let owner = Hash32::domain(
+                    "mesg/volume-owner/1",
+                    &[publisher.as_bytes(), sid.as_bytes()],
+                );
+                format!(
+                    "{}-{}",
+                    sanitize(sid),
+                    hex::encode(&owner.as_bytes()[..VOLUME_OWNER_BYTES])
+                )
+            }
             None => short(&spec.service_hash.to_string(), 12).to_string(),
         };
         let path_hash = hex::encode(&Hash32::sha256(path.as_bytes()).as_bytes()[..4]);
@@ -343,6 +374,59 @@ impl DockerRuntime {
         }
     }
 
+    /// The image's `mesg.node` label (set on every image this node builds), `None` when
+    /// the image does not exist.
+    async fn image_owner(
+        &self,
+        docker: &Docker,
+        image: &str,
+    ) -> Result<Option<String>, RuntimeError> {
+        match docker.inspect_image(image).await {
+            Ok(info) => Ok(Some(
+                label_of(
+                    info.config.as_ref().and_then(|c| c.labels.as_ref()),
+                    labels::NODE,
+                )
+                .unwrap_or("")
+                .to_string(),
+            )),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.inner.fail(format!("inspect image {image}"), e)),
+        }
+    }
+
+    /// [`Runtime::check_definition`] on a connected engine.
+    async fn check_definition_with(
+        &self,
+        docker: &Docker,
+        def: &ServiceDefinition,
+    ) -> Result<(), RuntimeError> {
+        let policy = &self.inner.config.policy;
+        policy.check_ports(def)?;
+        for (key, dep) in &def.dependencies {
+            let image = dep.image.clone().unwrap_or_default();
+            let owner = if image.is_empty() {
+                None
+            } else {
+                self.image_owner(docker, &image).await?
+            };
+            let Some(owner) = owner else {
+                return Err(RuntimeError::MissingImage {
+                    key: key.clone(),
+                    image,
+                });
+            };
+            if owner != self.inner.config.node_id && !policy.image_listed(&image) {
+                return Err(PolicyError::ImageNotAllowed {
+                    key: key.clone(),
+                    image,
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
     async fn start_impl(&self, spec: &InstanceSpec) -> Result<(), RuntimeError> {
         check_env(spec)?;
         let docker = self.docker().await?;
@@ -353,15 +437,8 @@ impl DockerRuntime {
                 image: spec.image.clone(),
             });
         }
-        for (key, dep) in &spec.definition.dependencies {
-            let image = dep.image.clone().unwrap_or_default();
-            if image.is_empty() || !self.image_exists_with(&docker, &image).await? {
-                return Err(RuntimeError::MissingImage {
-                    key: key.clone(),
-                    image,
-                });
-            }
-        }
+        self.check_definition_with(&docker, &spec.definition)
+            .await?;
         let order = create_order(&spec.definition)?;
         let _guard = self.instance_lock(&spec.instance_hash).await;
         let mut created = Created::default();
@@ -665,7 +742,7 @@ impl DockerRuntime {
                 (
                     format!("{}/tcp", p.container),
                     Some(vec![PortBinding {
-                        host_ip: None,
+                        host_ip: Some(cfg.policy.publish_ip.to_string()),
                         host_port: p.host.map(|h| h.to_string()),
                     }]),
                 )
@@ -706,6 +783,9 @@ impl DockerRuntime {
                 init: Some(true),
                 privileged: Some(false),
                 security_opt: Some(vec!["no-new-privileges".into()]),
+                cap_drop: Some(vec!["ALL".into()]),
+                cap_add: (!cfg.policy.capabilities.is_empty())
+                    .then(|| cfg.policy.capabilities.clone()),
                 restart_policy: Some(restart_policy),
                 memory: limits.memory,
                 nano_cpus: limits.nano_cpus,
@@ -1431,6 +1511,11 @@ impl Runtime for DockerRuntime {
                 .t(tag)
                 .rm(true)
                 .forcerm(true)
+                .networkmode("none")
+                .memory(BUILD_MEMORY)
+                .memswap(BUILD_MEMORY)
+                .cpuperiod(BUILD_CPU_PERIOD)
+                .cpuquota(BUILD_CPU_QUOTA)
                 .labels(&labels)
                 .build();
             let body = bollard::body_full(bytes::Bytes::from(tar));
@@ -1470,6 +1555,29 @@ impl Runtime for DockerRuntime {
     async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
         let docker = self.docker().await?;
         self.image_exists_with(&docker, image).await
+    }
+
+    async fn check_definition(&self, definition: &ServiceDefinition) -> Result<(), RuntimeError> {
+        let docker = self.docker().await?;
+        self.check_definition_with(&docker, definition).await
+    }
+
+    async fn check_build(&self, dockerfile: &str) -> Result<(), RuntimeError> {
+        let images = super::policy::dockerfile_images(dockerfile)?;
+        if images.is_empty() {
+            return Ok(());
+        }
+        let docker = self.docker().await?;
+        for image in images {
+            let owner = self.image_owner(&docker, &image).await?;
+            let allowed = owner.is_some_and(|o| {
+                o == self.inner.config.node_id || self.inner.config.policy.image_listed(&image)
+            });
+            if !allowed {
+                return Err(PolicyError::BaseImageNotAllowed { image }.into());
+            }
+        }
+        Ok(())
     }
 
     async fn start(&self, spec: &InstanceSpec) -> Result<(), RuntimeError> {
@@ -1643,6 +1751,35 @@ mod tests {
         assert_eq!(create_order(&def).expect("order"), ["b", "service", "a"]);
         def.configuration.volumes_from = vec!["a".into()];
         assert!(create_order(&def).is_err());
+    }
+
+    #[test]
+    fn volumes_of_one_sid_are_per_publisher() {
+        let rt = DockerRuntime::new(RuntimeConfig {
+            node_id: "node1234abcd".into(),
+            service_api_port: 1,
+            self_container: None,
+            default_limits: ResourceLimits::default(),
+            max_restarts: 1,
+            policy: super::super::ContainerPolicy::default(),
+        });
+        let def = mesg_protocol::ServiceDefinition::from_yaml("name: t\nsid: acme.db\n").unwrap();
+        let spec = |seed: u8, hash: u8| InstanceSpec {
+            instance_hash: mesg_protocol::InstanceHash(Hash32::sha256(&[hash])),
+            service_hash: mesg_protocol::ServiceHash(Hash32::sha256(&[hash])),
+            definition: def.clone(),
+            publisher: mesg_protocol::Keypair::from_secret_bytes([seed; 32]).public(),
+            image: "i".into(),
+            env: BTreeMap::new(),
+            token: "t".into(),
+            limits: None,
+        };
+        let name = |s: &InstanceSpec| rt.volume_name(s, "service", "/data");
+        // A redeploy (another service hash) by the same publisher: the same volume.
+        assert_eq!(name(&spec(1, 1)), name(&spec(1, 2)));
+        // The same sid by another publisher: another volume.
+        assert_ne!(name(&spec(1, 1)), name(&spec(2, 1)));
+        assert!(name(&spec(1, 1)).starts_with("mesg-node1234-acme.db-"));
     }
 
     #[test]

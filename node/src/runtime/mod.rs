@@ -7,20 +7,24 @@
 //!
 //! Names: network `mesg-<node8>-<instance12>`, containers `mesg-<node8>-<instance12>-<key>`
 //! (`key` = `service` for the main container, else the dependency key), volumes
-//! `mesg-<node8>-<sid or service12>-<key>-<path hash8>` so data survives restarts and
-//! redeploys of the same sid.
+//! `mesg-<node8>-<sid>-<owner16>-<key>-<path hash8>` (`owner16`: a hash of the publisher's
+//! key and the sid) so data survives restarts and redeploys of the same sid by the same
+//! publisher, and no other publisher's service of that sid mounts it;
+//! `mesg-<node8>-<service12>-<key>-<path hash8>` for a service without sid.
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
-use mesg_protocol::{InstanceHash, ServiceDefinition, ServiceHash};
+use mesg_protocol::{InstanceHash, PublicKey, ServiceDefinition, ServiceHash};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
 pub mod docker;
+pub mod policy;
 
 pub use docker::DockerRuntime;
+pub use policy::{ContainerPolicy, PolicyError};
 
 /// Labels put on every Docker object the runtime creates.
 pub mod labels {
@@ -69,6 +73,8 @@ pub struct RuntimeConfig {
     /// How many times Docker restarts a crashed container (with its doubling backoff)
     /// before the instance is reported `Crashed`.
     pub max_restarts: u32,
+    /// Ports, capabilities and images containers may have (the operator's choices).
+    pub policy: ContainerPolicy,
 }
 
 /// Everything needed to run one instance.
@@ -77,6 +83,10 @@ pub struct InstanceSpec {
     pub instance_hash: InstanceHash,
     pub service_hash: ServiceHash,
     pub definition: ServiceDefinition,
+    /// Who published the service (its record's `publisher`): with the sid, the owner of
+    /// the service's volumes, so another publisher's service with the same sid never
+    /// mounts them.
+    pub publisher: PublicKey,
     /// Image of the main container (built from the package).
     pub image: String,
     /// Overrides of the main container's env; only keys declared in
@@ -175,6 +185,8 @@ pub enum RuntimeError {
         "dependency `{key}` uses image `{image}`, which is not in the local Docker Engine; build or load it first (mesg never pulls from a registry)"
     )]
     MissingImage { key: String, image: String },
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
     #[error("env `{key}` is not declared in the service's configuration.env{}", declared_hint(.declared))]
     UndeclaredEnv { key: String, declared: Vec<String> },
     #[error("instance {0} has no containers on this node")]
@@ -206,6 +218,17 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> Result<(), RuntimeError>;
 
     async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError>;
+
+    /// Whether this node may run `definition`'s containers: every dependency image exists
+    /// and was built by this node or allowed by its operator, and no port is published on
+    /// a host port the node uses. `start` checks the same; deploy asks first so that a
+    /// refusal comes before anything is built.
+    async fn check_definition(&self, definition: &ServiceDefinition) -> Result<(), RuntimeError>;
+
+    /// Whether this node may build a package with this `Dockerfile`: every image it builds
+    /// from (`FROM`, `COPY --from`) is `scratch`, one of its stages, or an image on the
+    /// engine that this node built or its operator allowed (nothing is ever pulled).
+    async fn check_build(&self, dockerfile: &str) -> Result<(), RuntimeError>;
 
     /// Create the instance network, volumes and containers (dependencies first) and start
     /// them. Idempotent: containers already running are kept. On failure, what this call

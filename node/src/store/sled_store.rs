@@ -143,6 +143,14 @@ impl SledStore {
             .flush_every_ms(Some(500))
             .cache_capacity(STORE_CACHE_BYTES)
             .open()?;
+        // sled creates its files with the process umask (usually 0644): the store holds
+        // instance tokens, so owner only (new files land in the 0700 directory).
+        crate::datadir::restrict_tree(path).map_err(|e| {
+            StoreError::Encode(format!(
+                "cannot restrict {} to its owner: {e}",
+                path.display()
+            ))
+        })?;
         let meta = db.open_tree("meta")?;
         match meta.get(META_SCHEMA)? {
             Some(v) => {

@@ -259,6 +259,31 @@ impl NodeProcess {
         self.token().map(|t| format!("Bearer {t}"))
     }
 
+    /// Id of the running container `key` (`service` or a dependency key) of `instance` on
+    /// this node. Filtered by this node's label too: instance hashes are the same on every
+    /// node, so nodes sharing one Docker Engine each have a container with that instance
+    /// label.
+    pub fn container_of(&self, instance: &str, key: &str) -> Option<String> {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=mesg.node={}", self.public_key),
+                "--filter",
+                &format!("label=mesg.instance={instance}"),
+                "--filter",
+                &format!("label=mesg.key={key}"),
+            ])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(str::to_string)
+    }
+
     /// The multiaddr other nodes bootstrap from.
     pub fn p2p_addr(&self) -> String {
         format!("/ip4/127.0.0.1/tcp/{}", self.p2p_port)
