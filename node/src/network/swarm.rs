@@ -57,6 +57,19 @@ struct Redial {
     addrs: Vec<Multiaddr>,
     backoff: Duration,
     next: Instant,
+    /// Dials since the last connection (see [`MAX_REDIALS`]).
+    attempts: u32,
+}
+
+impl Redial {
+    fn new(addrs: Vec<Multiaddr>, next: Instant) -> Redial {
+        Redial {
+            addrs,
+            backoff: MIN_BACKOFF,
+            next,
+            attempts: 0,
+        }
+    }
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
@@ -82,6 +95,7 @@ struct Task {
     /// Peers we were connected to, with the addresses they listen on.
     known: HashMap<PeerId, Redial>,
     listen_addrs: Vec<Multiaddr>,
+    private_network: bool,
 }
 
 fn gossip_config() -> Result<gossipsub::Config, String> {
@@ -124,6 +138,7 @@ pub fn spawn(
     let local_peer = identity.public().to_peer_id();
     let request_timeout = config.request_timeout;
     let max_connections = config.max_connections;
+    let private_network = config.private_network;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity)
         .with_tokio()
         .with_tcp(
@@ -215,20 +230,12 @@ pub fn spawn(
         bootstrap: config
             .bootstrap
             .into_iter()
-            .map(|a| {
-                (
-                    a.clone(),
-                    Redial {
-                        addrs: vec![a],
-                        backoff: MIN_BACKOFF,
-                        next: now,
-                    },
-                )
-            })
+            .map(|a| (a.clone(), Redial::new(vec![a], now)))
             .collect(),
         bootstrap_peers: HashMap::new(),
         known: HashMap::new(),
         listen_addrs: Vec::new(),
+        private_network,
     };
     tokio::spawn(task.run());
     Ok((
@@ -327,25 +334,27 @@ impl Task {
                 self.pending_kad.insert(id, KadPending::Record(reply));
             }
             Command::AddAddresses { peer, addrs } => {
-                let addrs: Vec<Multiaddr> = addrs
-                    .into_iter()
-                    .map(|a| strip_p2p(&a))
-                    .filter(|a| !is_unspecified(a))
-                    .collect();
+                let (addrs, dropped) = addrs::filter_remote(addrs, self.private_network);
+                if dropped > 0 {
+                    tracing::debug!(peer = %peer, dropped, "announced addresses not taken");
+                }
                 for a in &addrs {
                     b.kad.add_address(&peer, a.clone());
                 }
                 if peer != *self.swarm.local_peer_id() && !addrs.is_empty() {
-                    let entry = self.known.entry(peer).or_insert(Redial {
-                        addrs: Vec::new(),
-                        backoff: MIN_BACKOFF,
-                        next: Instant::now(),
-                    });
+                    let entry = self
+                        .known
+                        .entry(peer)
+                        .or_insert_with(|| Redial::new(Vec::new(), Instant::now()));
+                    // A fresh signed announcement: worth trying again.
+                    entry.attempts = 0;
                     for a in addrs {
                         if !entry.addrs.contains(&a) {
                             entry.addrs.push(a);
                         }
                     }
+                    // Announced addresses first; never more than the cap in all.
+                    entry.addrs.truncate(addrs::MAX_REMOTE_ADDRS);
                 }
             }
             Command::Dial { addr, reply } => {
@@ -410,7 +419,15 @@ impl Task {
             if connected.contains(peer) || r.next > now || r.addrs.is_empty() {
                 continue;
             }
+            if r.attempts >= MAX_REDIALS {
+                // Never answered: stop dialling these addresses (a peer must not make
+                // us dial a host forever); a new announcement or connection starts over.
+                tracing::debug!(peer = %peer, "not redialled any more after {} failed dials", r.attempts);
+                r.addrs.clear();
+                continue;
+            }
             dials.push(DialOpts::peer_id(*peer).addresses(r.addrs.clone()).build());
+            r.attempts += 1;
             r.next = now + r.backoff;
             r.backoff = (r.backoff * 2).min(MAX_BACKOFF);
         }
@@ -458,6 +475,7 @@ impl Task {
                 }
                 if let Some(r) = self.known.get_mut(&peer_id) {
                     r.backoff = MIN_BACKOFF;
+                    r.attempts = 0;
                 }
                 if num_established.get() == 1 {
                     tracing::debug!(peer = %peer_id, "connected");
@@ -483,22 +501,18 @@ impl Task {
     async fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                let addrs: Vec<Multiaddr> = info
-                    .listen_addrs
-                    .into_iter()
-                    .filter(|a| !is_unspecified(a))
-                    .collect();
+                // The peer chooses what it claims to listen on: same policy as announcements.
+                let (addrs, _) = addrs::filter_remote(info.listen_addrs, self.private_network);
                 for a in &addrs {
                     self.swarm
                         .behaviour_mut()
                         .kad
                         .add_address(&peer_id, a.clone());
                 }
-                let entry = self.known.entry(peer_id).or_insert(Redial {
-                    addrs: Vec::new(),
-                    backoff: MIN_BACKOFF,
-                    next: Instant::now(),
-                });
+                let entry = self
+                    .known
+                    .entry(peer_id)
+                    .or_insert_with(|| Redial::new(Vec::new(), Instant::now()));
                 entry.addrs = addrs;
             }
             BehaviourEvent::Work(event) => match event {
@@ -718,14 +732,6 @@ fn strip_p2p(addr: &Multiaddr) -> Multiaddr {
     addr.iter()
         .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
         .collect()
-}
-
-fn is_unspecified(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| match p {
-        libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_unspecified(),
-        libp2p::multiaddr::Protocol::Ip6(ip) => ip.is_unspecified(),
-        _ => false,
-    })
 }
 
 /// Check a gossip message alone: frame, envelope, expiry, and that the envelope's signer
