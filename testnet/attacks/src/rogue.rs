@@ -316,7 +316,7 @@ pub async fn watch_events(api: &crate::Api, service: &str) -> reqwest::Response 
 pub async fn wait_known(api: &crate::Api, node: &PublicKey) {
     let key = node.to_string();
     for _ in 0..150 {
-        let v = api.get("/v1/network/peers").await.body;
+        let v = api.get("/v1/peers").await.body;
         if v["nodes"]
             .as_array()
             .is_some_and(|n| n.iter().any(|x| x["node"] == key.as_str()))
