@@ -1,6 +1,6 @@
 //! Issue 12, item 3 (provider claims): a node could attract all work by announcing
 //! `in_flight: 0`. A rogue announces echo with no load at all, accepts every execution
-//! and never answers. Its claim weighs little against what the requester measures: after
+//! and never answers, while the honest provider is busy (three long tasks) and says so. Its claim weighs little against what the requester measures: after
 //! the first execution it lost (a timeout is a strike), the work goes to the honest
 //! provider, and every other execution completes.
 
@@ -33,19 +33,36 @@ async fn a_provider_lying_about_its_load_does_not_attract_all_work() {
             }
         })
     };
-    // Wait until V knows both providers.
-    for _ in 0..150 {
+    // B is busy (and says so honestly): three long tasks in flight.
+    for _ in 0..3 {
+        let r = api_b
+            .post(
+                "/v1/executions",
+                &json!({"service": service, "task": "sleep", "inputs": {"ms": 60000}, "timeout_ms": 120000}),
+            )
+            .await;
+        assert!(r.status < 300, "{}", r.body);
+    }
+    // Wait until V knows both providers, B with its load.
+    let mut known = false;
+    for _ in 0..200 {
         let s = api_v.get("/v1/network/services").await.body;
-        let n = s["services"]
+        let providers = s["services"]
             .as_array()
             .and_then(|a| a.iter().find(|x| x["service_hash"] == service.as_str()))
-            .and_then(|x| x["providers"].as_array().map(Vec::len))
-            .unwrap_or(0);
-        if n >= 2 {
+            .and_then(|x| x["providers"].as_array().cloned())
+            .unwrap_or_default();
+        if providers.len() >= 2
+            && providers
+                .iter()
+                .any(|p| p["node"] == b.public_key.as_str() && p["in_flight"].as_u64() >= Some(3))
+        {
+            known = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(known, "V never saw both providers with B's load");
 
     let mut on_b = 0;
     let mut lost = 0;
@@ -71,6 +88,7 @@ async fn a_provider_lying_about_its_load_does_not_attract_all_work() {
         }
     }
     let taken = rogue.submits.load(Ordering::SeqCst);
+    eprintln!("the liar took {taken} of 10 executions ({lost} lost, {on_b} completed on B)");
     assert!(
         taken <= 3 && lost <= 3 && on_b >= 7,
         "the liar took {taken} of 10 executions ({lost} lost, {on_b} completed on B)"
