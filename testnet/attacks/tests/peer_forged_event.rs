@@ -1,7 +1,7 @@
 //! Issue 12, item 2: any peer could publish events "of" any service, and processes and
 //! event streams took them. A rogue peer publishes events of an instance it does not
-//! announce, events with data outside the event's schema, and events claiming another
-//! node as emitter; none is delivered, each is counted, and a real event of another node
+//! announce, events with data outside the event's schema, events of a service whose
+//! definition nobody can show, and events claiming another node as emitter; none is delivered, each is counted, and a real event of another node
 //! still arrives.
 
 use mesg_attacks::Api;
@@ -73,6 +73,31 @@ async fn forged_events_are_dropped_and_counted_while_a_real_one_arrives() {
     );
     claims_b.emitter = b.public_key.parse().unwrap();
     rogue.publish_event(&claims_b).await;
+
+    // 4. An event of a service nobody can show a definition of (the rogue announces a
+    // made-up service): V, watching every service's events, cannot check it and drops it.
+    let _all = api_v
+        .request(reqwest::Method::GET, "/v1/events/stream")
+        .send()
+        .await
+        .unwrap();
+    let made_up = ServiceHash(mesg_protocol::Hash32::sha256(b"no record anywhere"));
+    rogue
+        .announce(
+            vec![rogue::offer(service_hash, 0), rogue::offer(made_up, 0)],
+            vec![],
+            20_000,
+        )
+        .await;
+    rogue::wait_known(&api_v, &rogue.public()).await;
+    let unchecked = rogue.event(
+        made_up,
+        rogue::fake_instance(made_up),
+        "tick",
+        json!({"value": "forged"}),
+    );
+    rogue.publish_event(&unchecked).await;
+    rogue::wait_metric(&api_v, "mesg_events_dropped_unchecked_total", 1.0).await;
 
     // Meanwhile a real event of B arrives at V.
     let honest = api_b
