@@ -124,6 +124,21 @@ pub struct NodeArgs {
     )]
     pub bootstrap: Vec<libp2p::Multiaddr>,
 
+    /// Whether peers may make this node dial loopback and private addresses (their
+    /// announcements and identify messages name the addresses to reach them at). `on` for
+    /// a network of nodes on loopback, a LAN or a Docker network; `off` for the public
+    /// internet, where such addresses only let a peer make the node dial hosts of its own
+    /// network. `auto`: on when one of --listen or --bootstrap is a loopback or private
+    /// IP address.
+    #[arg(
+        long,
+        env = "MESG_PRIVATE_NETWORK",
+        value_enum,
+        default_value = "auto",
+        value_name = "MODE"
+    )]
+    pub private_network: crate::network::addrs::PrivateNetwork,
+
     /// Log filter, e.g. `info`, `mesg_node=debug`.
     #[arg(
         long,

@@ -126,6 +126,18 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         net_config.listen = args.listen.clone();
     }
     net_config.bootstrap = args.bootstrap.clone();
+    net_config.private_network = args
+        .private_network
+        .resolve(&net_config.listen, &net_config.bootstrap);
+    tracing::info!(
+        private_network = net_config.private_network,
+        "peers' loopback and private addresses are {}",
+        if net_config.private_network {
+            "dialled (private network)"
+        } else {
+            "ignored"
+        }
+    );
     let mut registry = prometheus_client::registry::Registry::default();
     engine.register_metrics(&mut registry);
     let (net, net_events) =

@@ -64,6 +64,9 @@ pub enum RejectCode {
     WrongNode,
     Malformed,
     Internal,
+    /// The (signer, nonce) pair was seen before with another request: the requester
+    /// must sign it again with a fresh nonce. Added last: older nodes decode the others.
+    NonceReused,
 }
 
 impl RejectCode {

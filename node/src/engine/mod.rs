@@ -163,6 +163,8 @@ struct Inner {
     event_topics: Mutex<HashMap<ServiceHash, usize>>,
     all_events_watchers: AtomicUsize,
     seen_events: Mutex<(HashSet<EventId>, VecDeque<EventId>)>,
+    /// Definitions being fetched to check network events (see `on_event`).
+    event_checks: Arc<tokio::sync::Semaphore>,
     metrics: EngineMetrics,
     processes: processes::Processes,
     runs_tx: broadcast::Sender<processes::Run>,
@@ -177,6 +179,18 @@ pub struct EngineMetrics {
     pub executions_accepted_from_peers: prometheus_client::metrics::counter::Counter,
     pub events_emitted: prometheus_client::metrics::counter::Counter,
     pub events_received: prometheus_client::metrics::counter::Counter,
+    /// Network events whose emitter does not announce the instance they claim.
+    pub events_dropped_unentitled: prometheus_client::metrics::counter::Counter,
+    /// Network events whose data does not match the service's event schema.
+    pub events_dropped_invalid: prometheus_client::metrics::counter::Counter,
+    /// Network events whose service definition could not be had to check them.
+    pub events_dropped_unchecked: prometheus_client::metrics::counter::Counter,
+    /// Network events seen before (a replay, also across restarts).
+    pub events_dropped_replayed: prometheus_client::metrics::counter::Counter,
+    /// Results the outbox gave up delivering to their requester's node.
+    pub results_undelivered: prometheus_client::metrics::counter::Counter,
+    /// Nodes in the provider table (expired ones are evicted every announce interval).
+    pub provider_nodes: prometheus_client::metrics::gauge::Gauge,
 }
 
 /// Cheap to clone; every clone is the same engine.
@@ -231,6 +245,9 @@ impl Engine {
                 event_topics: Mutex::new(HashMap::new()),
                 all_events_watchers: AtomicUsize::new(0),
                 seen_events: Mutex::new((HashSet::new(), VecDeque::new())),
+                event_checks: Arc::new(tokio::sync::Semaphore::new(
+                    network::MAX_EVENT_DEFINITION_FETCHES,
+                )),
                 metrics: EngineMetrics::default(),
                 processes: processes::Processes::default(),
                 runs_tx: broadcast::channel(1024).0,
@@ -318,6 +335,36 @@ impl Engine {
             "events_received",
             "Events received from the network",
             m.events_received.clone(),
+        );
+        r.register(
+            "events_dropped_unentitled",
+            "Network events dropped: their emitter does not announce the instance they claim",
+            m.events_dropped_unentitled.clone(),
+        );
+        r.register(
+            "events_dropped_invalid",
+            "Network events dropped: their data does not match the service's event schema",
+            m.events_dropped_invalid.clone(),
+        );
+        r.register(
+            "events_dropped_unchecked",
+            "Network events dropped: the service's definition could not be fetched to check them",
+            m.events_dropped_unchecked.clone(),
+        );
+        r.register(
+            "events_dropped_replayed",
+            "Network events dropped: seen before (a replay)",
+            m.events_dropped_replayed.clone(),
+        );
+        r.register(
+            "results_undelivered",
+            "Results the outbox gave up delivering to the requester's node",
+            m.results_undelivered.clone(),
+        );
+        r.register(
+            "provider_nodes",
+            "Nodes in the provider table",
+            m.provider_nodes.clone(),
         );
     }
 
@@ -1318,10 +1365,19 @@ impl Engine {
                 "timed out after {} ms before any provider accepted it",
                 e.timeout_ms
             ),
-            (ExecutionStatus::InProgress, Some(x)) if x != me => format!(
-                "timed out after {} ms: accepted by {x} but no result arrived (it may have run there)",
-                e.timeout_ms
-            ),
+            (ExecutionStatus::InProgress, Some(x)) if x != me => {
+                // Accepted and never answered: an observed failure of that provider,
+                // which weighs more than whatever load it claims.
+                self.inner
+                    .providers
+                    .lock()
+                    .expect("providers lock")
+                    .failed(&x);
+                format!(
+                    "timed out after {} ms: accepted by {x} but no result arrived (it may have run there)",
+                    e.timeout_ms
+                )
+            }
             _ => format!("timed out after {} ms", e.timeout_ms),
         };
         tracing::info!(execution = %id, "{reason}");

@@ -31,6 +31,19 @@ const ROUTE_PATIENCE_MS: u64 = 10_000;
 const FIRST_REDELIVERY_MS: u64 = 2_000;
 /// Event ids remembered to drop duplicates.
 const SEEN_EVENTS: usize = 16_384;
+/// Service definitions fetched at once to check events of services this node never saw;
+/// an event that finds none free is dropped (and counted): a peer announcing many
+/// services must not make the node fetch without bound.
+pub(super) const MAX_EVENT_DEFINITION_FETCHES: usize = 4;
+/// How long an event waits for its service's definition to be fetched.
+const EVENT_DEFINITION_PATIENCE: Duration = Duration::from_secs(5);
+/// How long the outbox keeps trying to deliver a result, from the time it was signed.
+/// The requester's execution has timed out long before (24 h at most); past this the
+/// result is dropped, logged and counted (`mesg_results_undelivered`).
+pub const MAX_OUTBOX_AGE_MS: u64 = 24 * 3600 * 1000;
+/// Delivery attempts before the outbox gives up on a result (the backoff caps at 30 s:
+/// about a day of trying).
+pub const MAX_OUTBOX_ATTEMPTS: u32 = 3_000;
 
 impl Engine {
     pub fn network(&self) -> Option<&NetworkHandle> {
@@ -498,7 +511,25 @@ impl Engine {
             signed.header.expires_at,
         ) {
             Ok(true) => {}
-            Ok(false) => return reject(RejectCode::Replayed, "this request was already submitted"),
+            Ok(false) => {
+                // The very request we hold (its Accepted was lost): `Replayed` tells the
+                // requester it runs here. Anything else reusing the nonce is refused
+                // for what it is.
+                let same = self
+                    .store()
+                    .request(&request.execution_id)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|held| held.digest() == signed.digest());
+                return if same {
+                    reject(RejectCode::Replayed, "this request was already submitted")
+                } else {
+                    reject(
+                        RejectCode::NonceReused,
+                        "another request was already signed with this nonce: sign this one with a fresh nonce",
+                    )
+                };
+            }
             Err(e) => return reject(RejectCode::Internal, e.to_string()),
         }
         let mut execution = Execution::from_request(&request);
@@ -575,6 +606,16 @@ impl Engine {
             let _ = self.store().remove_outbox(&id);
             return;
         };
+        if let Some(reason) = outbox_give_up(&entry, now_ms()) {
+            tracing::error!(
+                execution = %id,
+                requester = %entry.requester_node,
+                "result not delivered, dropped from the outbox: {reason}"
+            );
+            self.inner.metrics.results_undelivered.inc();
+            let _ = self.store().remove_outbox(&id);
+            return;
+        }
         match net
             .send_work(peer, WorkRequest::Result(entry.result.clone()))
             .await
@@ -652,6 +693,17 @@ impl Engine {
         let Some(net) = self.network().cloned() else {
             return;
         };
+        {
+            let mut providers = self.inner.providers.lock().expect("providers lock");
+            let evicted = providers.evict_expired(now_ms());
+            if evicted > 0 {
+                tracing::debug!(evicted, "expired providers evicted");
+            }
+            self.inner
+                .metrics
+                .provider_nodes
+                .set(providers.len() as i64);
+        }
         let services = self.local_offers();
         let addrs = net
             .listen_addrs()
@@ -727,6 +779,8 @@ impl Engine {
                     .lock()
                     .expect("providers lock")
                     .apply(&a);
+                let size = self.inner.providers.lock().expect("providers lock").len();
+                self.inner.metrics.provider_nodes.set(size as i64);
                 if fresh && let (Some(net), Ok(peer)) = (self.network(), a.node.peer_id()) {
                     let addrs = a.addrs.iter().filter_map(|s| s.parse().ok()).collect();
                     net.add_addresses(peer, addrs).await;
@@ -739,20 +793,116 @@ impl Engine {
                     }
                 }
             }
-            GossipMessage::Event(signed) => {
-                let Ok(event) = signed.payload_unverified(MAX_GOSSIP_MESSAGE) else {
+            GossipMessage::Event(signed) => self.on_event(signed).await,
+        }
+    }
+
+    /// A network event: delivered to processes and event streams only when its emitter
+    /// currently announces the instance it claims to come from, it was not seen before
+    /// (persisted, so a replay after a restart is ignored too), and its data validates
+    /// against the service's event schema. Whatever fails is dropped and counted.
+    async fn on_event(&self, signed: Signed<Event>) {
+        let Ok(event) = signed.payload_unverified(MAX_GOSSIP_MESSAGE) else {
+            return;
+        };
+        if event.emitter == self.node_key() {
+            return;
+        }
+        let entitled = self
+            .inner
+            .providers
+            .lock()
+            .expect("providers lock")
+            .announces_instance(&event.emitter, &event.service_hash, &event.instance_hash);
+        if !entitled {
+            self.inner.metrics.events_dropped_unentitled.inc();
+            tracing::debug!(
+                event = %event.id,
+                emitter = %event.emitter,
+                "event dropped: its emitter does not announce instance {} of service {}",
+                event.instance_hash,
+                event.service_hash
+            );
+            return;
+        }
+        if !self.first_sight(&event.id) {
+            return;
+        }
+        // The envelope's nonce, kept until the envelope expires (an expired one is
+        // refused on its expiry alone): a replay after a restart is known.
+        match self.store().record_nonce(
+            &signed.header.signer,
+            &signed.header.nonce.0,
+            signed.header.expires_at,
+        ) {
+            Ok(true) => {
+                let persist = self.store().persist();
+                tokio::spawn(async move {
+                    if let Err(e) = persist.await {
+                        tracing::warn!("seen event not persisted: {e}");
+                    }
+                });
+            }
+            Ok(false) => {
+                self.inner.metrics.events_dropped_replayed.inc();
+                tracing::debug!(event = %event.id, "event dropped: seen before (replay)");
+                return;
+            }
+            Err(e) => tracing::warn!(event = %event.id, "seen event not recorded: {e}"),
+        }
+        match self.store().service(&event.service_hash) {
+            Ok(Some(entry)) => self.check_and_deliver(&entry, event),
+            _ => {
+                // The definition is in the network (the emitter runs it): fetch its
+                // record, a few at a time; without it the event cannot be checked.
+                let Ok(permit) = self.inner.event_checks.clone().try_acquire_owned() else {
+                    self.inner.metrics.events_dropped_unchecked.inc();
+                    tracing::debug!(event = %event.id, "event dropped: too many definitions being fetched");
                     return;
                 };
-                if event.emitter == self.node_key() || !self.first_sight(&event.id) {
-                    return;
-                }
-                self.inner.metrics.events_received.inc();
-                if let Err(e) = self.store().put_event(&event, RECENT_EVENTS) {
-                    tracing::warn!("event not recorded: {e}");
-                }
-                let _ = self.inner.events_tx.send(event);
+                let engine = self.clone();
+                tokio::spawn(async move {
+                    let fetched = tokio::time::timeout(
+                        EVENT_DEFINITION_PATIENCE,
+                        engine.fetch_record(event.service_hash),
+                    )
+                    .await;
+                    drop(permit);
+                    match fetched {
+                        Ok(Ok(entry)) => engine.check_and_deliver(&entry, event),
+                        Ok(Err(e)) => {
+                            engine.inner.metrics.events_dropped_unchecked.inc();
+                            tracing::debug!(event = %event.id, "event dropped: no definition to check it against: {e}");
+                        }
+                        Err(_) => {
+                            engine.inner.metrics.events_dropped_unchecked.inc();
+                            tracing::debug!(event = %event.id, "event dropped: its service's definition was not found in time");
+                        }
+                    }
+                });
             }
         }
+    }
+
+    fn check_and_deliver(&self, entry: &ServiceEntry, event: Event) {
+        let valid = match entry.record.definition.events.get(&event.key) {
+            None => Err(format!(
+                "service {} has no event `{}`",
+                event.service_hash, event.key
+            )),
+            Some(def) => mesg_protocol::schema::validate(&def.data, &event.data.0, "data")
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(reason) = valid {
+            self.inner.metrics.events_dropped_invalid.inc();
+            tracing::debug!(event = %event.id, emitter = %event.emitter, "event dropped: {reason}");
+            return;
+        }
+        self.inner.metrics.events_received.inc();
+        if let Err(e) = self.store().put_event(&event, RECENT_EVENTS) {
+            tracing::warn!("event not recorded: {e}");
+        }
+        let _ = self.inner.events_tx.send(event);
     }
 
     /// Whether this event id is new to this node (and remember it).
@@ -1084,6 +1234,24 @@ async fn read_chunk(path: &std::path::Path, offset: u64) -> std::io::Result<(u64
     Ok((total, buf))
 }
 
+/// Why the outbox stops trying to deliver `entry` at `now`, if it does.
+fn outbox_give_up(entry: &OutboxEntry, now: u64) -> Option<String> {
+    let signed_at = entry.result.header.issued_at;
+    if now >= entry.result.header.expires_at {
+        return Some("the signed result expired (the requester would refuse it)".into());
+    }
+    if now.saturating_sub(signed_at) > MAX_OUTBOX_AGE_MS {
+        return Some(format!(
+            "the requester's node did not take it for {} h",
+            MAX_OUTBOX_AGE_MS / 3_600_000
+        ));
+    }
+    if entry.attempts >= MAX_OUTBOX_ATTEMPTS {
+        return Some(format!("{} delivery attempts failed", entry.attempts));
+    }
+    None
+}
+
 fn reject(code: RejectCode, message: impl Into<String>) -> WorkResponse {
     WorkResponse::Rejected(Reject::new(code, message))
 }
@@ -1126,5 +1294,52 @@ impl Drop for EventInterest {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(issued_at: u64, ttl: u64, attempts: u32) -> OutboxEntry {
+        let key = Keypair::generate().unwrap();
+        let result = ExecutionResult {
+            execution_id: ExecutionId::random(),
+            request_digest: Hash32::sha256(b"r"),
+            service_hash: ServiceHash(Hash32::sha256(b"s")),
+            task_key: "t".into(),
+            executor: key.public(),
+            instance_hash: None,
+            outcome: Outcome::Failed { error: "x".into() },
+            started_at: None,
+            finished_at: issued_at,
+        };
+        OutboxEntry {
+            result: Signed::sign(
+                &key,
+                domains::EXECUTION_RESULT,
+                &result,
+                issued_at,
+                ttl,
+                MAX_WORK_MESSAGE,
+            )
+            .unwrap(),
+            requester_node: key.public(),
+            attempts,
+            next_attempt_at: 0,
+        }
+    }
+
+    #[test]
+    fn the_outbox_gives_up_on_old_expired_or_too_often_tried_results() {
+        let now = now_ms();
+        assert_eq!(outbox_give_up(&entry(now, 3_600_000, 10), now), None);
+        let expired = outbox_give_up(&entry(now - 10_000, 5_000, 1), now).unwrap();
+        assert!(expired.contains("expired"), "{expired}");
+        let week = 7 * 24 * 3_600_000;
+        let old = outbox_give_up(&entry(now - MAX_OUTBOX_AGE_MS - 1, week, 1), now).unwrap();
+        assert!(old.contains("did not take it"), "{old}");
+        let tried = outbox_give_up(&entry(now, week, MAX_OUTBOX_ATTEMPTS), now).unwrap();
+        assert!(tried.contains("attempts"), "{tried}");
     }
 }

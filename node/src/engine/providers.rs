@@ -7,6 +7,37 @@ use std::collections::HashMap;
 
 /// A failed provider is tried last for this long.
 const FAILURE_PENALTY_MS: u64 = 15_000;
+/// Longest validity taken from an announcement: honest nodes announce every 5 s with a
+/// 20 s validity; a longer claim would keep a vanished (or lying) provider listed.
+pub const MAX_ANNOUNCE_TTL_MS: u64 = 60_000;
+/// Services taken from one announcement; the rest are ignored. A node runs a handful;
+/// an announcement listing thousands would only fill our table.
+pub const MAX_SERVICES_PER_NODE: usize = 256;
+/// Nodes in the table. A new node beyond it is ignored until expired ones are evicted:
+/// keys are free, so without a cap a peer could fill memory with made-up nodes.
+pub const MAX_NODES: usize = 10_000;
+/// Addresses kept per node (as shown in `GET /v1/network/nodes`).
+pub const MAX_ADDRS_PER_NODE: usize = crate::network::addrs::MAX_REMOTE_ADDRS;
+/// Most load a provider's own claim (`in_flight`) can add to its score. Claims are
+/// unverifiable: a node claiming 0 must not attract all work, and one claiming a
+/// million must not be shunned for good. Beyond this, what we measure decides.
+pub const MAX_CLAIMED_LOAD: u32 = 4;
+/// Weight of one claimed execution in flight, against 1.0 for one execution that this
+/// node itself sent there and that has not ended (which it knows for sure).
+const CLAIM_WEIGHT: f64 = 0.5;
+/// Weight of the recent sends to a provider (a count that halves every
+/// [`RECENT_HALF_LIFE_MS`]): spreads one-at-a-time work over equal providers, whatever
+/// they claim.
+const RECENT_WEIGHT: f64 = 0.5;
+const RECENT_HALF_LIFE_MS: f64 = 10_000.0;
+/// Weight of one observed failure (unreachable, refused, accepted but no result before
+/// the deadline), halving every [`STRIKE_HALF_LIFE_MS`]. Unlike the failure penalty, a
+/// fresh announcement does not clear it: a provider that accepts work and never answers
+/// cannot whitewash itself by announcing.
+const STRIKE_WEIGHT: f64 = 2.0;
+const STRIKE_HALF_LIFE_MS: f64 = 60_000.0;
+/// A measured submit round trip adds one unit of load per this many microseconds.
+const RTT_UNIT_US: f64 = 5_000.0;
 
 #[derive(Debug, Clone)]
 struct NodeEntry {
@@ -23,6 +54,29 @@ struct Stats {
     last_failure: Option<u64>,
     /// Executions this node sent there that have not ended.
     outstanding: u32,
+    /// Executions sent there, decaying.
+    recent: Decaying,
+    /// Failures observed there, decaying.
+    strikes: Decaying,
+}
+
+/// A count that halves every `half_life` milliseconds.
+#[derive(Debug, Clone, Copy, Default)]
+struct Decaying {
+    value: f64,
+    at: u64,
+}
+
+impl Decaying {
+    fn at(&self, now: u64, half_life: f64) -> f64 {
+        let age = now.saturating_sub(self.at) as f64;
+        self.value * (0.5f64).powf(age / half_life)
+    }
+
+    fn add(&mut self, now: u64, half_life: f64) {
+        self.value = self.at(now, half_life) + 1.0;
+        self.at = now;
+    }
 }
 
 #[derive(Debug, Default)]
@@ -69,10 +123,21 @@ impl ProviderTable {
         {
             return (false, Vec::new());
         }
+        if !self.nodes.contains_key(&a.node) && self.nodes.len() >= MAX_NODES {
+            self.evict_expired(now);
+            if self.nodes.len() >= MAX_NODES {
+                return (false, Vec::new());
+            }
+        }
+        let services: Vec<ServiceOffer> = a
+            .services
+            .iter()
+            .take(MAX_SERVICES_PER_NODE)
+            .cloned()
+            .collect();
         let known: std::collections::HashSet<ServiceHash> =
             self.all_services().into_iter().collect();
-        let new: Vec<ServiceHash> = a
-            .services
+        let new: Vec<ServiceHash> = services
             .iter()
             .map(|s| s.service_hash)
             .filter(|h| !known.contains(h))
@@ -86,9 +151,9 @@ impl ProviderTable {
             a.node,
             NodeEntry {
                 seq: a.seq,
-                addrs: a.addrs.clone(),
-                services: a.services.clone(),
-                expires_at: now + a.ttl_ms.min(300_000),
+                addrs: a.addrs.iter().take(MAX_ADDRS_PER_NODE).cloned().collect(),
+                services,
+                expires_at: now + a.ttl_ms.min(MAX_ANNOUNCE_TTL_MS),
             },
         );
         (true, new)
@@ -96,6 +161,27 @@ impl ProviderTable {
 
     pub fn forget(&mut self, node: &PublicKey) {
         self.nodes.remove(node);
+    }
+
+    /// Remove the nodes whose announcement expired before `now`, and what we measured of
+    /// nodes that are gone and have nothing of ours in progress. Returns how many
+    /// nodes were removed.
+    pub fn evict_expired(&mut self, now: u64) -> usize {
+        let before = self.nodes.len();
+        self.nodes.retain(|_, n| n.expires_at > now);
+        let nodes = &self.nodes;
+        self.stats
+            .retain(|k, st| nodes.contains_key(k) || st.outstanding > 0);
+        before - self.nodes.len()
+    }
+
+    /// Nodes in the table, expired or not (until evicted).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
     }
 
     fn all_services(&self) -> Vec<ServiceHash> {
@@ -114,11 +200,13 @@ impl ProviderTable {
         v
     }
 
-    /// Providers of `service` other than `me`, best first: no recent failure, least load
-    /// (announced plus what we sent since), fastest.
+    /// Providers of `service` other than `me`, best first: no recent failure, then least
+    /// score, then fastest. The score is mostly what this node knows: executions it sent
+    /// there that have not ended, recent sends, the measured round trip; the provider's
+    /// own claim of load counts for little and at most [`MAX_CLAIMED_LOAD`].
     pub fn candidates(&self, service: &ServiceHash, me: &PublicKey) -> Vec<PublicKey> {
         let now = now_ms();
-        let mut out: Vec<(bool, u32, u64, PublicKey)> = self
+        let mut out: Vec<(bool, f64, u64, PublicKey)> = self
             .nodes
             .iter()
             .filter(|(k, n)| *k != me && n.expires_at > now)
@@ -133,11 +221,16 @@ impl ProviderTable {
                 let failed = st
                     .last_failure
                     .is_some_and(|t| now.saturating_sub(t) < FAILURE_PENALTY_MS);
-                let rtt = st.rtt_us.unwrap_or(1_000.0) as u64;
-                Some((failed, load + st.outstanding, rtt, *k))
+                let rtt = st.rtt_us.unwrap_or(1_000.0);
+                let score = f64::from(load.min(MAX_CLAIMED_LOAD)) * CLAIM_WEIGHT
+                    + f64::from(st.outstanding)
+                    + st.recent.at(now, RECENT_HALF_LIFE_MS) * RECENT_WEIGHT
+                    + st.strikes.at(now, STRIKE_HALF_LIFE_MS) * STRIKE_WEIGHT
+                    + rtt / RTT_UNIT_US;
+                Some((failed, score, rtt as u64, *k))
             })
             .collect();
-        out.sort_by_key(|c| (c.0, c.1, c.2));
+        out.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
         out.into_iter().map(|c| c.3).collect()
     }
 
@@ -152,11 +245,19 @@ impl ProviderTable {
 
     /// A submit to `node` starts: it counts as load until [`ProviderTable::ended`].
     pub fn sending(&mut self, node: &PublicKey) {
-        self.stats.entry(*node).or_default().outstanding += 1;
+        let now = now_ms();
+        let st = self.stats.entry(*node).or_default();
+        st.outstanding += 1;
+        st.recent.add(now, RECENT_HALF_LIFE_MS);
     }
 
+    /// `node` was unreachable or refused for a reason of its own: tried last for
+    /// [`FAILURE_PENALTY_MS`], and a strike.
     pub fn failed(&mut self, node: &PublicKey) {
-        self.stats.entry(*node).or_default().last_failure = Some(now_ms());
+        let now = now_ms();
+        let st = self.stats.entry(*node).or_default();
+        st.last_failure = Some(now);
+        st.strikes.add(now, STRIKE_HALF_LIFE_MS);
     }
 
     pub fn ended(&mut self, node: &PublicKey) {
@@ -228,6 +329,23 @@ impl ProviderTable {
         self.nodes
             .get(node)
             .is_some_and(|n| n.services.iter().any(|s| &s.service_hash == service))
+    }
+
+    /// Whether `node` currently (unexpired) announces `instance` of `service`: what
+    /// entitles it to publish that service's events.
+    pub fn announces_instance(
+        &self,
+        node: &PublicKey,
+        service: &ServiceHash,
+        instance: &mesg_protocol::InstanceHash,
+    ) -> bool {
+        let now = now_ms();
+        self.nodes.get(node).is_some_and(|n| {
+            n.expires_at > now
+                && n.services
+                    .iter()
+                    .any(|s| &s.service_hash == service && &s.instance_hash == instance)
+        })
     }
 
     /// The sid of a service as announced, if any.
@@ -306,5 +424,115 @@ mod tests {
         assert_eq!(t.candidates(&s, &me), vec![a, b]);
         t.apply(&announce(b, 2, vec![offer(1, 1)]));
         assert_eq!(t.candidates(&s, &me), vec![b, a]);
+    }
+
+    #[test]
+    fn a_provider_lying_about_its_load_does_not_attract_all_work() {
+        let me = Keypair::generate().unwrap().public();
+        let (liar, honest) = (
+            Keypair::generate().unwrap().public(),
+            Keypair::generate().unwrap().public(),
+        );
+        let s = ServiceHash(Hash32::sha256(&[1]));
+        let mut t = ProviderTable::default();
+        t.apply(&announce(liar, 1, vec![offer(1, 0)]));
+        t.apply(&announce(honest, 1, vec![offer(1, 1_000_000)]));
+        // One execution at a time (each ends before the next): the claims alone would
+        // send every one to the liar.
+        let mut to_liar = 0;
+        for _ in 0..20 {
+            let first = t.candidates(&s, &me)[0];
+            t.sending(&first);
+            t.succeeded(&first, 1_000.0);
+            t.ended(&first);
+            if first == liar {
+                to_liar += 1;
+            }
+        }
+        assert!((5..=15).contains(&to_liar), "{to_liar} of 20 to the liar");
+        // Work in flight that we sent counts fully, claims at most MAX_CLAIMED_LOAD.
+        let mut t = ProviderTable::default();
+        t.apply(&announce(liar, 1, vec![offer(1, 0)]));
+        t.apply(&announce(honest, 1, vec![offer(1, 1_000_000)]));
+        for _ in 0..3 {
+            t.sending(&liar);
+        }
+        assert_eq!(t.candidates(&s, &me)[0], honest);
+    }
+
+    #[test]
+    fn observed_failures_outweigh_claims_and_survive_a_fresh_announcement() {
+        let me = Keypair::generate().unwrap().public();
+        let (liar, honest) = (
+            Keypair::generate().unwrap().public(),
+            Keypair::generate().unwrap().public(),
+        );
+        let s = ServiceHash(Hash32::sha256(&[1]));
+        let mut t = ProviderTable::default();
+        t.apply(&announce(liar, 1, vec![offer(1, 0)]));
+        t.apply(&announce(honest, 1, vec![offer(1, 50)]));
+        assert_eq!(t.candidates(&s, &me)[0], liar);
+        // It accepted work and never answered: a strike.
+        t.failed(&liar);
+        t.failed(&liar);
+        // Announcing again lifts the penalty, not the strikes.
+        t.apply(&announce(liar, 2, vec![offer(1, 0)]));
+        assert_eq!(t.candidates(&s, &me), vec![honest, liar]);
+        // A slow provider (measured) loses to a fast one whatever they claim.
+        let slow = Keypair::generate().unwrap().public();
+        let fast = Keypair::generate().unwrap().public();
+        let mut t = ProviderTable::default();
+        t.apply(&announce(slow, 1, vec![offer(1, 0)]));
+        t.apply(&announce(fast, 1, vec![offer(1, 1_000)]));
+        t.succeeded(&slow, 200_000.0);
+        t.succeeded(&fast, 500.0);
+        assert_eq!(t.candidates(&s, &me), vec![fast, slow]);
+    }
+
+    #[test]
+    fn expired_providers_are_evicted_and_the_table_is_capped() {
+        let me = Keypair::generate().unwrap().public();
+        let s = ServiceHash(Hash32::sha256(&[1]));
+        let mut t = ProviderTable::default();
+        let a = Keypair::generate().unwrap().public();
+        let mut ann = announce(a, 1, vec![offer(1, 0)]);
+        ann.ttl_ms = 10_000_000;
+        ann.addrs = (0..100).map(|i| format!("/ip4/8.8.8.8/tcp/{i}")).collect();
+        ann.services = (0..=255u8).chain(0..=255u8).map(|i| offer(i, 0)).collect();
+        t.apply(&ann);
+        t.sending(&a);
+        t.ended(&a);
+        let view = &t.nodes_view()[0];
+        assert!(view.expires_in_ms <= MAX_ANNOUNCE_TTL_MS, "ttl capped");
+        assert_eq!(view.addrs.len(), MAX_ADDRS_PER_NODE);
+        assert_eq!(view.services.len(), MAX_SERVICES_PER_NODE);
+        assert_eq!(t.evict_expired(now_ms()), 0);
+        assert_eq!(t.evict_expired(now_ms() + MAX_ANNOUNCE_TTL_MS + 1), 1);
+        assert!(t.is_empty());
+        assert!(t.stats.is_empty(), "stats of evicted nodes go too");
+        assert!(t.candidates(&s, &me).is_empty());
+
+        // Full: a new node is refused until expired ones are evicted.
+        let mut t = ProviderTable::default();
+        for _ in 0..MAX_NODES {
+            let k = Keypair::generate().unwrap().public();
+            t.nodes.insert(
+                k,
+                NodeEntry {
+                    seq: 1,
+                    addrs: vec![],
+                    services: vec![],
+                    expires_at: now_ms() + 60_000,
+                },
+            );
+        }
+        let late = Keypair::generate().unwrap().public();
+        assert!(!t.apply(&announce(late, 1, vec![offer(1, 0)])).0);
+        assert_eq!(t.len(), MAX_NODES);
+        for n in t.nodes.values_mut().take(10) {
+            n.expires_at = 0;
+        }
+        assert!(t.apply(&announce(late, 1, vec![offer(1, 0)])).0);
+        assert_eq!(t.len(), MAX_NODES - 9);
     }
 }

@@ -9,6 +9,7 @@
 //! store; it checks what it can check alone (sizes, frames, signatures of gossip and
 //! records) and leaves decisions to the engine.
 
+pub mod addrs;
 mod codec;
 mod swarm;
 
@@ -28,6 +29,12 @@ use tokio::sync::{mpsc, oneshot};
 pub const ANNOUNCE_TOPIC: &str = "mesg/announce/1";
 /// Prefix of the per-service event topics: `mesg/events/1/<service hash>`.
 pub const EVENTS_TOPIC_PREFIX: &str = "mesg/events/1/";
+
+/// Dials of a peer learned from the network (not a bootstrap address) that may fail in a
+/// row before the node forgets its addresses: with the backoff (0.5 s doubling to 30 s)
+/// that is about a minute of trying, enough for a restart; an address that never
+/// answers is not dialled forever. A new announcement from the peer starts over.
+pub const MAX_REDIALS: u32 = 6;
 
 pub fn events_topic(service: &ServiceHash) -> String {
     format!("{EVENTS_TOPIC_PREFIX}{service}")
@@ -64,6 +71,9 @@ pub struct NetworkConfig {
     /// answering a submit is a signature check and a flush, and a provider that does not
     /// answer in time is passed over for the next one (package chunks get 6 times this).
     pub request_timeout: Duration,
+    /// Whether loopback and private addresses from peers may be dialled (every node on
+    /// loopback, a LAN or a Docker network); see [`addrs`].
+    pub private_network: bool,
 }
 
 impl Default for NetworkConfig {
@@ -78,6 +88,7 @@ impl Default for NetworkConfig {
             bootstrap: Vec::new(),
             max_connections: 512,
             request_timeout: Duration::from_secs(3),
+            private_network: false,
         }
     }
 }
@@ -300,8 +311,9 @@ impl NetworkHandle {
         self.call(|reply| Command::GetRecord { key, reply }).await?
     }
 
-    /// Addresses of a peer learned elsewhere (its signed announcement): remembered for
-    /// routing and dialled when not connected.
+    /// Addresses of a peer learned elsewhere (its signed announcement): filtered and
+    /// capped ([`addrs::filter_remote`]), remembered for routing and dialled when not
+    /// connected (until [`MAX_REDIALS`] dials in a row failed).
     pub async fn add_addresses(&self, peer: PeerId, addrs: Vec<Multiaddr>) {
         self.tell(Command::AddAddresses { peer, addrs }).await
     }

@@ -57,7 +57,75 @@ struct Redial {
     addrs: Vec<Multiaddr>,
     backoff: Duration,
     next: Instant,
+    /// Dials since the last connection (see [`MAX_REDIALS`]).
+    attempts: u32,
+    /// When the addresses were given up on after [`MAX_REDIALS`] failed dials.
+    gave_up_at: Option<Instant>,
 }
+
+impl Redial {
+    fn new(addrs: Vec<Multiaddr>, next: Instant) -> Redial {
+        Redial {
+            addrs,
+            backoff: MIN_BACKOFF,
+            next,
+            attempts: 0,
+            gave_up_at: None,
+        }
+    }
+
+    /// Whether to dial now (and schedule the next try). `limit`: dials in a row without a
+    /// connection before giving up (its addresses are forgotten); none for bootstrap
+    /// addresses, which the operator gave.
+    fn due(&mut self, now: Instant, limit: Option<u32>) -> bool {
+        if self.next > now || self.addrs.is_empty() {
+            return false;
+        }
+        if limit.is_some_and(|l| self.attempts >= l) {
+            self.addrs.clear();
+            self.gave_up_at = Some(now);
+            return false;
+        }
+        self.attempts += 1;
+        self.next = now + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        true
+    }
+
+    /// Connected: the next loss starts over.
+    fn connected(&mut self) {
+        self.backoff = MIN_BACKOFF;
+        self.attempts = 0;
+        self.gave_up_at = None;
+    }
+
+    /// Addresses from a new announcement: tried again, unless this peer's addresses
+    /// were given up on less than [`REDIAL_COOLDOWN`] ago (a peer announcing again and
+    /// again must not keep us dialling).
+    fn announced(&mut self, addrs: Vec<Multiaddr>, now: Instant) {
+        if self
+            .gave_up_at
+            .is_some_and(|t| now.duration_since(t) < REDIAL_COOLDOWN)
+        {
+            return;
+        }
+        if self.gave_up_at.take().is_some() {
+            self.attempts = 0;
+            self.backoff = MIN_BACKOFF;
+        }
+        for a in addrs {
+            if !self.addrs.contains(&a) {
+                self.addrs.push(a);
+            }
+        }
+        // Never more than the cap in all (identify's first, then announced ones).
+        self.addrs.truncate(addrs::MAX_REMOTE_ADDRS);
+    }
+}
+
+/// After giving up on a peer's addresses, how long new announcements of it are not
+/// dialled (a connection from it ends this at once).
+const REDIAL_COOLDOWN: Duration = Duration::from_secs(600);
 
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -82,6 +150,7 @@ struct Task {
     /// Peers we were connected to, with the addresses they listen on.
     known: HashMap<PeerId, Redial>,
     listen_addrs: Vec<Multiaddr>,
+    private_network: bool,
 }
 
 fn gossip_config() -> Result<gossipsub::Config, String> {
@@ -124,6 +193,7 @@ pub fn spawn(
     let local_peer = identity.public().to_peer_id();
     let request_timeout = config.request_timeout;
     let max_connections = config.max_connections;
+    let private_network = config.private_network;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity)
         .with_tokio()
         .with_tcp(
@@ -215,20 +285,12 @@ pub fn spawn(
         bootstrap: config
             .bootstrap
             .into_iter()
-            .map(|a| {
-                (
-                    a.clone(),
-                    Redial {
-                        addrs: vec![a],
-                        backoff: MIN_BACKOFF,
-                        next: now,
-                    },
-                )
-            })
+            .map(|a| (a.clone(), Redial::new(vec![a], now)))
             .collect(),
         bootstrap_peers: HashMap::new(),
         known: HashMap::new(),
         listen_addrs: Vec::new(),
+        private_network,
     };
     tokio::spawn(task.run());
     Ok((
@@ -327,25 +389,19 @@ impl Task {
                 self.pending_kad.insert(id, KadPending::Record(reply));
             }
             Command::AddAddresses { peer, addrs } => {
-                let addrs: Vec<Multiaddr> = addrs
-                    .into_iter()
-                    .map(|a| strip_p2p(&a))
-                    .filter(|a| !is_unspecified(a))
-                    .collect();
+                let (addrs, dropped) = addrs::filter_remote(addrs, self.private_network);
+                if dropped > 0 {
+                    tracing::debug!(peer = %peer, dropped, "announced addresses not taken");
+                }
                 for a in &addrs {
                     b.kad.add_address(&peer, a.clone());
                 }
                 if peer != *self.swarm.local_peer_id() && !addrs.is_empty() {
-                    let entry = self.known.entry(peer).or_insert(Redial {
-                        addrs: Vec::new(),
-                        backoff: MIN_BACKOFF,
-                        next: Instant::now(),
-                    });
-                    for a in addrs {
-                        if !entry.addrs.contains(&a) {
-                            entry.addrs.push(a);
-                        }
-                    }
+                    let now = Instant::now();
+                    self.known
+                        .entry(peer)
+                        .or_insert_with(|| Redial::new(Vec::new(), now))
+                        .announced(addrs, now);
                 }
             }
             Command::Dial { addr, reply } => {
@@ -399,20 +455,19 @@ impl Task {
             .collect();
         let mut dials = Vec::new();
         for (addr, r) in self.bootstrap.iter_mut() {
-            if bootstrap_up.contains(addr) || r.next > now {
-                continue;
+            if !bootstrap_up.contains(addr) && r.due(now, None) {
+                dials.push(DialOpts::unknown_peer_id().address(addr.clone()).build());
             }
-            dials.push(DialOpts::unknown_peer_id().address(addr.clone()).build());
-            r.next = now + r.backoff;
-            r.backoff = (r.backoff * 2).min(MAX_BACKOFF);
         }
         for (peer, r) in self.known.iter_mut() {
-            if connected.contains(peer) || r.next > now || r.addrs.is_empty() {
+            if connected.contains(peer) {
                 continue;
             }
-            dials.push(DialOpts::peer_id(*peer).addresses(r.addrs.clone()).build());
-            r.next = now + r.backoff;
-            r.backoff = (r.backoff * 2).min(MAX_BACKOFF);
+            if r.due(now, Some(MAX_REDIALS)) {
+                dials.push(DialOpts::peer_id(*peer).addresses(r.addrs.clone()).build());
+            } else if r.gave_up_at == Some(now) {
+                tracing::debug!(peer = %peer, "not redialled any more after {} failed dials", r.attempts);
+            }
         }
         for d in dials {
             if let Err(e) = self.swarm.dial(d) {
@@ -451,13 +506,13 @@ impl Task {
                     let base = strip_p2p(address);
                     for key in [address.clone(), base] {
                         if let Some(r) = self.bootstrap.get_mut(&key) {
-                            r.backoff = MIN_BACKOFF;
+                            r.connected();
                             self.bootstrap_peers.insert(peer_id, key);
                         }
                     }
                 }
                 if let Some(r) = self.known.get_mut(&peer_id) {
-                    r.backoff = MIN_BACKOFF;
+                    r.connected();
                 }
                 if num_established.get() == 1 {
                     tracing::debug!(peer = %peer_id, "connected");
@@ -483,22 +538,18 @@ impl Task {
     async fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                let addrs: Vec<Multiaddr> = info
-                    .listen_addrs
-                    .into_iter()
-                    .filter(|a| !is_unspecified(a))
-                    .collect();
+                // The peer chooses what it claims to listen on: same policy as announcements.
+                let (addrs, _) = addrs::filter_remote(info.listen_addrs, self.private_network);
                 for a in &addrs {
                     self.swarm
                         .behaviour_mut()
                         .kad
                         .add_address(&peer_id, a.clone());
                 }
-                let entry = self.known.entry(peer_id).or_insert(Redial {
-                    addrs: Vec::new(),
-                    backoff: MIN_BACKOFF,
-                    next: Instant::now(),
-                });
+                let entry = self
+                    .known
+                    .entry(peer_id)
+                    .or_insert_with(|| Redial::new(Vec::new(), Instant::now()));
                 entry.addrs = addrs;
             }
             BehaviourEvent::Work(event) => match event {
@@ -720,14 +771,6 @@ fn strip_p2p(addr: &Multiaddr) -> Multiaddr {
         .collect()
 }
 
-fn is_unspecified(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| match p {
-        libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_unspecified(),
-        libp2p::multiaddr::Protocol::Ip6(ip) => ip.is_unspecified(),
-        _ => false,
-    })
-}
-
 /// Check a gossip message alone: frame, envelope, expiry, and that the envelope's signer
 /// is the peer that published it.
 fn check_gossip(message: &gossipsub::Message) -> Result<GossipMessage, String> {
@@ -777,6 +820,46 @@ fn check_record(record: &kad::Record) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peers_learned_from_the_network_are_redialled_a_bounded_number_of_times() {
+        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/9".parse().unwrap();
+        let mut now = Instant::now();
+        let mut r = Redial::new(vec![addr.clone()], now);
+        let mut dials = 0;
+        for _ in 0..100 {
+            if r.due(now, Some(MAX_REDIALS)) {
+                dials += 1;
+            }
+            if r.gave_up_at.is_some() {
+                break;
+            }
+            now += MAX_BACKOFF;
+        }
+        assert_eq!(dials, MAX_REDIALS);
+        now += MAX_BACKOFF;
+        assert!(!r.due(now, Some(MAX_REDIALS)));
+        assert!(r.addrs.is_empty(), "addresses forgotten");
+        // A new announcement soon after does not start it again...
+        r.announced(vec![addr.clone()], now);
+        assert!(!r.due(now, Some(MAX_REDIALS)));
+        // ...after the cooldown it does, and a connection resets everything.
+        now += REDIAL_COOLDOWN;
+        r.announced(vec![addr.clone()], now);
+        assert!(r.due(now, Some(MAX_REDIALS)));
+        r.connected();
+        assert_eq!(r.attempts, 0);
+        // Bootstrap addresses (no limit) are dialled for ever.
+        let mut b = Redial::new(vec![addr], now);
+        let mut dials = 0;
+        for _ in 0..100 {
+            if b.due(now, None) {
+                dials += 1;
+            }
+            now += MAX_BACKOFF;
+        }
+        assert_eq!(dials, 100);
+    }
 
     #[test]
     fn score_params_exempt_only_loopback_from_colocation() {

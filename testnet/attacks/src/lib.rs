@@ -5,6 +5,7 @@
 //! a check that honest work still completes meanwhile.
 
 pub mod containers;
+pub mod rogue;
 
 use mesg_testkit::NodeProcess;
 use serde_json::Value;
