@@ -110,6 +110,9 @@ fn announcement() -> impl Strategy<Value = Announcement> {
                     sid: Some("echo".into()),
                     instance_hash: InstanceHash(hash(h.wrapping_add(1))),
                     in_flight: load,
+                    claim: (load % 2 == 0).then(|| {
+                        SignedClaim::sign(&NODE, "echo", ServiceHash(hash(h)), NOW).unwrap()
+                    }),
                 })
                 .collect(),
             ttl_ms: 30_000,
@@ -190,7 +193,12 @@ proptest! {
         let bytes = wire::encode_frame(&msg, MAX_GOSSIP_MESSAGE).unwrap();
         let back: GossipMessage = wire::decode_frame(&bytes, MAX_GOSSIP_MESSAGE).unwrap();
         match &back {
-            GossipMessage::Announce(a) => { a.verify(domains::ANNOUNCEMENT, NOW, MAX_GOSSIP_MESSAGE).unwrap(); }
+            GossipMessage::Announce(a) => {
+                for s in a.verify(domains::ANNOUNCEMENT, NOW, MAX_GOSSIP_MESSAGE).unwrap().services {
+                    if let Some(c) = s.claim { c.verify_for(&s.service_hash, "echo", NOW).unwrap(); }
+                }
+            }
+            GossipMessage::AnnounceV1(a) => { a.verify(domains::ANNOUNCEMENT_V1, NOW, MAX_GOSSIP_MESSAGE).unwrap(); }
             GossipMessage::Event(e) => { e.verify(domains::EVENT, NOW, MAX_GOSSIP_MESSAGE).unwrap(); }
         }
         prop_assert_eq!(back, msg);

@@ -743,6 +743,14 @@ fn check_gossip(message: &gossipsub::Message) -> Result<GossipMessage, String> {
                 .map_err(|e| e.to_string())?;
             s.signer()
         }
+        GossipMessage::AnnounceV1(s) => {
+            if topic != ANNOUNCE_TOPIC {
+                return Err(format!("announcement on topic {topic}"));
+            }
+            s.verify(domains::ANNOUNCEMENT_V1, now_ms(), MAX_GOSSIP_MESSAGE)
+                .map_err(|e| e.to_string())?;
+            s.signer()
+        }
         GossipMessage::Event(s) => {
             let event = s
                 .verify(domains::EVENT, now_ms(), MAX_GOSSIP_MESSAGE)

@@ -105,3 +105,4 @@ impl Api {
         waited.body
     }
 }
+pub mod names;
