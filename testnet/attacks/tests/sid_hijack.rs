@@ -5,8 +5,8 @@
 //! A fresh node C that sees both must refuse `echo` as ambiguous (listing both hashes and
 //! publishers) instead of taking whichever announcement came first; once the operator
 //! chooses A's publisher (`echo@KEY`), the sid stays pinned to it, across a restart, and
-//! never resolves to R, even when R is the only one left announcing it. An execution by
-//! hash works throughout.
+//! never resolves to R, even when R is the only one left announcing it; a node pinned to
+//! A by `--pin` that meets only R refuses `echo`. An execution by hash works throughout.
 
 use mesg_attacks::Api;
 use mesg_attacks::names::{deploy_and_start, impostor, wait_sid_services};
@@ -75,14 +75,36 @@ async fn a_rogue_announcing_echo_never_gets_echo_executions() {
         assert_eq!(e["executor"], a.public_key.as_str(), "{e}");
     }
 
-    // A goes away and C restarts (the pin is in its store): only R announces `echo` now,
-    // and C still refuses to give it `echo` work.
+    // A goes away and C restarts (the pin and A's claim are in its store): only R
+    // announces `echo` now, and C still never gives R `echo` work: `echo` is A's service,
+    // which nobody runs at the moment.
     a.kill();
     c.restart();
     let api_c = Api::new(&c);
     let seen = wait_sid_services(&api_c, "echo", 1).await;
     assert!(seen.iter().all(|s| s["service_hash"] == rogue.as_str()));
-    let refused = api_c
+    let created = api_c
+        .post(
+            "/v1/executions",
+            &json!({"service": "echo", "task": "echo", "inputs": {}, "timeout_ms": 3000}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["service_hash"], honest.as_str(), "{}", created.body);
+    let id = created.body["id"].as_str().unwrap_or_default().to_string();
+    let ended = api_c
+        .get(&format!("/v1/executions/{id}/wait?timeout_ms=10000"))
+        .await
+        .body;
+    assert_ne!(ended["executor"], r.public_key.as_str(), "{ended}");
+    assert_ne!(ended["status"], "Completed", "{ended}");
+
+    // A node pinned to A by its operator that meets only R refuses `echo` outright.
+    let pin = format!("echo={}", a.public_key);
+    let d = NodeProcess::start(&["--bootstrap", &r.p2p_addr(), "--pin", &pin]);
+    let api_d = Api::new(&d);
+    wait_sid_services(&api_d, "echo", 1).await;
+    let refused = api_d
         .post(
             "/v1/executions",
             &json!({"service": "echo", "task": "echo", "inputs": {}}),
@@ -90,14 +112,9 @@ async fn a_rogue_announcing_echo_never_gets_echo_executions() {
         .await;
     assert_eq!(refused.status, 409, "{}", refused.body);
     assert_eq!(refused.body["code"], "sid_pinned_elsewhere", "{}", refused.body);
-    assert!(
-        refused.body["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains(&a.public_key),
-        "{}",
-        refused.body
-    );
+    let message = refused.body["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&a.public_key), "{message}");
+    assert!(message.contains(&rogue), "{message}");
     // R's own service stays usable by hash, for whoever wants it.
     let e = api_c.exec_wait(&rogue, "echo", json!({"message": "x"})).await;
     assert_eq!(e["status"], "Completed", "{e}");
