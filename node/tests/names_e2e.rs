@@ -54,10 +54,18 @@ async fn an_account_publishes_echo_and_a_pinned_node_runs_only_its_echo() {
     let other = ServiceHash(Hash32::sha256(b"another package"));
     let wrong = SignedClaim::sign(&account, "echo", other, now_ms()).unwrap();
     let (status, e) = deploy_claimed(&api_b, &service_dir("echo"), &wrong).await;
-    assert_eq!((status, e["code"].as_str()), (400, Some("bad_publisher_claim")), "{e}");
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (400, Some("bad_publisher_claim")),
+        "{e}"
+    );
     let wrong = SignedClaim::sign(&account, "kv", echo_hash(), now_ms()).unwrap();
     let (status, e) = deploy_claimed(&api_b, &service_dir("echo"), &wrong).await;
-    assert_eq!((status, e["code"].as_str()), (400, Some("bad_publisher_claim")), "{e}");
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (400, Some("bad_publisher_claim")),
+        "{e}"
+    );
 
     // Deployed without an account: B's own key publishes it, and says so.
     let (hash, _) = api_b

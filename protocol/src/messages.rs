@@ -4,7 +4,8 @@
 use crate::envelope::Signed;
 use crate::hash::{PackageHash, ServiceHash};
 use crate::types::{
-    Announcement, AnnouncementV1, CancelRequest, Event, ExecutionRequest, ExecutionResult, ServiceRecord,
+    Announcement, AnnouncementV1, CancelRequest, Event, ExecutionRequest, ExecutionResult,
+    ServiceRecord,
 };
 use crate::value::Bytes;
 use serde::{Deserialize, Serialize};

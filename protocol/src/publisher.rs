@@ -117,10 +117,7 @@ impl SignedClaim {
                 now: now_ms,
             });
         }
-        if !c
-            .publisher
-            .verify(&signing_message(c)?, &self.signature.0)
-        {
+        if !c.publisher.verify(&signing_message(c)?, &self.signature.0) {
             return Err(ClaimError::BadSignature(c.publisher));
         }
         Ok(c)
@@ -194,22 +191,28 @@ mod tests {
         // Another sid, hash or publisher under the same signature: refused.
         let mut other = c.clone();
         other.claim.sid = "kv".into();
-        assert!(matches!(other.verify(1000), Err(ClaimError::BadSignature(_))));
+        assert!(matches!(
+            other.verify(1000),
+            Err(ClaimError::BadSignature(_))
+        ));
         let mut other = c.clone();
         other.claim.service_hash = hash(2);
-        assert!(matches!(other.verify(1000), Err(ClaimError::BadSignature(_))));
+        assert!(matches!(
+            other.verify(1000),
+            Err(ClaimError::BadSignature(_))
+        ));
         let mut other = c.clone();
         other.claim.publisher = Keypair::generate().unwrap().public();
-        assert!(matches!(other.verify(1000), Err(ClaimError::BadSignature(_))));
+        assert!(matches!(
+            other.verify(1000),
+            Err(ClaimError::BadSignature(_))
+        ));
         let mut other = c.clone();
         other.claim.version = 2;
         assert_eq!(other.verify(1000), Err(ClaimError::Version(2)));
         // From the far future: refused.
         let later = SignedClaim::sign(&key, "echo", hash(1), 1001 + MAX_CLAIM_SKEW_MS).unwrap();
-        assert!(matches!(
-            later.verify(1000),
-            Err(ClaimError::Future { .. })
-        ));
+        assert!(matches!(later.verify(1000), Err(ClaimError::Future { .. })));
         assert!(later.verify(1001).is_ok());
     }
 

@@ -75,7 +75,9 @@ pub struct Resolved {
 /// Why a sid does not resolve.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
-    #[error("no published service named `{0}` (services without a publisher claim can only be used by hash)")]
+    #[error(
+        "no published service named `{0}` (services without a publisher claim can only be used by hash)"
+    )]
     Unknown(String),
     #[error(
         "sid `{sid}` is ambiguous: published by {} publishers ({}); choose one with `{sid}@PUBLISHER`, pin it with `mesg-node --pin {sid}=PUBLISHER`, or use a service hash",
@@ -164,9 +166,7 @@ pub fn resolve(
     candidates: &[Candidate],
 ) -> Result<Resolved, NameError> {
     let mut sorted = candidates.to_vec();
-    sorted.sort_by(|a, b| {
-        (a.publisher, a.service_hash).cmp(&(b.publisher, b.service_hash))
-    });
+    sorted.sort_by_key(|c| (c.publisher, c.service_hash));
     sorted.dedup_by(|a, b| a.service_hash == b.service_hash && a.publisher == b.publisher);
     let pin = configured
         .map(|k| (k, PinSource::Configured))
@@ -196,6 +196,7 @@ pub fn resolve(
         });
     }
     let mut hashes: Vec<_> = sorted.iter().map(|c| c.service_hash).collect();
+    hashes.sort();
     hashes.dedup();
     if hashes.len() == 1 {
         // One package, however many publishers vouch for it: nothing to choose between.
@@ -504,6 +505,58 @@ mod tests {
         let cands = [cand(1, other, 99, false), cand(2, mine, 1, true)];
         let r = resolve("echo", None, None, &cands).unwrap();
         assert_eq!(r.service_hash, cands[1].service_hash);
+    }
+
+    #[test]
+    fn only_offers_with_a_valid_claim_are_sid_candidates() {
+        use super::super::network::drop_invalid_claims;
+        use super::super::providers::ProviderTable;
+        use mesg_protocol::{Announcement, InstanceHash, ServiceOffer};
+        let (honest, rogue) = (Keypair::generate().unwrap(), Keypair::generate().unwrap());
+        let offer = |h: u8, claim: Option<SignedClaim>| ServiceOffer {
+            service_hash: ServiceHash(Hash32::sha256(&[h])),
+            sid: Some("echo".into()),
+            instance_hash: InstanceHash(Hash32::sha256(&[h, 1])),
+            in_flight: 0,
+            claim,
+        };
+        let h = |b: u8| ServiceHash(Hash32::sha256(&[b]));
+        let now = now_ms();
+        let good = SignedClaim::sign(&honest, "echo", h(1), now).unwrap();
+        // The rogue replays the honest claim on its own package, forges one in the
+        // honest key's name, and announces another without any claim.
+        let mut forged = SignedClaim::sign(&rogue, "echo", h(3), now).unwrap();
+        forged.claim.publisher = honest.public();
+        let mut a = Announcement {
+            node: rogue.public(),
+            seq: 1,
+            addrs: vec![],
+            services: vec![
+                offer(2, Some(good.clone())),
+                offer(3, Some(forged)),
+                offer(4, None),
+            ],
+            ttl_ms: 10_000,
+        };
+        drop_invalid_claims(&mut a, now);
+        assert!(a.services.iter().all(|s| s.claim.is_none()));
+        let mut b = Announcement {
+            node: honest.public(),
+            seq: 1,
+            addrs: vec![],
+            services: vec![offer(1, Some(good))],
+            ttl_ms: 10_000,
+        };
+        drop_invalid_claims(&mut b, now);
+        let mut t = ProviderTable::default();
+        t.apply(&a);
+        t.apply(&b);
+        let claims = t.by_sid("echo");
+        assert_eq!(claims.len(), 1);
+        assert_eq!(
+            (claims[0].service_hash, claims[0].publisher),
+            (h(1), honest.public())
+        );
     }
 
     #[test]

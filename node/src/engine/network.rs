@@ -757,8 +757,7 @@ impl Engine {
             let addrs = a.addrs.iter().filter_map(|s| s.parse().ok()).collect();
             net.add_addresses(peer, addrs).await;
         }
-        if !new_services.is_empty() && self.inner.all_events_watchers.load(Ordering::SeqCst) > 0
-        {
+        if !new_services.is_empty() && self.inner.all_events_watchers.load(Ordering::SeqCst) > 0 {
             for s in new_services {
                 self.subscribe_topic(s).await;
             }
@@ -1091,7 +1090,6 @@ impl Engine {
             .expect("providers lock")
             .nodes_view()
     }
-
 }
 
 async fn read_chunk(path: &std::path::Path, offset: u64) -> std::io::Result<(u64, Vec<u8>)> {
@@ -1107,7 +1105,7 @@ async fn read_chunk(path: &std::path::Path, offset: u64) -> std::io::Result<(u64
 
 /// A claim that does not verify for its offer (forged, for another service or sid) is
 /// dropped: the offer stays, unpublished (usable by hash, never by sid).
-fn drop_invalid_claims(a: &mut Announcement, now: u64) {
+pub(super) fn drop_invalid_claims(a: &mut Announcement, now: u64) {
     for offer in &mut a.services {
         let valid = match (&offer.claim, &offer.sid) {
             (Some(c), Some(sid)) => c.verify_for(&offer.service_hash, sid, now).is_ok(),

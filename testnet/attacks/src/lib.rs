@@ -4,6 +4,8 @@
 //! review (docs/security.md lists them): the hostile input, the refusal it must get, and
 //! a check that honest work still completes meanwhile.
 
+pub mod names;
+
 use mesg_testkit::NodeProcess;
 use serde_json::Value;
 use std::time::Duration;
@@ -80,7 +82,7 @@ impl Api {
         let text = resp.text().await.unwrap_or_default();
         text.lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .last()
+            .next_back()
             .unwrap_or(Value::String(text))
     }
 
@@ -98,11 +100,13 @@ impl Api {
             created.status,
             created.body
         );
-        let id = created.body["id"].as_str().expect("execution id").to_string();
+        let id = created.body["id"]
+            .as_str()
+            .expect("execution id")
+            .to_string();
         let waited = self
             .get(&format!("/v1/executions/{id}/wait?timeout_ms=30000"))
             .await;
         waited.body
     }
 }
-pub mod names;

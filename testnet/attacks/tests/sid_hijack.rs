@@ -23,12 +23,7 @@ async fn a_rogue_announcing_echo_never_gets_echo_executions() {
     let rogue = deploy_and_start(&api_r, &rogue_dir, None).await;
     assert_ne!(honest, rogue);
 
-    let mut c = NodeProcess::start(&[
-        "--bootstrap",
-        &a.p2p_addr(),
-        "--bootstrap",
-        &r.p2p_addr(),
-    ]);
+    let mut c = NodeProcess::start(&["--bootstrap", &a.p2p_addr(), "--bootstrap", &r.p2p_addr()]);
     let api_c = Api::new(&c);
     let seen = wait_sid_services(&api_c, "echo", 2).await;
     // Both are shown with their publishers (each node's key: deployed without account).
@@ -90,7 +85,12 @@ async fn a_rogue_announcing_echo_never_gets_echo_executions() {
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.body);
-    assert_eq!(created.body["service_hash"], honest.as_str(), "{}", created.body);
+    assert_eq!(
+        created.body["service_hash"],
+        honest.as_str(),
+        "{}",
+        created.body
+    );
     let id = created.body["id"].as_str().unwrap_or_default().to_string();
     let ended = api_c
         .get(&format!("/v1/executions/{id}/wait?timeout_ms=10000"))
@@ -111,12 +111,18 @@ async fn a_rogue_announcing_echo_never_gets_echo_executions() {
         )
         .await;
     assert_eq!(refused.status, 409, "{}", refused.body);
-    assert_eq!(refused.body["code"], "sid_pinned_elsewhere", "{}", refused.body);
+    assert_eq!(
+        refused.body["code"], "sid_pinned_elsewhere",
+        "{}",
+        refused.body
+    );
     let message = refused.body["message"].as_str().unwrap_or_default();
     assert!(message.contains(&a.public_key), "{message}");
     assert!(message.contains(&rogue), "{message}");
     // R's own service stays usable by hash, for whoever wants it.
-    let e = api_c.exec_wait(&rogue, "echo", json!({"message": "x"})).await;
+    let e = api_c
+        .exec_wait(&rogue, "echo", json!({"message": "x"}))
+        .await;
     assert_eq!(e["status"], "Completed", "{e}");
     assert_eq!(e["executor"], r.public_key.as_str(), "{e}");
     r.kill();
