@@ -597,7 +597,7 @@ impl Engine {
     pub async fn resolve_service(&self, id: &str) -> Result<ServiceEntry, EngineError> {
         let hash = match id.parse::<ServiceHash>() {
             Ok(h) => h,
-            Err(_) => self.resolve_sid(id, self.network().is_some())?,
+            Err(_) => self.resolve_sid(id)?,
         };
         match self.inner.store.service(&hash)? {
             Some(e) => Ok(e),
@@ -613,7 +613,7 @@ impl Engine {
     pub fn service(&self, id: &str) -> Result<ServiceEntry, EngineError> {
         let hash = match id.parse::<ServiceHash>() {
             Ok(hash) => hash,
-            Err(_) => self.resolve_sid(id, false)?,
+            Err(_) => self.resolve_sid(id)?,
         };
         self.inner
             .store

@@ -330,7 +330,7 @@ impl Engine {
     }
 
     /// Every service known under `sid`, here and in the network, with a verified claim.
-    fn sid_candidates(&self, sid: &str, network: bool) -> Result<Vec<Candidate>, EngineError> {
+    fn sid_candidates(&self, sid: &str) -> Result<Vec<Candidate>, EngineError> {
         let me = self.node_key();
         let mut out = Vec::new();
         let now = now_ms();
@@ -358,36 +358,35 @@ impl Engine {
                 }
             }
         }
-        if network {
-            let announced = self
-                .inner
-                .providers
-                .lock()
-                .expect("providers lock")
-                .by_sid(sid);
-            for c in announced {
-                if !out
-                    .iter()
-                    .any(|o| o.service_hash == c.service_hash && o.publisher == c.publisher)
-                {
-                    out.push(Candidate {
-                        service_hash: c.service_hash,
-                        publisher: c.publisher,
-                        created_at: c.created_at,
-                        local: false,
-                    });
-                }
+        let announced = self
+            .inner
+            .providers
+            .lock()
+            .expect("providers lock")
+            .by_sid(sid);
+        for c in announced {
+            if !out
+                .iter()
+                .any(|o| o.service_hash == c.service_hash && o.publisher == c.publisher)
+            {
+                out.push(Candidate {
+                    service_hash: c.service_hash,
+                    publisher: c.publisher,
+                    created_at: c.created_at,
+                    local: false,
+                });
             }
         }
         Ok(out)
     }
 
-    /// Resolve a sid (or `sid@PUBLISHER`) to one service hash: see the module doc.
-    /// `network` adds what other nodes announce to what this node holds.
-    pub fn resolve_sid(&self, name: &str, network: bool) -> Result<ServiceHash, EngineError> {
+    /// Resolve a sid (or `sid@PUBLISHER`) to one service hash: see the module doc. What
+    /// this node holds and what other nodes announce count alike, so that a lookup here
+    /// never settles on a fetched record that the network would show to be ambiguous.
+    pub fn resolve_sid(&self, name: &str) -> Result<ServiceHash, EngineError> {
         let (sid, asked) = parse_name(name)?;
         let (configured, stored) = self.pins_of(&sid)?;
-        let candidates = self.sid_candidates(&sid, network)?;
+        let candidates = self.sid_candidates(&sid)?;
         let r = resolve(&sid, asked.or(configured), stored, &candidates)?;
         if r.source == PinSource::FirstUse || (stored.is_none() && asked.is_some()) {
             tracing::info!(sid = %sid, publisher = %r.publisher, "sid pinned to its publisher");
