@@ -76,7 +76,7 @@ pub struct Resolved {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
     #[error(
-        "no published service named `{0}` (services without a publisher claim can only be used by hash)"
+        "service `{0}` not found\nno service published under this sid is held here or announced in the network (a service without a publisher claim is reachable by its hash only)"
     )]
     Unknown(String),
     #[error(
