@@ -275,3 +275,27 @@ fn an_oversized_message_is_refused_before_decoding() {
     };
     assert!(Signed::sign(&NODE, domains::EVENT, &huge, NOW, 1000, MAX_GOSSIP_MESSAGE).is_err());
 }
+
+/// A signed announcement as nodes before publisher claims sent it (the fuzz seed written by
+/// that version): it still decodes and verifies, and its offers come out unpublished.
+#[test]
+fn announcements_of_the_first_format_still_decode_without_claims() {
+    let bytes = include_bytes!("fixtures/gossip_announce_v1.bin");
+    let msg: GossipMessage = wire::decode_frame(bytes, MAX_GOSSIP_MESSAGE).unwrap();
+    let GossipMessage::AnnounceV1(signed) = msg else {
+        panic!("not a first-format announcement: {msg:?}");
+    };
+    let at = signed.header.issued_at;
+    let a: Announcement = signed
+        .verify(domains::ANNOUNCEMENT_V1, at, MAX_GOSSIP_MESSAGE)
+        .unwrap()
+        .into();
+    assert!(!a.services.is_empty());
+    assert!(a.services.iter().all(|s| s.claim.is_none()));
+    // The same bytes are not an announcement of the current format.
+    assert!(
+        signed
+            .verify_signature(domains::ANNOUNCEMENT, at, MAX_GOSSIP_MESSAGE)
+            .is_err()
+    );
+}
