@@ -218,8 +218,13 @@ pub enum ServiceCommand {
     ///
     /// The definition is checked locally first, with every error and its position. The
     /// node's build output is shown as it comes.
+    ///
+    /// With --account NAME the account publishes the service's sid (signs a claim that
+    /// other nodes verify before they resolve the sid to this service); without it, the
+    /// node's key does.
     #[command(after_help = "Examples:
   mesg service deploy
+  mesg --account default service deploy ./hello
   mesg service deploy ./hello
   mesg service deploy ./echo --start --env TICK_INTERVAL_MS=1000
   mesg service deploy ./hello --json | jq -r .hash")]
@@ -347,7 +352,8 @@ pub enum ServiceCommand {
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// Service sid or hash.
+    /// Service sid, sid@PUBLISHER_KEY (a sid runs only services of the publisher it is
+    /// pinned to; when several publishers announce it, choose one this way), or hash.
     #[arg(value_parser = id)]
     pub service: String,
     /// Task key (see `mesg service show SERVICE`).

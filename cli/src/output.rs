@@ -337,6 +337,12 @@ pub fn hint(code: &str, message: &str) -> Option<&'static str> {
             "check this machine's clock; a signed request is valid once and for a limited time"
         }
         "timeout" => "raise the timeout with --timeout",
+        "ambiguous_sid" | "sid_pinned_elsewhere" => {
+            "choose the publisher with SID@PUBLISHER_KEY, pin it with `mesg-node --pin SID=KEY`, or use the service hash; `mesg network services` lists the publishers"
+        }
+        "bad_publisher_claim" => {
+            "the claim must be signed for this package and its sid: deploy with `mesg --account NAME service deploy DIR`"
+        }
         "route_not_found" | "method_not_allowed" => {
             "this node does not know that route: is it a mesg node of a compatible version?"
         }

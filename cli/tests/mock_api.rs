@@ -481,3 +481,65 @@ fn process_logs_print_one_line_per_change_of_a_run() {
         .collect();
     assert_eq!(lines, stream);
 }
+
+#[test]
+fn deploy_with_an_account_sends_its_claim_on_the_sid() {
+    let home = tempfile::tempdir().unwrap();
+    let h = Some(home.path());
+    common::mesg_in(h, &["account", "create", "ci"]).ok();
+    let accounts = common::json_of(&common::mesg_in(h, &["--json", "account", "list"]));
+    let key = accounts["accounts"][0]["public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("svc");
+    mesg(&["service", "init", dir.to_str().unwrap()]).ok();
+    let def: serde_json::Value = serde_json::to_value(
+        mesg_protocol::ServiceDefinition::from_yaml(
+            &std::fs::read_to_string(dir.join("mesg.yml")).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let done = json!({"type": "done", "service": {
+        "hash": service_hash().to_string(), "sid": "svc", "name": "svc", "definition": def,
+        "package_hash": Hash32::sha256(b"p").to_base58(), "package_size": 10,
+        "publisher": Keypair::generate().unwrap().public().to_string(),
+        "sid_publisher": key, "image": null, "deployed_at": now_ms(),
+    }});
+    let mock = Mock::start(move |_| Reply::Stream {
+        content_type: "application/x-ndjson",
+        chunks: vec![format!("{done}\n").into_bytes()],
+    });
+    let run = common::mesg_in(
+        h,
+        &[
+            "--node",
+            &mock.url,
+            "--account",
+            "ci",
+            "service",
+            "deploy",
+            dir.to_str().unwrap(),
+        ],
+    );
+    run.ok();
+    assert!(
+        run.stdout
+            .contains(&format!("sid publisher: {key} (your account)")),
+        "{run:#?}"
+    );
+    let sent = mock.requests();
+    let deploy = sent.iter().find(|r| r.method == "POST").expect("deploy");
+    let claim = mesg_protocol::SignedClaim::from_hex(
+        deploy
+            .header("x-mesg-publisher-claim")
+            .expect("claim header"),
+    )
+    .unwrap();
+    let pkg = mesg_package::Package::from_tar(deploy.body.clone(), 1 << 30).unwrap();
+    let hash = pkg.definition().unwrap().service_hash(&pkg.hash());
+    let c = claim.verify_for(&hash, "svc", now_ms()).unwrap();
+    assert_eq!(c.publisher.to_string(), key);
+}

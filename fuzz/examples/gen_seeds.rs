@@ -152,6 +152,10 @@ fn main() {
             sid: Some("acme.email".into()),
             instance_hash,
             in_flight: 3,
+            claim: Some(
+                mesg_protocol::SignedClaim::sign(&node, "acme.email", service_hash, 1_000)
+                    .expect("claim"),
+            ),
         }],
         ttl_ms: 30_000,
     };

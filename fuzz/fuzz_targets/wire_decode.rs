@@ -113,6 +113,9 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(msg) = frame::<GossipMessage>(data, MAX_GOSSIP_MESSAGE) {
         match &msg {
+            GossipMessage::AnnounceV1(s) => {
+                envelope(s, domains::ANNOUNCEMENT_V1, MAX_GOSSIP_MESSAGE);
+            }
             GossipMessage::Announce(s) => {
                 envelope(s, domains::ANNOUNCEMENT, MAX_GOSSIP_MESSAGE);
             }
@@ -133,6 +136,9 @@ fuzz_target!(|data: &[u8]| {
     payload::<ExecutionResult>(data, MAX_WORK_MESSAGE);
     payload::<CancelRequest>(data, MAX_WORK_MESSAGE);
     payload::<Announcement>(data, MAX_GOSSIP_MESSAGE);
+    if let Some(c) = payload::<mesg_protocol::SignedClaim>(data, MAX_GOSSIP_MESSAGE) {
+        let _ = c.verify(u64::MAX);
+    }
     payload::<Event>(data, MAX_GOSSIP_MESSAGE);
     if let Some(r) = payload::<ServiceRecord>(data, MAX_PACKAGE_MESSAGE) {
         let _ = r.check();

@@ -103,6 +103,12 @@ pub struct NodeArgs {
     )]
     pub execution_history: usize,
 
+    /// Bind a service name to its publisher: `mesg exec SID` then runs only services whose
+    /// publisher (the key that signed the deploy, see `mesg service list`) is KEY, whatever
+    /// other nodes announce (repeatable), e.g. --pin echo=6Mk3...
+    #[arg(long = "pin", env = "MESG_PIN", value_delimiter = ',', value_name = "SID=KEY", value_parser = parse_pin)]
+    pub pin: Vec<(String, mesg_protocol::PublicKey)>,
+
     /// Address to listen on for peers (repeatable).
     /// [default: /ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/udp/4001/quic-v1]
     #[arg(
@@ -169,4 +175,18 @@ impl NodeArgs {
             Some(name) => Some(name.to_string()),
         }
     }
+}
+
+/// `SID=PUBLISHER_KEY` of `--pin`.
+fn parse_pin(s: &str) -> Result<(String, mesg_protocol::PublicKey), String> {
+    let (sid, key) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not SID=PUBLISHER_KEY"))?;
+    let sid = sid.trim().to_ascii_lowercase();
+    if !mesg_protocol::definition::is_valid_sid(&sid) {
+        return Err(format!("`{sid}` is not a valid sid"));
+    }
+    let key = mesg_protocol::PublicKey::from_base58(key.trim())
+        .map_err(|e| format!("`{key}` is not a publisher key: {e}"))?;
+    Ok((sid, key))
 }

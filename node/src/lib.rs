@@ -119,6 +119,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
             max_package_bytes: mesg_package::DEFAULT_MAX_PACKAGE_BYTES,
             default_limits: ResourceLimits::default(),
             execution_history: args.execution_history,
+            pins: args.pin.clone(),
         },
     );
     let mut net_config = network::NetworkConfig::default();

@@ -5,6 +5,7 @@
 //! - [`hash`], [`package`]: content hashes.
 //! - [`keys`], [`envelope`]: ed25519 keys (also libp2p identities) and signed envelopes.
 //! - [`types`], [`messages`]: executions, events, announcements, and what nodes exchange.
+//! - [`publisher`]: a publisher's signed claim binding a sid to a service hash.
 //! - [`wire`]: the size-limited, versioned binary codec.
 //! - [`service_api`]: the JSON API between a node and its service containers.
 
@@ -17,6 +18,7 @@ pub mod keys;
 pub mod messages;
 pub mod package;
 pub mod process;
+pub mod publisher;
 pub mod schema;
 pub mod service_api;
 pub mod types;
@@ -28,5 +30,6 @@ pub use definition::{DefinitionError, DefinitionErrors, ServiceDefinition};
 pub use envelope::{Claims, EnvelopeError, Signed};
 pub use hash::{EnvHash, Hash32, InstanceHash, PackageHash, ServiceHash};
 pub use keys::{Keypair, PublicKey};
+pub use publisher::{ClaimError, PublisherClaim, SignedClaim};
 pub use types::*;
 pub use value::{Bytes, Json};

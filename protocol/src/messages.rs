@@ -4,7 +4,8 @@
 use crate::envelope::Signed;
 use crate::hash::{PackageHash, ServiceHash};
 use crate::types::{
-    Announcement, CancelRequest, Event, ExecutionRequest, ExecutionResult, ServiceRecord,
+    Announcement, AnnouncementV1, CancelRequest, Event, ExecutionRequest, ExecutionResult,
+    ServiceRecord,
 };
 use crate::value::Bytes;
 use serde::{Deserialize, Serialize};
@@ -85,9 +86,13 @@ impl RejectCode {
 
 /// Gossip payloads: small signed announcements and events only, never task traffic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Variants are encoded by position: new ones go at the end, so that older frames still
+/// decode. `AnnounceV1` is what nodes without publisher claims send (received only).
 pub enum GossipMessage {
-    Announce(Signed<Announcement>),
+    AnnounceV1(Signed<AnnouncementV1>),
     Event(Signed<Event>),
+    Announce(Signed<Announcement>),
 }
 
 /// Request-response protocol for packages (`/mesg/package/1`).

@@ -16,7 +16,10 @@ pub mod domains {
     pub const EXECUTION_RESULT: &str = "mesg/execution-result/1";
     pub const CANCEL: &str = "mesg/cancel/1";
     pub const EVENT: &str = "mesg/event/1";
-    pub const ANNOUNCEMENT: &str = "mesg/announce/1";
+    /// Announcements of the first format (offers without publisher claims): still accepted.
+    pub const ANNOUNCEMENT_V1: &str = "mesg/announce/1";
+    /// Announcements whose offers carry their publisher's claim.
+    pub const ANNOUNCEMENT: &str = "mesg/announce/2";
     pub const SERVICE_RECORD: &str = "mesg/service-record/1";
 }
 
@@ -342,6 +345,57 @@ pub struct ServiceOffer {
     pub instance_hash: InstanceHash,
     /// Executions in progress on this instance.
     pub in_flight: u32,
+    /// The publisher's claim on `sid` for this service. Without a valid one the service is
+    /// unpublished: usable by hash, never resolvable by sid.
+    pub claim: Option<crate::publisher::SignedClaim>,
+}
+
+/// An offer in the first announcement format (no publisher claim).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceOfferV1 {
+    pub service_hash: ServiceHash,
+    pub sid: Option<String>,
+    pub instance_hash: InstanceHash,
+    pub in_flight: u32,
+}
+
+/// The first announcement format, as older nodes send it ([`domains::ANNOUNCEMENT_V1`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnnouncementV1 {
+    pub node: PublicKey,
+    pub seq: u64,
+    pub addrs: Vec<String>,
+    pub services: Vec<ServiceOfferV1>,
+    pub ttl_ms: u64,
+}
+
+impl Claims for AnnouncementV1 {
+    fn claimed_signer(&self) -> PublicKey {
+        self.node
+    }
+}
+
+impl From<AnnouncementV1> for Announcement {
+    /// Older nodes' offers carry no claim: their services are unpublished.
+    fn from(a: AnnouncementV1) -> Announcement {
+        Announcement {
+            node: a.node,
+            seq: a.seq,
+            addrs: a.addrs,
+            services: a
+                .services
+                .into_iter()
+                .map(|s| ServiceOffer {
+                    service_hash: s.service_hash,
+                    sid: s.sid,
+                    instance_hash: s.instance_hash,
+                    in_flight: s.in_flight,
+                    claim: None,
+                })
+                .collect(),
+            ttl_ms: a.ttl_ms,
+        }
+    }
 }
 
 /// What a node runs, signed by the node; announced on gossip with a TTL.

@@ -110,6 +110,9 @@ fn announcement() -> impl Strategy<Value = Announcement> {
                     sid: Some("echo".into()),
                     instance_hash: InstanceHash(hash(h.wrapping_add(1))),
                     in_flight: load,
+                    claim: (load % 2 == 0).then(|| {
+                        SignedClaim::sign(&NODE, "echo", ServiceHash(hash(h)), NOW).unwrap()
+                    }),
                 })
                 .collect(),
             ttl_ms: 30_000,
@@ -190,7 +193,12 @@ proptest! {
         let bytes = wire::encode_frame(&msg, MAX_GOSSIP_MESSAGE).unwrap();
         let back: GossipMessage = wire::decode_frame(&bytes, MAX_GOSSIP_MESSAGE).unwrap();
         match &back {
-            GossipMessage::Announce(a) => { a.verify(domains::ANNOUNCEMENT, NOW, MAX_GOSSIP_MESSAGE).unwrap(); }
+            GossipMessage::Announce(a) => {
+                for s in a.verify(domains::ANNOUNCEMENT, NOW, MAX_GOSSIP_MESSAGE).unwrap().services {
+                    if let Some(c) = s.claim { c.verify_for(&s.service_hash, "echo", NOW).unwrap(); }
+                }
+            }
+            GossipMessage::AnnounceV1(a) => { a.verify(domains::ANNOUNCEMENT_V1, NOW, MAX_GOSSIP_MESSAGE).unwrap(); }
             GossipMessage::Event(e) => { e.verify(domains::EVENT, NOW, MAX_GOSSIP_MESSAGE).unwrap(); }
         }
         prop_assert_eq!(back, msg);
@@ -266,4 +274,28 @@ fn an_oversized_message_is_refused_before_decoding() {
         created_at: NOW,
     };
     assert!(Signed::sign(&NODE, domains::EVENT, &huge, NOW, 1000, MAX_GOSSIP_MESSAGE).is_err());
+}
+
+/// A signed announcement as nodes before publisher claims sent it (the fuzz seed written by
+/// that version): it still decodes and verifies, and its offers come out unpublished.
+#[test]
+fn announcements_of_the_first_format_still_decode_without_claims() {
+    let bytes = include_bytes!("fixtures/gossip_announce_v1.bin");
+    let msg: GossipMessage = wire::decode_frame(bytes, MAX_GOSSIP_MESSAGE).unwrap();
+    let GossipMessage::AnnounceV1(signed) = msg else {
+        panic!("not a first-format announcement: {msg:?}");
+    };
+    let at = signed.header.issued_at;
+    let a: Announcement = signed
+        .verify(domains::ANNOUNCEMENT_V1, at, MAX_GOSSIP_MESSAGE)
+        .unwrap()
+        .into();
+    assert!(!a.services.is_empty());
+    assert!(a.services.iter().all(|s| s.claim.is_none()));
+    // The same bytes are not an announcement of the current format.
+    assert!(
+        signed
+            .verify_signature(domains::ANNOUNCEMENT, at, MAX_GOSSIP_MESSAGE)
+            .is_err()
+    );
 }

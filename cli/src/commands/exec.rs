@@ -116,13 +116,8 @@ fn print_outcome(e: &Execution, waited: bool) {
     }
 }
 
-/// Build the execution request here and sign it with the account's key.
-async fn sign_request(
-    client: &Client,
-    account: &str,
-    args: &ExecArgs,
-    inputs: Value,
-) -> anyhow::Result<Signed<ExecutionRequest>> {
+/// An account's key, with a warning when its file is readable by others.
+pub fn account_key(account: &str) -> anyhow::Result<mesg_protocol::Keypair> {
     let home = accounts::mesg_home()?;
     let key = accounts::load(&home, account)?;
     let path = accounts::key_path(&home, account);
@@ -134,6 +129,17 @@ async fn sign_request(
             path.display()
         );
     }
+    Ok(key)
+}
+
+/// Build the execution request here and sign it with the account's key.
+async fn sign_request(
+    client: &Client,
+    account: &str,
+    args: &ExecArgs,
+    inputs: Value,
+) -> anyhow::Result<Signed<ExecutionRequest>> {
+    let key = account_key(account)?;
     let node: Value = client.json(client.get(&["v1", "node"])).await?;
     let node_key: PublicKey = node["public_key"]
         .as_str()

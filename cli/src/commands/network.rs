@@ -136,13 +136,27 @@ pub async fn services(ctx: &Ctx) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let mut table = Table::new(&["SID", "HASH", "PROVIDERS", "NODE", "PEER ID", "IN FLIGHT"]);
+    let mut table = Table::new(&[
+        "SID",
+        "PUBLISHER",
+        "HASH",
+        "PROVIDERS",
+        "NODE",
+        "PEER ID",
+        "IN FLIGHT",
+    ]);
+    let publisher = |s: &NetworkServiceView| match (&s.sid, &s.publisher) {
+        (None, _) => "-".to_string(),
+        (Some(_), Some(p)) => short(p, SHORT),
+        (Some(_), None) => "(unpublished)".to_string(),
+    };
     for s in &services {
         let mut first = true;
         for p in &s.providers {
-            let (sid, hash, count) = if first {
+            let (sid, by, hash, count) = if first {
                 (
                     s.sid.clone().unwrap_or_else(|| "-".into()),
+                    publisher(s),
                     short(&s.service_hash, SHORT),
                     s.providers.len().to_string(),
                 )
@@ -152,6 +166,7 @@ pub async fn services(ctx: &Ctx) -> anyhow::Result<()> {
             first = false;
             table.row(vec![
                 sid.into(),
+                by.into(),
                 hash.into(),
                 count.into(),
                 short(&p.node, SHORT).into(),
@@ -162,6 +177,7 @@ pub async fn services(ctx: &Ctx) -> anyhow::Result<()> {
         if s.providers.is_empty() {
             table.row(vec![
                 s.sid.clone().unwrap_or_else(|| "-".into()).into(),
+                publisher(s).into(),
                 short(&s.service_hash, SHORT).into(),
                 "0".into(),
             ]);

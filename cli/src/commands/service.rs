@@ -111,6 +111,16 @@ pub async fn deploy(ctx: &Ctx, dir: &Path) -> anyhow::Result<(ServiceView, Value
     let tar = pkg
         .to_tar_bytes()
         .with_context(|| format!("cannot package {}", dir.display()))?;
+    // The account, if any, publishes the sid: it signs "this service is <sid>".
+    let claim = match (&ctx.global.account, &definition.sid) {
+        (Some(account), Some(sid)) => {
+            let key = crate::commands::exec::account_key(account)?;
+            let hash = definition.service_hash(&pkg.hash());
+            let claim = mesg_protocol::SignedClaim::sign(&key, sid, hash, now_ms())?;
+            Some(claim.to_hex()?)
+        }
+        _ => None,
+    };
     let progress = Progress::new(&format!(
         "deploying {} from {}: {} files, {}, to {}",
         definition.sid.as_deref().unwrap_or(&definition.name),
@@ -119,10 +129,13 @@ pub async fn deploy(ctx: &Ctx, dir: &Path) -> anyhow::Result<(ServiceView, Value
         format_bytes(pkg.size()),
         client.base()
     ));
-    let request = client
+    let mut request = client
         .post(&["v1", "services"])
         .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
         .body(tar);
+    if let Some(claim) = claim {
+        request = request.header("x-mesg-publisher-claim", claim);
+    }
     let response = client.send(request).await?;
     let mut lines = client.lines(response);
     while let Some(line) = lines.next().await {
@@ -199,6 +212,14 @@ pub async fn deploy_cmd(
                 .unwrap_or_default()
         );
         outln!("service hash: {}", service.hash);
+        if let Some(p) = &service.sid_publisher {
+            let whose = if ctx.global.account.is_some() {
+                "your account"
+            } else {
+                "the node's key; deploy with --account NAME to publish it as your account"
+            };
+            outln!("sid publisher: {p} ({whose})");
+        }
     }
     if !start {
         if ctx.json() {
@@ -231,7 +252,15 @@ pub async fn list(ctx: &Ctx) -> anyhow::Result<()> {
     }
     let instances = views::list_instances(client).await?;
     let now = now_ms();
-    let mut table = Table::new(&["SID", "NAME", "HASH", "TASKS", "INSTANCES", "DEPLOYED"]);
+    let mut table = Table::new(&[
+        "SID",
+        "PUBLISHER",
+        "NAME",
+        "HASH",
+        "TASKS",
+        "INSTANCES",
+        "DEPLOYED",
+    ]);
     for s in &services {
         let mine: Vec<&InstanceView> = instances.iter().filter(|i| i.service == s.hash).collect();
         let running = mine.iter().filter(|i| i.status() == "running").count();
@@ -247,6 +276,11 @@ pub async fn list(ctx: &Ctx) -> anyhow::Result<()> {
         };
         table.row(vec![
             s.sid.clone().unwrap_or_else(|| "-".into()).into(),
+            s.sid_publisher
+                .as_deref()
+                .map(|p| short(p, SHORT))
+                .unwrap_or_else(|| "-".into())
+                .into(),
             s.name.clone().into(),
             short(&s.hash, SHORT).into(),
             s.definition.tasks.len().to_string().into(),
@@ -291,6 +325,9 @@ pub async fn show(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
         s.package_hash
     );
     outln!("publisher:  {}", s.publisher);
+    if let Some(p) = &s.sid_publisher {
+        outln!("sid publisher: {p}");
+    }
     if let Some(image) = &s.image {
         outln!("image:      {image}");
     }

@@ -21,6 +21,9 @@ pub struct ServiceView {
     pub package_hash: String,
     pub package_size: u64,
     pub publisher: String,
+    /// Who published the sid; None: unpublished (usable by hash only).
+    #[serde(default)]
+    pub sid_publisher: Option<String>,
     pub image: Option<String>,
     pub deployed_at: u64,
 }
@@ -183,6 +186,9 @@ pub struct ProviderView {
 pub struct NetworkServiceView {
     pub service_hash: String,
     pub sid: Option<String>,
+    /// Who published the sid; None: unpublished (usable by hash only).
+    #[serde(default)]
+    pub publisher: Option<String>,
     #[serde(default)]
     pub providers: Vec<ProviderView>,
 }

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::{Stream, StreamExt};
 use mesg_protocol::envelope::Signed;
-use mesg_protocol::{ExecutionId, ExecutionRequest, ExecutionStatus, ServiceHash};
+use mesg_protocol::{ExecutionId, ExecutionRequest, ExecutionStatus, ServiceHash, SignedClaim};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -173,7 +173,7 @@ async fn list_services(State(s): State<AppState>) -> ApiResult<Response> {
 
 async fn get_service(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let entry = s.engine.service(&id)?;
-    Ok(Json(crate::engine::ServiceView::from(&entry)).into_response())
+    Ok(Json(s.engine.service_view(&entry)).into_response())
 }
 
 async fn delete_service(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
@@ -183,7 +183,24 @@ async fn delete_service(State(s): State<AppState>, Path(id): Path<String>) -> Ap
 /// Deploy: the body is the package as a tar. The package and its definition are checked
 /// before anything streams (errors are plain 400s); then build progress streams as
 /// newline-delimited JSON, ending with a `done` or an `error` line.
-async fn deploy(State(s): State<AppState>, body: Bytes) -> ApiResult<Response> {
+/// The header that carries a deploy's publisher claim ([`SignedClaim::to_hex`]).
+pub const PUBLISHER_CLAIM_HEADER: &str = "x-mesg-publisher-claim";
+
+async fn deploy(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let claim = match headers.get(PUBLISHER_CLAIM_HEADER) {
+        None => None,
+        Some(v) => {
+            let bad = |m: String| ApiErr::new(StatusCode::BAD_REQUEST, "bad_publisher_claim", m);
+            let text = v
+                .to_str()
+                .map_err(|_| bad(format!("{PUBLISHER_CLAIM_HEADER} is not text")))?;
+            Some(SignedClaim::from_hex(text).map_err(|e| bad(e.to_string()))?)
+        }
+    };
     if body.is_empty() {
         return Err(ApiErr::new(
             StatusCode::BAD_REQUEST,
@@ -194,9 +211,16 @@ async fn deploy(State(s): State<AppState>, body: Bytes) -> ApiResult<Response> {
     let tar = body.to_vec();
     let (package, definition) = s.engine.check_package(tar.clone())?;
     s.engine.check_runnable(&package, &definition).await?;
+    // A claim that does not fit the package is refused before anything is built.
+    if let Some(c) = &claim {
+        let hash = definition.service_hash(&package.hash());
+        let sid = definition.sid.as_deref().unwrap_or_default();
+        c.verify_for(&hash, sid, mesg_protocol::now_ms())
+            .map_err(crate::engine::EngineError::from)?;
+    }
     let (tx, mut rx) = mpsc::channel::<DeployProgress>(256);
     let engine = s.engine.clone();
-    let work = tokio::spawn(async move { engine.deploy(tar, tx).await });
+    let work = tokio::spawn(async move { engine.deploy_claimed(tar, claim, tx).await });
     let stream = async_stream::stream! {
         while let Some(p) = rx.recv().await {
             yield Ok::<_, Infallible>(ndjson(&p));

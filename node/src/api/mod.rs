@@ -44,7 +44,7 @@ impl IntoResponse for ApiErr {
 pub fn status_of(e: &EngineError) -> StatusCode {
     match e.code() {
         "not_found" => StatusCode::NOT_FOUND,
-        "conflict" | "replayed" => StatusCode::CONFLICT,
+        "conflict" | "replayed" | "ambiguous_sid" | "sid_pinned_elsewhere" => StatusCode::CONFLICT,
         "not_owner" => StatusCode::FORBIDDEN,
         "unauthorized" => StatusCode::UNAUTHORIZED,
         "busy" | "docker_unavailable" | "no_provider" => StatusCode::SERVICE_UNAVAILABLE,

@@ -53,6 +53,10 @@ pub enum EngineError {
     Network(String),
     #[error("timed out: {0}")]
     Timeout(String),
+    #[error(transparent)]
+    Name(#[from] super::names::NameError),
+    #[error("{0}")]
+    BadClaim(#[from] mesg_protocol::ClaimError),
 }
 
 impl EngineError {
@@ -91,6 +95,8 @@ impl EngineError {
             EngineError::Store(_) => "store_error",
             EngineError::Network(_) => "network_error",
             EngineError::Timeout(_) => "timeout",
+            EngineError::Name(e) => e.code(),
+            EngineError::BadClaim(_) => "bad_publisher_claim",
         }
     }
 
@@ -102,6 +108,7 @@ impl EngineError {
             EngineError::InvalidInputs(e) | EngineError::InvalidEventData(e) => {
                 e.0.iter().map(|e| e.to_string()).collect()
             }
+            EngineError::Name(e) => e.details(),
             _ => Vec::new(),
         }
     }

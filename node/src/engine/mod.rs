@@ -14,6 +14,7 @@
 
 mod error;
 pub mod instances;
+pub mod names;
 mod network;
 pub mod processes;
 pub mod providers;
@@ -59,6 +60,9 @@ pub struct EngineConfig {
     /// How many executions the node keeps; the oldest finished ones beyond that are
     /// removed. 0 keeps them all.
     pub execution_history: usize,
+    /// Sids bound to a publisher by the operator (`--pin sid=KEY`): they resolve to that
+    /// publisher's services only, whatever else is announced or pinned.
+    pub pins: Vec<(String, PublicKey)>,
 }
 
 /// How often the node forgets expired replay nonces and trims its execution history.
@@ -105,6 +109,10 @@ pub struct ServiceView {
     pub package_hash: PackageHash,
     pub package_size: u64,
     pub publisher: PublicKey,
+    /// Who published the sid (signed its claim): a CLI account, or the node a service was
+    /// deployed on without one. None: unpublished, usable by hash only.
+    #[serde(default)]
+    pub sid_publisher: Option<PublicKey>,
     pub image: Option<String>,
     pub deployed_at: u64,
 }
@@ -119,6 +127,7 @@ impl From<&ServiceEntry> for ServiceView {
             package_hash: e.record.package_hash,
             package_size: e.record.package_size,
             publisher: e.record.publisher,
+            sid_publisher: None,
             image: e.image.clone(),
             deployed_at: e.deployed_at,
         }
@@ -446,6 +455,17 @@ impl Engine {
         tar: Vec<u8>,
         progress: mpsc::Sender<DeployProgress>,
     ) -> Result<ServiceView, EngineError> {
+        self.deploy_claimed(tar, None, progress).await
+    }
+
+    /// [`Engine::deploy`] with the publisher's claim on the service's sid (signed by a CLI
+    /// account). Without one, this node's key publishes the sid.
+    pub async fn deploy_claimed(
+        &self,
+        tar: Vec<u8>,
+        claim: Option<SignedClaim>,
+        progress: mpsc::Sender<DeployProgress>,
+    ) -> Result<ServiceView, EngineError> {
         let (package, definition) = self.check_package(tar)?;
         let service_hash = definition.service_hash(&package.hash());
         let say = |message: String| {
@@ -454,6 +474,37 @@ impl Engine {
                 let _ = progress.send(DeployProgress::Progress { message }).await;
             }
         };
+        let claim = match (&definition.sid, claim) {
+            (Some(sid), Some(c)) => {
+                c.verify_for(&service_hash, sid, now_ms())?;
+                Some(c)
+            }
+            (Some(sid), None) => Some(SignedClaim::sign(
+                self.keypair(),
+                sid,
+                service_hash,
+                now_ms(),
+            )?),
+            (None, Some(_)) => {
+                return Err(EngineError::BadRequest(
+                    "a publisher claim was sent for a service without a sid; remove it or add a sid to mesg.yml".into(),
+                ));
+            }
+            (None, None) => None,
+        };
+        if let Some(c) = &claim {
+            self.check_local_claim(c)?;
+            let who = if c.claim.publisher == self.node_key() {
+                " (this node's key: deploy with `mesg --account NAME service deploy` to publish it as your account)"
+            } else {
+                ""
+            };
+            say(format!(
+                "sid {} published by {}{who}",
+                c.claim.sid, c.claim.publisher
+            ))
+            .await;
+        }
         say(format!(
             "package {}: {} files, {} bytes; service hash {}",
             package.hash(),
@@ -494,10 +545,26 @@ impl Engine {
             publisher: self.node_key(),
         };
         let entry = self.record_service(record, Some(image))?;
+        if let Some(c) = &claim {
+            self.commit_local_claim(c)?;
+        }
         self.inner.store.persist().await?;
         self.publish_service(&entry).await;
         say(format!("deployed {service_hash}")).await;
-        Ok(ServiceView::from(&entry))
+        Ok(self.service_view(&entry))
+    }
+
+    /// A service as the API shows it, with its sid's publisher.
+    pub fn service_view(&self, entry: &ServiceEntry) -> ServiceView {
+        let mut v = ServiceView::from(entry);
+        v.sid_publisher = entry
+            .record
+            .definition
+            .sid
+            .as_ref()
+            .and_then(|_| self.stored_claim(&entry.record.service_hash))
+            .map(|c| c.claim.publisher);
+        v
     }
 
     /// Whether this node may build `package` and run `definition`'s containers (images
@@ -589,35 +656,35 @@ impl Engine {
 
     /// A service by hash or sid, from this node or, failing that, from the network (its
     /// signed record only: enough to validate and route executions).
+    /// A sid resolves through its publisher ([`names`]); a hash is never ambiguous.
     pub async fn resolve_service(&self, id: &str) -> Result<ServiceEntry, EngineError> {
-        match self.service(id) {
-            Ok(e) => Ok(e),
-            Err(not_found) => {
-                let hash = match id.parse::<ServiceHash>() {
-                    Ok(h) => h,
-                    Err(_) => match self.network_sid(&id.to_ascii_lowercase()) {
-                        Some(h) => h,
-                        None => return Err(not_found),
-                    },
-                };
-                if self.network().is_none() {
-                    return Err(not_found);
-                }
-                self.fetch_record(hash).await
-            }
+        let hash = match id.parse::<ServiceHash>() {
+            Ok(h) => h,
+            Err(_) => self.resolve_sid(id)?,
+        };
+        match self.inner.store.service(&hash)? {
+            Some(e) => Ok(e),
+            None if self.network().is_some() => self.fetch_record(hash).await,
+            None => Err(EngineError::NotFound {
+                what: "service",
+                id: id.to_string(),
+            }),
         }
     }
 
-    /// A service by hash or sid, as this node knows it.
+    /// A service by hash or sid (or `sid@PUBLISHER`), as this node knows it.
     pub fn service(&self, id: &str) -> Result<ServiceEntry, EngineError> {
-        let found = match id.parse::<ServiceHash>() {
-            Ok(hash) => self.inner.store.service(&hash)?,
-            Err(_) => self.inner.store.service_by_sid(id)?,
+        let hash = match id.parse::<ServiceHash>() {
+            Ok(hash) => hash,
+            Err(_) => self.resolve_sid(id)?,
         };
-        found.ok_or_else(|| EngineError::NotFound {
-            what: "service",
-            id: id.to_string(),
-        })
+        self.inner
+            .store
+            .service(&hash)?
+            .ok_or_else(|| EngineError::NotFound {
+                what: "service",
+                id: id.to_string(),
+            })
     }
 
     pub fn services(&self) -> Result<Vec<ServiceView>, EngineError> {
@@ -626,7 +693,7 @@ impl Engine {
             .store
             .services()?
             .iter()
-            .map(ServiceView::from)
+            .map(|e| self.service_view(e))
             .collect();
         all.sort_by_key(|s| std::cmp::Reverse(s.deployed_at));
         Ok(all)
@@ -649,9 +716,10 @@ impl Engine {
                 instances.len()
             )));
         }
+        let view = self.service_view(&entry);
         self.inner.store.delete_service(&hash)?;
         self.inner.store.persist().await?;
-        Ok(ServiceView::from(&entry))
+        Ok(view)
     }
 
     // --------------------------------------------------------------- instances

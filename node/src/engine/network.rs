@@ -766,32 +766,18 @@ impl Engine {
 
     async fn on_gossip(&self, message: GossipMessage) {
         match message {
+            GossipMessage::AnnounceV1(signed) => {
+                // An older node: its offers carry no claim, so its services stay unpublished.
+                if let Ok(a) = signed.payload_unverified(MAX_GOSSIP_MESSAGE) {
+                    self.on_announcement(Announcement::from(a)).await;
+                }
+            }
             GossipMessage::Announce(signed) => {
-                let Ok(a) = signed.payload_unverified(MAX_GOSSIP_MESSAGE) else {
+                let Ok(mut a) = signed.payload_unverified(MAX_GOSSIP_MESSAGE) else {
                     return;
                 };
-                if a.node == self.node_key() {
-                    return;
-                }
-                let (fresh, new_services) = self
-                    .inner
-                    .providers
-                    .lock()
-                    .expect("providers lock")
-                    .apply(&a);
-                let size = self.inner.providers.lock().expect("providers lock").len();
-                self.inner.metrics.provider_nodes.set(size as i64);
-                if fresh && let (Some(net), Ok(peer)) = (self.network(), a.node.peer_id()) {
-                    let addrs = a.addrs.iter().filter_map(|s| s.parse().ok()).collect();
-                    net.add_addresses(peer, addrs).await;
-                }
-                if !new_services.is_empty()
-                    && self.inner.all_events_watchers.load(Ordering::SeqCst) > 0
-                {
-                    for s in new_services {
-                        self.subscribe_topic(s).await;
-                    }
-                }
+                drop_invalid_claims(&mut a, now_ms());
+                self.on_announcement(a).await;
             }
             GossipMessage::Event(signed) => self.on_event(signed).await,
         }
@@ -903,6 +889,29 @@ impl Engine {
             tracing::warn!("event not recorded: {e}");
         }
         let _ = self.inner.events_tx.send(event);
+    }
+
+    async fn on_announcement(&self, a: Announcement) {
+        if a.node == self.node_key() {
+            return;
+        }
+        let (fresh, new_services) = self
+            .inner
+            .providers
+            .lock()
+            .expect("providers lock")
+            .apply(&a);
+        let size = self.inner.providers.lock().expect("providers lock").len();
+        self.inner.metrics.provider_nodes.set(size as i64);
+        if fresh && let (Some(net), Ok(peer)) = (self.network(), a.node.peer_id()) {
+            let addrs = a.addrs.iter().filter_map(|s| s.parse().ok()).collect();
+            net.add_addresses(peer, addrs).await;
+        }
+        if !new_services.is_empty() && self.inner.all_events_watchers.load(Ordering::SeqCst) > 0 {
+            for s in new_services {
+                self.subscribe_topic(s).await;
+            }
+        }
     }
 
     /// Whether this event id is new to this node (and remember it).
@@ -1068,6 +1077,21 @@ impl Engine {
             image: None,
             deployed_at: now_ms(),
         };
+        // Keep the publisher's claim, to resolve its sid here and announce it with the
+        // service if this node runs it one day.
+        let announced = self
+            .inner
+            .providers
+            .lock()
+            .expect("providers lock")
+            .claims_of(&hash);
+        if let Some(sid) = &entry.record.definition.sid {
+            for c in announced {
+                if c.verify_for(&hash, sid, now_ms()).is_ok() {
+                    self.store_claim(&c, false)?;
+                }
+            }
+        }
         // Another task may have fetched it meanwhile; keep a built image if there is one.
         if let Some(existing) = self.store().service(&hash)? {
             return Ok(existing);
@@ -1201,6 +1225,12 @@ impl Engine {
                 sid: live.definition.sid.clone(),
                 instance_hash: live.hash,
                 in_flight: live.in_flight_count() as u32,
+                claim: self
+                    .store()
+                    .service(&live.service_hash)
+                    .ok()
+                    .flatten()
+                    .and_then(|e| self.claim_of(&e)),
             })
             .collect()
     }
@@ -1211,15 +1241,6 @@ impl Engine {
             .lock()
             .expect("providers lock")
             .nodes_view()
-    }
-
-    /// Resolve a sid announced in the network.
-    pub fn network_sid(&self, sid: &str) -> Option<ServiceHash> {
-        self.inner
-            .providers
-            .lock()
-            .expect("providers lock")
-            .by_sid(sid)
     }
 }
 
@@ -1250,6 +1271,20 @@ fn outbox_give_up(entry: &OutboxEntry, now: u64) -> Option<String> {
         return Some(format!("{} delivery attempts failed", entry.attempts));
     }
     None
+}
+
+/// A claim that does not verify for its offer (forged, for another service or sid) is
+/// dropped: the offer stays, unpublished (usable by hash, never by sid).
+pub(super) fn drop_invalid_claims(a: &mut Announcement, now: u64) {
+    for offer in &mut a.services {
+        let valid = match (&offer.claim, &offer.sid) {
+            (Some(c), Some(sid)) => c.verify_for(&offer.service_hash, sid, now).is_ok(),
+            _ => false,
+        };
+        if !valid && offer.claim.take().is_some() {
+            tracing::debug!(node = %a.node, service = %offer.service_hash, "invalid publisher claim dropped");
+        }
+    }
 }
 
 fn reject(code: RejectCode, message: impl Into<String>) -> WorkResponse {

@@ -1,7 +1,9 @@
 //! Who runs what: the provider table built from signed announcements, and what this node
 //! learned about each provider while routing to it (round trips, failures, work it sent).
 
-use mesg_protocol::{Announcement, PublicKey, ServiceHash, ServiceOffer, now_ms};
+use mesg_protocol::{
+    Announcement, PublicKey, PublisherClaim, ServiceHash, ServiceOffer, SignedClaim, now_ms,
+};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -99,6 +101,8 @@ pub struct ProviderView {
 pub struct NetworkServiceView {
     pub service_hash: ServiceHash,
     pub sid: Option<String>,
+    /// Who published the sid (a verified claim); None: unpublished, usable by hash only.
+    pub publisher: Option<PublicKey>,
     pub providers: Vec<ProviderView>,
 }
 
@@ -288,8 +292,12 @@ impl ProviderTable {
                     .or_insert_with(|| NetworkServiceView {
                         service_hash: s.service_hash,
                         sid: s.sid.clone(),
+                        publisher: None,
                         providers: Vec::new(),
                     });
+                if v.publisher.is_none() {
+                    v.publisher = s.claim.as_ref().map(|c| c.claim.publisher);
+                }
                 v.providers.push(ProviderView {
                     node: *node,
                     peer_id: node.peer_id().map(|p| p.to_string()).unwrap_or_default(),
@@ -357,15 +365,36 @@ impl ProviderTable {
             .and_then(|s| s.sid.clone())
     }
 
-    /// A service announced under `sid`.
-    pub fn by_sid(&self, sid: &str) -> Option<ServiceHash> {
+    /// The verified claims of services announced under `sid` (claims are checked before
+    /// an announcement is applied; offers without one are not listed).
+    pub fn by_sid(&self, sid: &str) -> Vec<PublisherClaim> {
         let now = now_ms();
         self.nodes
             .values()
             .filter(|n| n.expires_at > now)
             .flat_map(|n| n.services.iter())
-            .find(|s| s.sid.as_deref() == Some(sid))
-            .map(|s| s.service_hash)
+            .filter(|s| s.sid.as_deref() == Some(sid))
+            .filter_map(|s| s.claim.as_ref())
+            .filter(|c| c.claim.sid == sid)
+            .map(|c| c.claim.clone())
+            .collect()
+    }
+
+    /// The announced claims of a service (one per publisher).
+    pub fn claims_of(&self, service: &ServiceHash) -> Vec<SignedClaim> {
+        let mut out: Vec<SignedClaim> = Vec::new();
+        for c in self
+            .nodes
+            .values()
+            .flat_map(|n| n.services.iter())
+            .filter(|s| &s.service_hash == service)
+            .filter_map(|s| s.claim.as_ref())
+        {
+            if !out.iter().any(|o| o.claim.publisher == c.claim.publisher) {
+                out.push(c.clone());
+            }
+        }
+        out
     }
 }
 
@@ -380,6 +409,7 @@ mod tests {
             sid: Some(format!("s{service}")),
             instance_hash: InstanceHash(Hash32::sha256(&[service, 1])),
             in_flight,
+            claim: None,
         }
     }
 

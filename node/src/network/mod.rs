@@ -25,8 +25,13 @@ use serde::Serialize;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-/// Gossip topic of announcements.
-pub const ANNOUNCE_TOPIC: &str = "mesg/announce/1";
+/// Gossip topic of announcements (format 2: offers carry their publisher's claim).
+pub const ANNOUNCE_TOPIC: &str = "mesg/announce/2";
+/// Gossip topic of first-format announcements, from nodes older than publisher claims:
+/// still subscribed to and read (their services are unpublished), never published on.
+/// A topic per format keeps older nodes from receiving frames they cannot decode (and
+/// penalising the sender for them).
+pub const ANNOUNCE_TOPIC_V1: &str = "mesg/announce/1";
 /// Prefix of the per-service event topics: `mesg/events/1/<service hash>`.
 pub const EVENTS_TOPIC_PREFIX: &str = "mesg/events/1/";
 

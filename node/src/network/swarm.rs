@@ -28,6 +28,7 @@ impl gossipsub::TopicSubscriptionFilter for TopicWhitelist {
     fn can_subscribe(&mut self, topic: &gossipsub::TopicHash) -> bool {
         let t = topic.as_str();
         t == ANNOUNCE_TOPIC
+            || t == ANNOUNCE_TOPIC_V1
             || t.strip_prefix(EVENTS_TOPIC_PREFIX)
                 .is_some_and(|h| h.parse::<ServiceHash>().is_ok())
     }
@@ -265,11 +266,13 @@ pub fn spawn(
             .listen_on(addr.clone())
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     }
-    swarm
-        .behaviour_mut()
-        .gossipsub
-        .subscribe(&gossipsub::IdentTopic::new(ANNOUNCE_TOPIC))
-        .map_err(|e| anyhow::anyhow!("subscribe: {e:?}"))?;
+    for topic in [ANNOUNCE_TOPIC, ANNOUNCE_TOPIC_V1] {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&gossipsub::IdentTopic::new(topic))
+            .map_err(|e| anyhow::anyhow!("subscribe: {e:?}"))?;
+    }
 
     let (cmd_tx, cmd_rx) = mpsc::channel(4096);
     let (event_tx, event_rx) = mpsc::channel(4096);
@@ -783,6 +786,14 @@ fn check_gossip(message: &gossipsub::Message) -> Result<GossipMessage, String> {
                 return Err(format!("announcement on topic {topic}"));
             }
             s.verify(domains::ANNOUNCEMENT, now_ms(), MAX_GOSSIP_MESSAGE)
+                .map_err(|e| e.to_string())?;
+            s.signer()
+        }
+        GossipMessage::AnnounceV1(s) => {
+            if topic != ANNOUNCE_TOPIC_V1 {
+                return Err(format!("announcement on topic {topic}"));
+            }
+            s.verify(domains::ANNOUNCEMENT_V1, now_ms(), MAX_GOSSIP_MESSAGE)
                 .map_err(|e| e.to_string())?;
             s.signer()
         }

@@ -230,6 +230,7 @@ pub fn offer(service: ServiceHash, in_flight: u32) -> ServiceOffer {
         sid: None,
         instance_hash: fake_instance(service),
         in_flight,
+        claim: None,
     }
 }
 
