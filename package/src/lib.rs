@@ -10,6 +10,14 @@ use std::path::{Path, PathBuf};
 
 /// Default cap on a package's total file size.
 pub const DEFAULT_MAX_PACKAGE_BYTES: u64 = 256 * 1024 * 1024;
+/// Most bytes reserved up front for one tar entry, whatever size its header declares: a
+/// header is outside input, so a larger entry grows its buffer as its bytes really arrive
+/// (a 6 MB tar once reserved 586 GiB of address space by declaring huge sizes).
+pub const MAX_ENTRY_PREALLOC: u64 = 1024 * 1024;
+/// Most entries (files and symlinks) in a package: each costs a hash and a path in memory
+/// whatever its size, so an upload of empty files is bounded too. Real build contexts hold
+/// a few thousand files at most.
+pub const MAX_PACKAGE_ENTRIES: usize = 100_000;
 pub const DEFINITION_FILE: &str = "mesg.yml";
 pub const DOCKERFILE: &str = "Dockerfile";
 
@@ -40,6 +48,18 @@ pub enum PackageIoError {
     Package(#[from] PackageError),
     #[error("{DEFINITION_FILE} is not UTF-8")]
     DefinitionNotUtf8,
+    #[error(
+        "tar entry `{path}` declares {declared} bytes but the tar has only {available} left: the tar is truncated or forged"
+    )]
+    Truncated {
+        path: String,
+        declared: u64,
+        available: u64,
+    },
+    #[error(
+        "the package has more than {limit} files; add the ones the image does not need to .dockerignore"
+    )]
+    TooManyEntries { limit: usize },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PackageIoError + '_ {
@@ -186,76 +206,19 @@ impl Package {
     }
 
     /// Read a package from tar bytes (an upload, or a transfer from another node), checking
-    /// every entry. Directories are implied by file paths and not kept.
-    pub fn from_tar(bytes: Vec<u8>, max_bytes: u64) -> Result<Package, PackageIoError> {
-        let tar_err = |e: std::io::Error| PackageIoError::Tar(e.to_string());
-        let mut archive = tar::Archive::new(bytes.as_slice());
+    /// every entry. Directories are implied by file paths and not kept. Sizes declared by
+    /// headers are outside input: they are added with checked arithmetic, compared with the
+    /// bytes the tar really holds, and never reserved beyond [`MAX_ENTRY_PREALLOC`].
+    pub fn from_tar(bytes: &[u8], max_bytes: u64) -> Result<Package, PackageIoError> {
         let mut items = Vec::new();
-        let mut size = 0u64;
-        for entry in archive.entries().map_err(tar_err)? {
-            let mut entry = entry.map_err(tar_err)?;
-            let path = entry.path().map_err(tar_err)?.to_string_lossy().to_string();
-            let path = path
-                .trim_start_matches("./")
-                .trim_end_matches('/')
-                .to_string();
-            let header = entry.header();
-            let ty = header.entry_type();
-            if ty.is_dir() {
-                continue;
-            }
-            if !is_clean_relative_path(&path) {
-                return Err(PackageIoError::UnsafeEntry(path));
-            }
-            let (kind, content) = if ty.is_symlink() {
-                let target = entry
-                    .link_name()
-                    .map_err(tar_err)?
-                    .map(|t| t.to_string_lossy().to_string())
-                    .unwrap_or_default();
-                (EntryKind::Symlink, Content::Link(target))
-            } else if ty.is_file() {
-                let mode = header.mode().map_err(tar_err)?;
-                let declared = header.size().map_err(tar_err)?;
-                if size + declared > max_bytes {
-                    return Err(PackageIoError::TooLarge {
-                        size: size + declared,
-                        limit: max_bytes,
-                    });
-                }
-                let mut data = Vec::with_capacity(declared as usize);
-                entry.read_to_end(&mut data).map_err(tar_err)?;
-                let kind = if mode & 0o111 != 0 {
-                    EntryKind::Executable
-                } else {
-                    EntryKind::File
-                };
-                (kind, Content::Bytes(data))
-            } else {
-                return Err(PackageIoError::UnsafeEntry(path));
-            };
-            let (len, content_hash) = match &content {
-                Content::Bytes(b) => (b.len() as u64, Hash32::sha256(b)),
-                Content::Link(t) => (t.len() as u64, Hash32::sha256(t.as_bytes())),
-                Content::File(_) => unreachable!("tar entries are read into memory"),
-            };
-            size += len;
-            if size > max_bytes {
-                return Err(PackageIoError::TooLarge {
-                    size,
-                    limit: max_bytes,
-                });
-            }
+        let size = read_tar(bytes, max_bytes, |entry, content| {
             items.push(Item {
-                entry: PackageEntry {
-                    path,
-                    kind,
-                    content_hash,
-                },
-                size: len,
+                size: content_len(&content),
+                entry,
                 content,
             });
-        }
+            Ok(())
+        })?;
         Package::finish(items, size)
     }
 
@@ -283,44 +246,179 @@ impl Package {
 
     /// Write the package as a tar with normalized metadata (mtime 0, root owner, 0644/0755).
     pub fn write_tar<W: Write>(&self, out: W) -> Result<W, PackageIoError> {
-        let tar_err = |e: std::io::Error| PackageIoError::Tar(e.to_string());
         let mut builder = tar::Builder::new(out);
         for item in &self.items {
-            let mut header = tar::Header::new_gnu();
-            header.set_mtime(0);
-            header.set_uid(0);
-            header.set_gid(0);
-            match &item.content {
-                Content::Link(target) => {
-                    header.set_entry_type(tar::EntryType::Symlink);
-                    header.set_size(0);
-                    header.set_mode(0o777);
-                    builder
-                        .append_link(&mut header, &item.entry.path, target)
-                        .map_err(tar_err)?;
-                }
-                Content::File(path) => {
-                    let f = std::fs::File::open(path).map_err(io(path))?;
-                    header.set_size(item.size);
-                    header.set_mode(mode_of(item.entry.kind));
-                    builder
-                        .append_data(&mut header, &item.entry.path, f.take(item.size))
-                        .map_err(tar_err)?;
-                }
-                Content::Bytes(data) => {
-                    header.set_size(data.len() as u64);
-                    header.set_mode(mode_of(item.entry.kind));
-                    builder
-                        .append_data(&mut header, &item.entry.path, data.as_slice())
-                        .map_err(tar_err)?;
-                }
-            }
+            append_item(&mut builder, item)?;
         }
-        builder.into_inner().map_err(tar_err)
+        builder
+            .into_inner()
+            .map_err(|e| PackageIoError::Tar(e.to_string()))
     }
 
     pub fn to_tar_bytes(&self) -> Result<Vec<u8>, PackageIoError> {
         self.write_tar(Vec::with_capacity(self.size as usize + 4096))
+    }
+
+    /// The tar, releasing each file's content once written: a package read from an upload
+    /// is not held twice (as files and as tar) while its tar is built.
+    pub fn into_tar_bytes(mut self) -> Result<Vec<u8>, PackageIoError> {
+        let mut builder = tar::Builder::new(Vec::with_capacity(self.size as usize + 4096));
+        for item in std::mem::take(&mut self.items) {
+            append_item(&mut builder, &item)?;
+        }
+        builder
+            .into_inner()
+            .map_err(|e| PackageIoError::Tar(e.to_string()))
+    }
+}
+
+/// The hash of a package tar, computed while reading it with the same checks as
+/// [`Package::from_tar`] but keeping no file content: a package fetched from a peer is
+/// compared with the hash its signed record names before anything parses its definition.
+pub fn hash_tar(bytes: &[u8], max_bytes: u64) -> Result<PackageHash, PackageIoError> {
+    let mut entries = Vec::new();
+    read_tar(bytes, max_bytes, |entry, _| {
+        entries.push(entry);
+        Ok(())
+    })?;
+    Ok(PackageHash::of_entries(entries)?)
+}
+
+fn content_len(content: &Content) -> u64 {
+    match content {
+        Content::Bytes(b) => b.len() as u64,
+        Content::Link(t) => t.len() as u64,
+        Content::File(_) => 0,
+    }
+}
+
+/// Walk a tar's entries, checking each, and hand each kept entry (with its content read
+/// into memory) to `keep`. Returns the total size of the contents.
+fn read_tar(
+    bytes: &[u8],
+    max_bytes: u64,
+    mut keep: impl FnMut(PackageEntry, Content) -> Result<(), PackageIoError>,
+) -> Result<u64, PackageIoError> {
+    let tar_err = |e: std::io::Error| PackageIoError::Tar(e.to_string());
+    let total_len = bytes.len() as u64;
+    let mut archive = tar::Archive::new(bytes);
+    let mut size = 0u64;
+    let mut count = 0usize;
+    for entry in archive.entries().map_err(tar_err)? {
+        let mut entry = entry.map_err(tar_err)?;
+        let path = entry.path().map_err(tar_err)?.to_string_lossy().to_string();
+        let path = path
+            .trim_start_matches("./")
+            .trim_end_matches('/')
+            .to_string();
+        let header = entry.header();
+        let ty = header.entry_type();
+        if ty.is_dir() {
+            continue;
+        }
+        if !is_clean_relative_path(&path) {
+            return Err(PackageIoError::UnsafeEntry(path));
+        }
+        count += 1;
+        if count > MAX_PACKAGE_ENTRIES {
+            return Err(PackageIoError::TooManyEntries {
+                limit: MAX_PACKAGE_ENTRIES,
+            });
+        }
+        let (kind, content) = if ty.is_symlink() {
+            let target = entry
+                .link_name()
+                .map_err(tar_err)?
+                .map(|t| t.to_string_lossy().to_string())
+                .unwrap_or_default();
+            (EntryKind::Symlink, Content::Link(target))
+        } else if ty.is_file() {
+            let mode = header.mode().map_err(tar_err)?;
+            let declared = entry.size();
+            let grown = size.checked_add(declared).filter(|s| *s <= max_bytes);
+            if grown.is_none() {
+                return Err(PackageIoError::TooLarge {
+                    size: size.saturating_add(declared),
+                    limit: max_bytes,
+                });
+            }
+            let available = total_len.saturating_sub(entry.raw_file_position());
+            if declared > available {
+                return Err(PackageIoError::Truncated {
+                    path,
+                    declared,
+                    available,
+                });
+            }
+            let mut data = Vec::with_capacity(declared.min(MAX_ENTRY_PREALLOC) as usize);
+            (&mut entry)
+                .take(declared)
+                .read_to_end(&mut data)
+                .map_err(tar_err)?;
+            let kind = if mode & 0o111 != 0 {
+                EntryKind::Executable
+            } else {
+                EntryKind::File
+            };
+            (kind, Content::Bytes(data))
+        } else {
+            return Err(PackageIoError::UnsafeEntry(path));
+        };
+        let (len, content_hash) = match &content {
+            Content::Bytes(b) => (b.len() as u64, Hash32::sha256(b)),
+            Content::Link(t) => (t.len() as u64, Hash32::sha256(t.as_bytes())),
+            Content::File(_) => unreachable!("tar entries are read into memory"),
+        };
+        size =
+            size.checked_add(len)
+                .filter(|s| *s <= max_bytes)
+                .ok_or(PackageIoError::TooLarge {
+                    size: size.saturating_add(len),
+                    limit: max_bytes,
+                })?;
+        keep(
+            PackageEntry {
+                path,
+                kind,
+                content_hash,
+            },
+            content,
+        )?;
+    }
+    Ok(size)
+}
+
+/// One item as a tar entry with normalized metadata.
+fn append_item<W: Write>(builder: &mut tar::Builder<W>, item: &Item) -> Result<(), PackageIoError> {
+    let tar_err = |e: std::io::Error| PackageIoError::Tar(e.to_string());
+    let mut header = tar::Header::new_gnu();
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    match &item.content {
+        Content::Link(target) => {
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            header.set_mode(0o777);
+            builder
+                .append_link(&mut header, &item.entry.path, target)
+                .map_err(tar_err)
+        }
+        Content::File(path) => {
+            let f = std::fs::File::open(path).map_err(io(path))?;
+            header.set_size(item.size);
+            header.set_mode(mode_of(item.entry.kind));
+            builder
+                .append_data(&mut header, &item.entry.path, f.take(item.size))
+                .map_err(tar_err)
+        }
+        Content::Bytes(data) => {
+            header.set_size(data.len() as u64);
+            header.set_mode(mode_of(item.entry.kind));
+            builder
+                .append_data(&mut header, &item.entry.path, data.as_slice())
+                .map_err(tar_err)
+        }
     }
 }
 
@@ -445,7 +543,7 @@ mod tests {
         std::os::unix::fs::symlink("app", tmp.path().join("bin/link")).unwrap();
         let p = Package::from_dir(tmp.path(), DEFAULT_MAX_PACKAGE_BYTES).unwrap();
         let tar = p.to_tar_bytes().unwrap();
-        let back = Package::from_tar(tar, DEFAULT_MAX_PACKAGE_BYTES).unwrap();
+        let back = Package::from_tar(&tar, DEFAULT_MAX_PACKAGE_BYTES).unwrap();
         assert_eq!(back.hash(), p.hash());
         assert_eq!(back.definition_text(), "name: x\n");
         // Changing a mode changes the hash.
@@ -487,12 +585,121 @@ mod tests {
         b.append(&h, &b"x"[..]).unwrap();
         let hostile = b.into_inner().unwrap();
         assert!(matches!(
-            Package::from_tar(hostile, DEFAULT_MAX_PACKAGE_BYTES),
+            Package::from_tar(&hostile, DEFAULT_MAX_PACKAGE_BYTES),
             Err(PackageIoError::UnsafeEntry(_))
         ));
         assert!(matches!(
-            Package::from_tar(b"garbage".to_vec(), DEFAULT_MAX_PACKAGE_BYTES),
+            Package::from_tar(b"garbage", DEFAULT_MAX_PACKAGE_BYTES),
             Err(PackageIoError::Tar(_) | PackageIoError::NoDefinition)
         ));
+    }
+
+    /// A tar whose entries are given as (name, declared size, bytes actually present).
+    fn forged_tar(entries: &[(&str, u64, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, declared, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_path(name).unwrap();
+            h.set_mode(0o644);
+            h.set_size(*declared);
+            h.set_cksum();
+            out.extend_from_slice(h.as_bytes());
+            out.extend_from_slice(data);
+            let pad = (512 - data.len() % 512) % 512;
+            out.extend(std::iter::repeat_n(0u8, pad));
+        }
+        out
+    }
+
+    /// A PAX extended header saying the next entry holds `size` bytes.
+    fn pax_size(out: &mut Vec<u8>, size: u64) {
+        let body = {
+            let rest = format!(" size={size}\n");
+            // The record's length counts its own digits.
+            let mut len = rest.len() + 1;
+            while len.to_string().len() + rest.len() != len {
+                len += 1;
+            }
+            format!("{len}{rest}")
+        };
+        let mut h = tar::Header::new_ustar();
+        h.set_path("pax").unwrap();
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_size(body.len() as u64);
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(body.as_bytes());
+        out.extend(std::iter::repeat_n(0u8, (512 - body.len() % 512) % 512));
+    }
+
+    #[test]
+    fn header_sizes_that_overflow_are_too_large_not_a_panic() {
+        // The 6 KiB tar of the review: a PAX `size` gives the real length (the tar reader
+        // follows it) while the header's own size field says almost 2^64; adding that to
+        // the running total panicked the deploy handler.
+        let mut tar = forged_tar(&[("mesg.yml", 1, b"x")]);
+        pax_size(&mut tar, 2);
+        tar.extend(forged_tar(&[("b", u64::MAX, b"yy")]));
+        let err = Package::from_tar(&tar, DEFAULT_MAX_PACKAGE_BYTES).unwrap_err();
+        // The entry is read with the size the tar reader uses (2 bytes); then the
+        // package lacks a Dockerfile: an ordinary error, no panic.
+        assert!(matches!(err, PackageIoError::NoDockerfile), "{err}");
+        assert!(hash_tar(&tar, DEFAULT_MAX_PACKAGE_BYTES).is_ok());
+        // A running total near 2^64 is refused as too large, not wrapped.
+        let tar = forged_tar(&[("a", 3, b"abc")]);
+        let err = Package::from_tar(&tar, 2).unwrap_err();
+        assert!(
+            matches!(err, PackageIoError::TooLarge { size: 3, limit: 2 }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn declared_sizes_beyond_the_tar_are_refused_before_any_reservation() {
+        // Each entry declares 200 MiB and holds 3 bytes: the old reader reserved 200 MiB
+        // per entry (586 GiB of address space for a 6 MB tar).
+        let tar = forged_tar(&[("a", 200 << 20, b"abc"), ("b", 200 << 20, b"abc")]);
+        let err = Package::from_tar(&tar, DEFAULT_MAX_PACKAGE_BYTES).unwrap_err();
+        match err {
+            PackageIoError::Truncated {
+                path,
+                declared,
+                available,
+            } => {
+                assert_eq!(path, "a");
+                assert_eq!(declared, 200 << 20);
+                assert!(available < 2048, "{available}");
+            }
+            other => panic!("expected Truncated, got {other}"),
+        }
+        assert!(err_text(&tar).contains("truncated or forged"));
+    }
+
+    fn err_text(tar: &[u8]) -> String {
+        Package::from_tar(tar, DEFAULT_MAX_PACKAGE_BYTES)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn too_many_entries_are_refused() {
+        let names: Vec<String> = (0..=MAX_PACKAGE_ENTRIES).map(|i| format!("f{i}")).collect();
+        let entries: Vec<(&str, u64, &[u8])> =
+            names.iter().map(|n| (n.as_str(), 0, &b""[..])).collect();
+        let tar = forged_tar(&entries);
+        assert!(matches!(
+            Package::from_tar(&tar, DEFAULT_MAX_PACKAGE_BYTES),
+            Err(PackageIoError::TooManyEntries { .. })
+        ));
+    }
+
+    #[test]
+    fn hash_tar_matches_the_parsed_package_and_into_tar_keeps_the_bytes() {
+        let tmp = service_dir();
+        let p = Package::from_dir(tmp.path(), DEFAULT_MAX_PACKAGE_BYTES).unwrap();
+        let tar = p.to_tar_bytes().unwrap();
+        assert_eq!(hash_tar(&tar, DEFAULT_MAX_PACKAGE_BYTES).unwrap(), p.hash());
+        let back = Package::from_tar(&tar, DEFAULT_MAX_PACKAGE_BYTES).unwrap();
+        assert_eq!(back.into_tar_bytes().unwrap(), tar);
     }
 }

@@ -96,8 +96,9 @@ pub fn validate(path: &Path) -> anyhow::Result<()> {
 // ------------------------------------------------------------------- deploy
 
 /// Package `dir`, check its definition here, send it and follow the build. Returns the
-/// deployed service (typed, and as the node answered).
-pub async fn deploy(ctx: &Ctx, dir: &Path) -> anyhow::Result<(ServiceView, Value)> {
+/// deployed service (typed, and as the node answered). A `private` package is not served
+/// to the node's peers.
+pub async fn deploy(ctx: &Ctx, dir: &Path, private: bool) -> anyhow::Result<(ServiceView, Value)> {
     let client = ctx.client()?;
     let pkg = Package::from_dir(dir, DEFAULT_MAX_PACKAGE_BYTES)
         .with_context(|| format!("cannot package {}", dir.display()))?;
@@ -121,6 +122,7 @@ pub async fn deploy(ctx: &Ctx, dir: &Path) -> anyhow::Result<(ServiceView, Value
     ));
     let request = client
         .post(&["v1", "services"])
+        .query(&[("private", private)])
         .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
         .body(tar);
     let response = client.send(request).await?;
@@ -184,9 +186,10 @@ pub async fn deploy_cmd(
     dir: &Path,
     start: bool,
     env: &[(String, String)],
+    private: bool,
 ) -> anyhow::Result<()> {
     let env = inputs::env_map(env).map_err(anyhow::Error::msg)?;
-    let (service, raw) = deploy(ctx, dir).await?;
+    let (service, raw) = deploy(ctx, dir, private).await?;
     if !ctx.json() {
         outln!(
             "{} {}{}",
@@ -199,6 +202,13 @@ pub async fn deploy_cmd(
                 .unwrap_or_default()
         );
         outln!("service hash: {}", service.hash);
+        if private {
+            outln!("package: private, kept on this node (peers cannot fetch it)");
+        } else {
+            outln!(
+                "package: public, any peer of the network can fetch it (this directory minus .dockerignore); deploy with --private to keep it on this node"
+            );
+        }
     }
     if !start {
         if ctx.json() {

@@ -187,7 +187,11 @@ async fn delete_service(State(s): State<AppState>, Path(id): Path<String>) -> Ap
 /// Deploy: the body is the package as a tar. The package and its definition are checked
 /// before anything streams (errors are plain 400s); then build progress streams as
 /// newline-delimited JSON, ending with a `done` or an `error` line.
-async fn deploy(State(s): State<AppState>, body: Bytes) -> ApiResult<Response> {
+async fn deploy(
+    State(s): State<AppState>,
+    Query(query): Query<DeployQuery>,
+    body: Bytes,
+) -> ApiResult<Response> {
     if body.is_empty() {
         return Err(ApiErr::new(
             StatusCode::BAD_REQUEST,
@@ -195,11 +199,14 @@ async fn deploy(State(s): State<AppState>, body: Bytes) -> ApiResult<Response> {
             "the body must be the service directory as a tar (mesg service deploy DIR does this)",
         ));
     }
-    let tar = body.to_vec();
-    s.engine.check_package(tar.clone())?;
+    // Parsed once, from the request's own buffer; the buffer goes as soon as the package
+    // holds the files (no copies of an upload of up to 257 MiB).
+    let (package, definition) = s.engine.check_package(&body)?;
+    drop(body);
     let (tx, mut rx) = mpsc::channel::<DeployProgress>(256);
     let engine = s.engine.clone();
-    let work = tokio::spawn(async move { engine.deploy(tar, tx).await });
+    let work =
+        tokio::spawn(async move { engine.deploy(package, definition, query.private, tx).await });
     let stream = async_stream::stream! {
         while let Some(p) = rx.recv().await {
             yield Ok::<_, Infallible>(ndjson(&p));
@@ -303,6 +310,13 @@ async fn stop_instance(
     let body: Option<StopInstance> = optional_json(&body)?;
     let grace = Duration::from_millis(body.and_then(|b| b.grace_ms).unwrap_or(10_000).min(300_000));
     Ok(Json(s.engine.stop_instance(&id, grace).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct DeployQuery {
+    /// Keep the package on this node: never served to peers.
+    #[serde(default)]
+    private: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -392,14 +392,16 @@ impl Engine {
 
     // ---------------------------------------------------------------- services
 
-    /// Deploy a package (a tar of the service directory): validate, store the package,
-    /// build the image, record the service. Progress lines go to `progress`.
+    /// Deploy a package checked by [`Engine::check_package`]: store the package, build
+    /// the image, record the service. Progress lines go to `progress`. A `private`
+    /// package is never served to peers (see [`Engine::is_private_package`]).
     pub async fn deploy(
         &self,
-        tar: Vec<u8>,
+        package: Package,
+        definition: ServiceDefinition,
+        private: bool,
         progress: mpsc::Sender<DeployProgress>,
     ) -> Result<ServiceView, EngineError> {
-        let (package, definition) = self.check_package(tar)?;
         let service_hash = definition.service_hash(&package.hash());
         let say = |message: String| {
             let progress = progress.clone();
@@ -425,10 +427,24 @@ impl Engine {
                 .into());
             }
         }
+        let (package_hash, package_size, file_count) =
+            (package.hash(), package.size(), package.file_count());
+        // Each file's bytes are released as the tar is written: one copy in memory.
         let tar = package
-            .to_tar_bytes()
+            .into_tar_bytes()
             .map_err(|e| EngineError::InvalidPackage(e.to_string()))?;
-        self.save_package(&package.hash(), &tar)?;
+        self.save_package(&package_hash, &tar)?;
+        self.set_private_package(&package_hash, private)?;
+        say(if private {
+            format!(
+                "private: the package ({file_count} files) stays on this node; peers can route executions to it but cannot fetch the package to run the service themselves"
+            )
+        } else {
+            format!(
+                "public: any peer of the network can fetch this package ({file_count} files, {package_size} bytes, the whole build context minus .dockerignore) to run the service; deploy with --private to keep it on this node"
+            )
+        })
+        .await;
         let image = image_tag(&service_hash);
         say(format!("building image {image}")).await;
         let (line_tx, mut line_rx) = mpsc::channel::<String>(256);
@@ -451,8 +467,8 @@ impl Engine {
         let record = ServiceRecord {
             service_hash,
             definition,
-            package_hash: package.hash(),
-            package_size: package.size(),
+            package_hash,
+            package_size,
             publisher: self.node_key(),
         };
         let entry = self.record_service(record, Some(image))?;
@@ -463,7 +479,7 @@ impl Engine {
     }
 
     /// Parse and validate a package tar.
-    pub fn check_package(&self, tar: Vec<u8>) -> Result<(Package, ServiceDefinition), EngineError> {
+    pub fn check_package(&self, tar: &[u8]) -> Result<(Package, ServiceDefinition), EngineError> {
         let package = Package::from_tar(tar, self.inner.config.max_package_bytes)
             .map_err(|e| EngineError::InvalidPackage(e.to_string()))?;
         let definition = package
@@ -501,6 +517,39 @@ impl Engine {
             .config
             .packages_dir
             .join(format!("{package}.tar"))
+    }
+
+    /// The marker of a package deployed with `private`: kept next to the package, so a
+    /// later public deploy of the same package removes it.
+    fn private_marker(&self, package: &PackageHash) -> PathBuf {
+        self.inner
+            .config
+            .packages_dir
+            .join(format!("{package}.private"))
+    }
+
+    /// Whether this node's operator deployed `package` as private: it is then never
+    /// served to peers (nor announced as held in the DHT).
+    pub fn is_private_package(&self, package: &PackageHash) -> bool {
+        self.private_marker(package).exists()
+    }
+
+    fn set_private_package(&self, package: &PackageHash, private: bool) -> Result<(), EngineError> {
+        let marker = self.private_marker(package);
+        let done = if private {
+            std::fs::write(&marker, b"deployed with --private: not served to peers\n")
+        } else {
+            match std::fs::remove_file(&marker) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            }
+        };
+        done.map_err(|e| {
+            EngineError::Store(StoreError::Encode(format!(
+                "cannot mark package {package} as {}: {e}",
+                if private { "private" } else { "public" }
+            )))
+        })
     }
 
     fn save_package(&self, hash: &PackageHash, tar: &[u8]) -> Result<(), EngineError> {

@@ -708,8 +708,10 @@ impl Engine {
             net.put_record(record_key(&entry.record.service_hash), value)
                 .await;
         }
-        net.start_providing(package_key(&entry.record.package_hash))
-            .await;
+        if !self.is_private_package(&entry.record.package_hash) {
+            net.start_providing(package_key(&entry.record.package_hash))
+                .await;
+        }
     }
 
     async fn on_gossip(&self, message: GossipMessage) {
@@ -843,6 +845,11 @@ impl Engine {
                 Ok(Some(entry)) => PackageResponse::Record(entry.signed),
                 _ => PackageResponse::NotFound(format!("no service {hash} here")),
             },
+            PackageRequest::Chunk { package, .. } if self.is_private_package(&package) => {
+                PackageResponse::NotFound(format!(
+                    "package {package} is private: its publisher deployed it with --private and does not serve it to peers; ask them for the service directory"
+                ))
+            }
             PackageRequest::Chunk { package, offset } => {
                 let path = self.package_path(&package);
                 match read_chunk(&path, offset).await {
@@ -962,12 +969,35 @@ impl Engine {
                     continue;
                 }
             };
-            let (package, definition) = self.check_package(tar.clone())?;
+            // Hash first: the bytes of a peer are only hashed (a streaming read that keeps no
+            // content) until they match the signed record; only then is the package parsed.
+            match mesg_package::hash_tar(&tar, self.inner.config.max_package_bytes) {
+                Ok(h) if h == rec.package_hash => {}
+                Ok(h) => {
+                    last_error = format!(
+                        "{peer} sent package {h}, not {} as the record says",
+                        rec.package_hash
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    last_error = format!("{peer} sent an unreadable package: {e}");
+                    continue;
+                }
+            }
+            let (package, definition) = match self.check_package(&tar) {
+                Ok(checked) => checked,
+                Err(e) => {
+                    last_error = format!("{peer} sent an invalid package: {e}");
+                    continue;
+                }
+            };
             if package.hash() != rec.package_hash || definition != rec.definition {
                 last_error = format!("{peer} sent a package that does not match the record");
                 continue;
             }
-            self.save_package(&package.hash(), &tar)?;
+            drop(package);
+            self.save_package(&rec.package_hash, &tar)?;
             let image = image_tag(&hash);
             let (tx, mut rx) = mpsc::channel::<String>(64);
             let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
