@@ -53,6 +53,13 @@ pub enum EngineError {
     Network(String),
     #[error("timed out: {0}")]
     Timeout(String),
+    /// A signed request dated too far ahead of this node's clock, or already past its
+    /// deadline.
+    #[error("{0}")]
+    RequestTime(#[from] mesg_protocol::RequestTimeError),
+    /// A signed envelope issued too far ahead of this node's clock.
+    #[error("signature: {0}: check the signer's clock")]
+    NotYetValid(mesg_protocol::EnvelopeError),
 }
 
 impl EngineError {
@@ -84,6 +91,11 @@ impl EngineError {
             EngineError::Store(_) => "store_error",
             EngineError::Network(_) => "network_error",
             EngineError::Timeout(_) => "timeout",
+            EngineError::RequestTime(mesg_protocol::RequestTimeError::InTheFuture { .. })
+            | EngineError::NotYetValid(_) => "clock_skew",
+            EngineError::RequestTime(mesg_protocol::RequestTimeError::DeadlinePassed {
+                ..
+            }) => "expired",
         }
     }
 

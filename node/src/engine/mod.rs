@@ -999,9 +999,14 @@ impl Engine {
         &self,
         signed: Signed<ExecutionRequest>,
     ) -> Result<Execution, EngineError> {
+        let now = now_ms();
         let request = signed
-            .verify(domains::EXECUTION_REQUEST, now_ms(), MAX_WORK_MESSAGE)
-            .map_err(|e| EngineError::BadSignature(e.to_string()))?;
+            .verify(domains::EXECUTION_REQUEST, now, MAX_WORK_MESSAGE)
+            .map_err(|e| match e {
+                e @ mesg_protocol::EnvelopeError::NotYetValid { .. } => EngineError::NotYetValid(e),
+                e => EngineError::BadSignature(e.to_string()),
+            })?;
+        request.check_times(now)?;
         if request.requester_node != self.node_key() {
             return Err(EngineError::BadRequest(format!(
                 "the request names node {} as its requester node, not this node ({})",
@@ -1111,7 +1116,7 @@ impl Engine {
                 id: parent.to_string(),
             });
         }
-        let mut execution = Execution::from_request(&request);
+        let mut execution = Execution::received(&request, now_ms());
         // With a local instance ready, the execution is recorded as already handed to it:
         // one flush, and a crash can never leave a task that reached a container recorded
         // as not started (which a restart would run again).

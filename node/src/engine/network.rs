@@ -468,9 +468,15 @@ impl Engine {
             }
             Err(e) => return reject(RejectCode::BadSignature, e.to_string()),
         };
-        // Past its deadline the requester has given up on it: never start it.
-        if now_ms() >= request.created_at.saturating_add(request.timeout_ms) {
-            return reject(RejectCode::Expired, "the execution's deadline has passed");
+        // Dated ahead of our clock beyond the tolerated skew: refused (it would never time
+        // out). Past its deadline the requester has given up on it: never start it.
+        let received_at = now_ms();
+        match request.check_times(received_at) {
+            Ok(()) => {}
+            Err(e @ mesg_protocol::RequestTimeError::DeadlinePassed { .. }) => {
+                return reject(RejectCode::Expired, e.to_string());
+            }
+            Err(e) => return reject(RejectCode::Malformed, e.to_string()),
         }
         if request.requester_node.peer_id().ok() != Some(peer) {
             return reject(
@@ -501,7 +507,8 @@ impl Engine {
             Ok(false) => return reject(RejectCode::Replayed, "this request was already submitted"),
             Err(e) => return reject(RejectCode::Internal, e.to_string()),
         }
-        let mut execution = Execution::from_request(&request);
+        // Its deadline counts from the receipt here, never from a later claimed time.
+        let mut execution = Execution::received(&request, received_at);
         self.assign(&mut execution, &live);
         if let Err(e) = self.store().insert_execution(&execution, &signed) {
             return reject(RejectCode::Replayed, e.to_string());
