@@ -57,6 +57,16 @@ pub struct NodeArgs {
     )]
     pub execution_history: usize,
 
+    /// Work requests (submits, results, cancels) one peer may send per second; beyond it,
+    /// plus a burst of two seconds' worth, its requests are refused as busy.
+    #[arg(
+        long,
+        env = "MESG_PEER_WORK_RATE",
+        default_value_t = crate::engine::peer_limits::DEFAULT_PEER_WORK_RATE,
+        value_name = "N"
+    )]
+    pub peer_work_rate: u32,
+
     /// Address to listen on for peers (repeatable).
     /// [default: /ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/udp/4001/quic-v1]
     #[arg(

@@ -74,6 +74,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
             max_package_bytes: mesg_package::DEFAULT_MAX_PACKAGE_BYTES,
             default_limits: ResourceLimits::default(),
             execution_history: args.execution_history,
+            peer_work_rate: args.peer_work_rate,
         },
     );
     let mut net_config = network::NetworkConfig::default();

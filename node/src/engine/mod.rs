@@ -15,6 +15,7 @@
 mod error;
 pub mod instances;
 mod network;
+pub mod peer_limits;
 pub mod processes;
 pub mod providers;
 mod timeouts;
@@ -59,6 +60,8 @@ pub struct EngineConfig {
     /// How many executions the node keeps; the oldest finished ones beyond that are
     /// removed. 0 keeps them all.
     pub execution_history: usize,
+    /// Work requests one peer may send per second (see [`peer_limits`]).
+    pub peer_work_rate: u32,
 }
 
 /// How often the node forgets expired replay nonces and trims its execution history.
@@ -155,6 +158,8 @@ struct Inner {
     routes: Mutex<HashMap<ExecutionId, PublicKey>>,
     /// Executor side: submits in progress per requesting peer.
     inbound: Mutex<HashMap<libp2p::PeerId, usize>>,
+    /// Each peer's rate of work requests.
+    peer_rates: peer_limits::PeerRates,
     announce_seq: AtomicU64,
     announce_now: tokio::sync::Notify,
     /// Services this node registered as a DHT provider of.
@@ -175,6 +180,7 @@ pub struct EngineMetrics {
     pub executions_completed: prometheus_client::metrics::counter::Counter,
     pub executions_failed: prometheus_client::metrics::counter::Counter,
     pub executions_accepted_from_peers: prometheus_client::metrics::counter::Counter,
+    pub peer_work_refused: prometheus_client::metrics::counter::Counter,
     pub events_emitted: prometheus_client::metrics::counter::Counter,
     pub events_received: prometheus_client::metrics::counter::Counter,
 }
@@ -215,7 +221,6 @@ impl Engine {
                 key,
                 store,
                 runtime,
-                config,
                 live: Registry::default(),
                 deadlines,
                 executions_tx,
@@ -225,11 +230,13 @@ impl Engine {
                 providers: Mutex::new(providers::ProviderTable::default()),
                 routes: Mutex::new(HashMap::new()),
                 inbound: Mutex::new(HashMap::new()),
+                peer_rates: peer_limits::PeerRates::new(config.peer_work_rate),
                 announce_seq: AtomicU64::new(0),
                 announce_now: tokio::sync::Notify::new(),
                 provided: Mutex::new(HashSet::new()),
                 event_topics: Mutex::new(HashMap::new()),
                 all_events_watchers: AtomicUsize::new(0),
+                config,
                 seen_events: Mutex::new((HashSet::new(), VecDeque::new())),
                 metrics: EngineMetrics::default(),
                 processes: processes::Processes::default(),
@@ -308,6 +315,11 @@ impl Engine {
             "executions_accepted_from_peers",
             "Executions other nodes submitted that this node accepted",
             m.executions_accepted_from_peers.clone(),
+        );
+        r.register(
+            "peer_work_refused",
+            "Work requests refused because their peer exceeded its rate",
+            m.peer_work_refused.clone(),
         );
         r.register(
             "events_emitted",
@@ -1154,10 +1166,13 @@ impl Engine {
 
     /// Queue a stored InProgress execution on its instance's task stream.
     async fn push(&self, execution: Execution, live: &Arc<LiveInstance>) -> Execution {
+        let peer =
+            (execution.requester_node != self.node_key()).then_some(execution.requester_node);
         if live.push_task(
             execution.id,
             &execution.task_key,
             execution.inputs.0.clone(),
+            peer,
         ) {
             return execution;
         }

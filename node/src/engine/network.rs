@@ -429,6 +429,20 @@ impl Engine {
         let Some(net) = self.network().cloned() else {
             return;
         };
+        // Before anything costs a signature check or a write: a peer beyond its rate gets
+        // `busy` (an honest requester tries another provider or later).
+        if !self.inner.peer_rates.allow(peer) {
+            self.inner.metrics.peer_work_refused.inc();
+            let response = reject(
+                RejectCode::Busy,
+                format!(
+                    "rate limit: at most {} work requests per second from one node; slow down",
+                    self.inner.peer_rates.rate()
+                ),
+            );
+            net.respond_work(channel, response).await;
+            return;
+        }
         let response = match request {
             WorkRequest::Submit(signed) => {
                 let count = {
@@ -490,6 +504,18 @@ impl Engine {
                 format!("this node does not run service {}", request.service_hash),
             );
         };
+        // One node may fill only its share of an instance's queue: the others (and this
+        // node's own work) keep room.
+        if live.peer_share_full(&request.requester_node) {
+            return reject(
+                RejectCode::Busy,
+                format!(
+                    "your node already has {} executions queued or running on instance {}; wait for some to end",
+                    super::instances::MAX_PEER_SHARE,
+                    live.hash
+                ),
+            );
+        }
         if let Err(e) = self.validate_request(&live.definition, &request) {
             let code = match e {
                 EngineError::UnknownTask { .. } => RejectCode::UnknownTask,
