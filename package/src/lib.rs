@@ -702,4 +702,35 @@ mod tests {
         let back = Package::from_tar(&tar, DEFAULT_MAX_PACKAGE_BYTES).unwrap();
         assert_eq!(back.into_tar_bytes().unwrap(), tar);
     }
+
+    #[test]
+    fn what_dockerignore_excludes_never_reaches_the_tar() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (rel, content) in [
+            ("mesg.yml", "name: x\n"),
+            ("Dockerfile", "FROM scratch\n"),
+            ("secrets/key", "SECRET-1"),
+            (".env", "SECRET-2"),
+            ("x/temp1", "SECRET-3"),
+            ("keep/.git/config", "SECRET-4"),
+            ("node_modules/a/b", "SECRET-5"),
+            ("c/d.key", "SECRET-6"),
+            ("a/secrets/key", "kept: not at the root"),
+        ] {
+            write(tmp.path(), rel, content);
+        }
+        write(
+            tmp.path(),
+            ".dockerignore",
+            "secrets/\n.env\n*/temp*\n**/.git\nnode_modules\n**/*.key\n",
+        );
+        let p = Package::from_dir(tmp.path(), DEFAULT_MAX_PACKAGE_BYTES).unwrap();
+        assert_eq!(
+            paths(&p),
+            vec![".dockerignore", "Dockerfile", "a/secrets/key", "mesg.yml"]
+        );
+        let tar = p.to_tar_bytes().unwrap();
+        let text = String::from_utf8_lossy(&tar);
+        assert!(!text.contains("SECRET-"), "an excluded file's bytes are in the tar");
+    }
 }
