@@ -731,6 +731,9 @@ mod tests {
         );
         let tar = p.to_tar_bytes().unwrap();
         let text = String::from_utf8_lossy(&tar);
-        assert!(!text.contains("SECRET-"), "an excluded file's bytes are in the tar");
+        assert!(
+            !text.contains("SECRET-"),
+            "an excluded file's bytes are in the tar"
+        );
     }
 }
