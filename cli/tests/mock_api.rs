@@ -176,6 +176,34 @@ fn deploy_prints_the_service_hash_when_done() {
             .contains(&format!("service hash: {}\n", service_hash())),
         "{run:#?}"
     );
+    assert!(
+        run.stdout.contains("package: public, any peer"),
+        "a deploy says its package is served to peers: {run:#?}"
+    );
+    assert!(
+        mock.requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.target == "/v1/services"),
+        "{:?}",
+        mock.requests()
+    );
+    let run = mesg(&[
+        "--node",
+        &mock.url,
+        "service",
+        "deploy",
+        "--private",
+        dir.to_str().unwrap(),
+    ]);
+    run.ok();
+    assert!(run.stdout.contains("package: private"), "{run:#?}");
+    assert!(
+        mock.requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.target == "/v1/services?private=true"),
+        "{:?}",
+        mock.requests()
+    );
 }
 
 #[test]

@@ -120,9 +120,11 @@ pub async fn deploy(ctx: &Ctx, dir: &Path, private: bool) -> anyhow::Result<(Ser
         format_bytes(pkg.size()),
         client.base()
     ));
-    let request = client
-        .post(&["v1", "services"])
-        .query(&[("private", private)])
+    let mut request = client.post(&["v1", "services"]);
+    if private {
+        request = request.query(&[("private", true)]);
+    }
+    let request = request
         .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
         .body(tar);
     let response = client.send(request).await?;
