@@ -227,6 +227,7 @@ pub enum ServiceCommand {
   mesg --account default service deploy ./hello
   mesg service deploy ./hello
   mesg service deploy ./echo --start --env TICK_INTERVAL_MS=1000
+  mesg service deploy ./secret-sauce --private
   mesg service deploy ./hello --json | jq -r .hash")]
     Deploy {
         /// Service directory (with mesg.yml and Dockerfile).
@@ -239,6 +240,11 @@ pub enum ServiceCommand {
         /// (configuration.env) for the instance; repeatable.
         #[arg(long = "env", value_name = "KEY=VALUE", value_parser = env_pair, requires = "start")]
         env: Vec<(String, String)>,
+        /// Keep the package on the node: it is never served to peers (by default any peer
+        /// of the network can fetch the package, i.e. the whole directory minus what
+        /// .dockerignore excludes, to run the service itself).
+        #[arg(long)]
+        private: bool,
     },
     /// List the services the node knows, with their instances; with --network, the
     /// services other nodes of the network run, with their providers.

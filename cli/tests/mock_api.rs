@@ -176,6 +176,34 @@ fn deploy_prints_the_service_hash_when_done() {
             .contains(&format!("service hash: {}\n", service_hash())),
         "{run:#?}"
     );
+    assert!(
+        run.stdout.contains("package: public, any peer"),
+        "a deploy says its package is served to peers: {run:#?}"
+    );
+    assert!(
+        mock.requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.target == "/v1/services"),
+        "{:?}",
+        mock.requests()
+    );
+    let run = mesg(&[
+        "--node",
+        &mock.url,
+        "service",
+        "deploy",
+        "--private",
+        dir.to_str().unwrap(),
+    ]);
+    run.ok();
+    assert!(run.stdout.contains("package: private"), "{run:#?}");
+    assert!(
+        mock.requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.target == "/v1/services?private=true"),
+        "{:?}",
+        mock.requests()
+    );
 }
 
 #[test]
@@ -538,7 +566,7 @@ fn deploy_with_an_account_sends_its_claim_on_the_sid() {
             .expect("claim header"),
     )
     .unwrap();
-    let pkg = mesg_package::Package::from_tar(deploy.body.clone(), 1 << 30).unwrap();
+    let pkg = mesg_package::Package::from_tar(&deploy.body, 1 << 30).unwrap();
     let hash = pkg.definition().unwrap().service_hash(&pkg.hash());
     let c = claim.verify_for(&hash, "svc", now_ms()).unwrap();
     assert_eq!(c.publisher.to_string(), key);

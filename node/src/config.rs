@@ -108,6 +108,15 @@ pub struct NodeArgs {
     /// other nodes announce (repeatable), e.g. --pin echo=6Mk3...
     #[arg(long = "pin", env = "MESG_PIN", value_delimiter = ',', value_name = "SID=KEY", value_parser = parse_pin)]
     pub pin: Vec<(String, mesg_protocol::PublicKey)>,
+    /// Work requests (submits, results, cancels) one peer may send per second; beyond it,
+    /// plus a burst of two seconds' worth, its requests are refused as busy.
+    #[arg(
+        long,
+        env = "MESG_PEER_WORK_RATE",
+        default_value_t = crate::engine::peer_limits::DEFAULT_PEER_WORK_RATE,
+        value_name = "N"
+    )]
+    pub peer_work_rate: u32,
 
     /// Address to listen on for peers (repeatable).
     /// [default: /ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/udp/4001/quic-v1]

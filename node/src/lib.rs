@@ -120,6 +120,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
             default_limits: ResourceLimits::default(),
             execution_history: args.execution_history,
             pins: args.pin.clone(),
+            peer_work_rate: args.peer_work_rate,
         },
     );
     let mut net_config = network::NetworkConfig::default();

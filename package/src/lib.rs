@@ -3,13 +3,25 @@
 //! leaving out `.git`, capping the size), computes its [`PackageHash`], writes it as a tar
 //! for Docker and for transfer to other nodes, and reads such a tar back with checks.
 
-use mesg_protocol::package::{EntryKind, PackageEntry, PackageError, is_clean_relative_path};
+use mesg_protocol::package::{EntryKind, PackageEntry, PackageError};
 use mesg_protocol::{Hash32, PackageHash, ServiceDefinition};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+mod tar_read;
+pub use tar_read::hash_tar;
+use tar_read::{content_len, read_tar};
+
 /// Default cap on a package's total file size.
 pub const DEFAULT_MAX_PACKAGE_BYTES: u64 = 256 * 1024 * 1024;
+/// Most bytes reserved up front for one tar entry, whatever size its header declares: a
+/// header is outside input, so a larger entry grows its buffer as its bytes really arrive
+/// (a 6 MB tar once reserved 586 GiB of address space by declaring huge sizes).
+pub const MAX_ENTRY_PREALLOC: u64 = 1024 * 1024;
+/// Most entries (files and symlinks) in a package: each costs a hash and a path in memory
+/// whatever its size, so an upload of empty files is bounded too. Real build contexts hold
+/// a few thousand files at most.
+pub const MAX_PACKAGE_ENTRIES: usize = 100_000;
 pub const DEFINITION_FILE: &str = "mesg.yml";
 pub const DOCKERFILE: &str = "Dockerfile";
 
@@ -40,6 +52,18 @@ pub enum PackageIoError {
     Package(#[from] PackageError),
     #[error("{DEFINITION_FILE} is not UTF-8")]
     DefinitionNotUtf8,
+    #[error(
+        "tar entry `{path}` declares {declared} bytes but the tar has only {available} left: the tar is truncated or forged"
+    )]
+    Truncated {
+        path: String,
+        declared: u64,
+        available: u64,
+    },
+    #[error(
+        "the package has more than {limit} files; add the ones the image does not need to .dockerignore"
+    )]
+    TooManyEntries { limit: usize },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PackageIoError + '_ {
@@ -186,76 +210,19 @@ impl Package {
     }
 
     /// Read a package from tar bytes (an upload, or a transfer from another node), checking
-    /// every entry. Directories are implied by file paths and not kept.
-    pub fn from_tar(bytes: Vec<u8>, max_bytes: u64) -> Result<Package, PackageIoError> {
-        let tar_err = |e: std::io::Error| PackageIoError::Tar(e.to_string());
-        let mut archive = tar::Archive::new(bytes.as_slice());
+    /// every entry. Directories are implied by file paths and not kept. Sizes declared by
+    /// headers are outside input: they are added with checked arithmetic, compared with the
+    /// bytes the tar really holds, and never reserved beyond [`MAX_ENTRY_PREALLOC`].
+    pub fn from_tar(bytes: &[u8], max_bytes: u64) -> Result<Package, PackageIoError> {
         let mut items = Vec::new();
-        let mut size = 0u64;
-        for entry in archive.entries().map_err(tar_err)? {
-            let mut entry = entry.map_err(tar_err)?;
-            let path = entry.path().map_err(tar_err)?.to_string_lossy().to_string();
-            let path = path
-                .trim_start_matches("./")
-                .trim_end_matches('/')
-                .to_string();
-            let header = entry.header();
-            let ty = header.entry_type();
-            if ty.is_dir() {
-                continue;
-            }
-            if !is_clean_relative_path(&path) {
-                return Err(PackageIoError::UnsafeEntry(path));
-            }
-            let (kind, content) = if ty.is_symlink() {
-                let target = entry
-                    .link_name()
-                    .map_err(tar_err)?
-                    .map(|t| t.to_string_lossy().to_string())
-                    .unwrap_or_default();
-                (EntryKind::Symlink, Content::Link(target))
-            } else if ty.is_file() {
-                let mode = header.mode().map_err(tar_err)?;
-                let declared = header.size().map_err(tar_err)?;
-                if size + declared > max_bytes {
-                    return Err(PackageIoError::TooLarge {
-                        size: size + declared,
-                        limit: max_bytes,
-                    });
-                }
-                let mut data = Vec::with_capacity(declared as usize);
-                entry.read_to_end(&mut data).map_err(tar_err)?;
-                let kind = if mode & 0o111 != 0 {
-                    EntryKind::Executable
-                } else {
-                    EntryKind::File
-                };
-                (kind, Content::Bytes(data))
-            } else {
-                return Err(PackageIoError::UnsafeEntry(path));
-            };
-            let (len, content_hash) = match &content {
-                Content::Bytes(b) => (b.len() as u64, Hash32::sha256(b)),
-                Content::Link(t) => (t.len() as u64, Hash32::sha256(t.as_bytes())),
-                Content::File(_) => unreachable!("tar entries are read into memory"),
-            };
-            size += len;
-            if size > max_bytes {
-                return Err(PackageIoError::TooLarge {
-                    size,
-                    limit: max_bytes,
-                });
-            }
+        let size = read_tar(bytes, max_bytes, |entry, content| {
             items.push(Item {
-                entry: PackageEntry {
-                    path,
-                    kind,
-                    content_hash,
-                },
-                size: len,
+                size: content_len(&content),
+                entry,
                 content,
             });
-        }
+            Ok(())
+        })?;
         Package::finish(items, size)
     }
 
@@ -295,44 +262,63 @@ impl Package {
 
     /// Write the package as a tar with normalized metadata (mtime 0, root owner, 0644/0755).
     pub fn write_tar<W: Write>(&self, out: W) -> Result<W, PackageIoError> {
-        let tar_err = |e: std::io::Error| PackageIoError::Tar(e.to_string());
         let mut builder = tar::Builder::new(out);
         for item in &self.items {
-            let mut header = tar::Header::new_gnu();
-            header.set_mtime(0);
-            header.set_uid(0);
-            header.set_gid(0);
-            match &item.content {
-                Content::Link(target) => {
-                    header.set_entry_type(tar::EntryType::Symlink);
-                    header.set_size(0);
-                    header.set_mode(0o777);
-                    builder
-                        .append_link(&mut header, &item.entry.path, target)
-                        .map_err(tar_err)?;
-                }
-                Content::File(path) => {
-                    let f = std::fs::File::open(path).map_err(io(path))?;
-                    header.set_size(item.size);
-                    header.set_mode(mode_of(item.entry.kind));
-                    builder
-                        .append_data(&mut header, &item.entry.path, f.take(item.size))
-                        .map_err(tar_err)?;
-                }
-                Content::Bytes(data) => {
-                    header.set_size(data.len() as u64);
-                    header.set_mode(mode_of(item.entry.kind));
-                    builder
-                        .append_data(&mut header, &item.entry.path, data.as_slice())
-                        .map_err(tar_err)?;
-                }
-            }
+            append_item(&mut builder, item)?;
         }
-        builder.into_inner().map_err(tar_err)
+        builder
+            .into_inner()
+            .map_err(|e| PackageIoError::Tar(e.to_string()))
     }
 
     pub fn to_tar_bytes(&self) -> Result<Vec<u8>, PackageIoError> {
         self.write_tar(Vec::with_capacity(self.size as usize + 4096))
+    }
+
+    /// The tar, releasing each file's content once written: a package read from an upload
+    /// is not held twice (as files and as tar) while its tar is built.
+    pub fn into_tar_bytes(mut self) -> Result<Vec<u8>, PackageIoError> {
+        let mut builder = tar::Builder::new(Vec::with_capacity(self.size as usize + 4096));
+        for item in std::mem::take(&mut self.items) {
+            append_item(&mut builder, &item)?;
+        }
+        builder
+            .into_inner()
+            .map_err(|e| PackageIoError::Tar(e.to_string()))
+    }
+}
+
+/// One item as a tar entry with normalized metadata.
+fn append_item<W: Write>(builder: &mut tar::Builder<W>, item: &Item) -> Result<(), PackageIoError> {
+    let tar_err = |e: std::io::Error| PackageIoError::Tar(e.to_string());
+    let mut header = tar::Header::new_gnu();
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    match &item.content {
+        Content::Link(target) => {
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            header.set_mode(0o777);
+            builder
+                .append_link(&mut header, &item.entry.path, target)
+                .map_err(tar_err)
+        }
+        Content::File(path) => {
+            let f = std::fs::File::open(path).map_err(io(path))?;
+            header.set_size(item.size);
+            header.set_mode(mode_of(item.entry.kind));
+            builder
+                .append_data(&mut header, &item.entry.path, f.take(item.size))
+                .map_err(tar_err)
+        }
+        Content::Bytes(data) => {
+            header.set_size(data.len() as u64);
+            header.set_mode(mode_of(item.entry.kind));
+            builder
+                .append_data(&mut header, &item.entry.path, data.as_slice())
+                .map_err(tar_err)
+        }
     }
 }
 
@@ -389,7 +375,7 @@ mod tests {
         fs::write(p, content).unwrap();
     }
 
-    fn service_dir() -> tempfile::TempDir {
+    pub(crate) fn service_dir() -> tempfile::TempDir {
         let tmp = tempfile::tempdir().unwrap();
         write(tmp.path(), "mesg.yml", "name: x\n");
         write(tmp.path(), "Dockerfile", "FROM scratch\n");
@@ -457,7 +443,7 @@ mod tests {
         std::os::unix::fs::symlink("app", tmp.path().join("bin/link")).unwrap();
         let p = Package::from_dir(tmp.path(), DEFAULT_MAX_PACKAGE_BYTES).unwrap();
         let tar = p.to_tar_bytes().unwrap();
-        let back = Package::from_tar(tar, DEFAULT_MAX_PACKAGE_BYTES).unwrap();
+        let back = Package::from_tar(&tar, DEFAULT_MAX_PACKAGE_BYTES).unwrap();
         assert_eq!(back.hash(), p.hash());
         assert_eq!(back.definition_text(), "name: x\n");
         // Changing a mode changes the hash.
@@ -499,12 +485,46 @@ mod tests {
         b.append(&h, &b"x"[..]).unwrap();
         let hostile = b.into_inner().unwrap();
         assert!(matches!(
-            Package::from_tar(hostile, DEFAULT_MAX_PACKAGE_BYTES),
+            Package::from_tar(&hostile, DEFAULT_MAX_PACKAGE_BYTES),
             Err(PackageIoError::UnsafeEntry(_))
         ));
         assert!(matches!(
-            Package::from_tar(b"garbage".to_vec(), DEFAULT_MAX_PACKAGE_BYTES),
+            Package::from_tar(b"garbage", DEFAULT_MAX_PACKAGE_BYTES),
             Err(PackageIoError::Tar(_) | PackageIoError::NoDefinition)
         ));
+    }
+
+    #[test]
+    fn what_dockerignore_excludes_never_reaches_the_tar() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (rel, content) in [
+            ("mesg.yml", "name: x\n"),
+            ("Dockerfile", "FROM scratch\n"),
+            ("secrets/key", "SECRET-1"),
+            (".env", "SECRET-2"),
+            ("x/temp1", "SECRET-3"),
+            ("keep/.git/config", "SECRET-4"),
+            ("node_modules/a/b", "SECRET-5"),
+            ("c/d.key", "SECRET-6"),
+            ("a/secrets/key", "kept: not at the root"),
+        ] {
+            write(tmp.path(), rel, content);
+        }
+        write(
+            tmp.path(),
+            ".dockerignore",
+            "secrets/\n.env\n*/temp*\n**/.git\nnode_modules\n**/*.key\n",
+        );
+        let p = Package::from_dir(tmp.path(), DEFAULT_MAX_PACKAGE_BYTES).unwrap();
+        assert_eq!(
+            paths(&p),
+            vec![".dockerignore", "Dockerfile", "a/secrets/key", "mesg.yml"]
+        );
+        let tar = p.to_tar_bytes().unwrap();
+        let text = String::from_utf8_lossy(&tar);
+        assert!(
+            !text.contains("SECRET-"),
+            "an excluded file's bytes are in the tar"
+        );
     }
 }

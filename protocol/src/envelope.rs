@@ -16,7 +16,10 @@ use std::fmt;
 use std::marker::PhantomData;
 
 pub const ENVELOPE_VERSION: u16 = 1;
-/// Clock skew tolerated between signer and verifier.
+/// Clock skew tolerated between signer and verifier: an envelope's `issued_at` and a
+/// request's `created_at` may be this far ahead of the verifier's clock, no further (a
+/// time far ahead would keep a request alive, and its deadline away, for years). One
+/// minute covers clocks kept by NTP with a wide margin.
 pub const MAX_CLOCK_SKEW_MS: u64 = 60_000;
 /// Longest validity of any envelope.
 pub const MAX_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
@@ -67,7 +70,9 @@ pub enum EnvelopeError {
     BadSignature(PublicKey),
     #[error("expired at {expires_at} (now {now})")]
     Expired { expires_at: u64, now: u64 },
-    #[error("issued in the future ({issued_at}, now {now})")]
+    #[error(
+        "issued in the future ({issued_at}, now {now}); at most {MAX_CLOCK_SKEW_MS} ms of clock skew is tolerated"
+    )]
     NotYetValid { issued_at: u64, now: u64 },
     #[error("validity window is invalid or longer than allowed")]
     BadWindow,

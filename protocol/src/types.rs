@@ -197,7 +197,16 @@ pub struct Execution {
 }
 
 impl Execution {
-    /// The record of a freshly accepted request.
+    /// The record of a request received at `received_at` (this node's clock): its
+    /// `created_at`, hence its deadline, is never later than the receipt, whatever time
+    /// the request claims (within the tolerated skew it may claim a little ahead).
+    pub fn received(req: &ExecutionRequest, received_at: u64) -> Execution {
+        let mut e = Execution::from_request(req);
+        e.created_at = req.created_at.min(received_at);
+        e
+    }
+
+    /// The record of a freshly accepted request, with the request's own `created_at`.
     pub fn from_request(req: &ExecutionRequest) -> Execution {
         Execution {
             id: req.execution_id,
@@ -275,6 +284,47 @@ pub struct ExecutionRequest {
 impl Claims for ExecutionRequest {
     fn claimed_signer(&self) -> PublicKey {
         self.requester
+    }
+}
+
+/// Why a request's own times are refused (its envelope's window is checked separately).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestTimeError {
+    #[error(
+        "created_at {created_at} is {ahead_ms} ms ahead of this node's clock ({now}); at most {max} ms of clock skew is tolerated: check the requester's clock"
+    )]
+    InTheFuture {
+        created_at: u64,
+        now: u64,
+        ahead_ms: u64,
+        max: u64,
+    },
+    #[error("the execution's deadline ({deadline}) has passed (now {now})")]
+    DeadlinePassed { deadline: u64, now: u64 },
+}
+
+impl ExecutionRequest {
+    /// Check the request's claimed `created_at` against the receiver's clock: at most
+    /// [`crate::envelope::MAX_CLOCK_SKEW_MS`] ahead (a request dated years ahead would
+    /// otherwise never time out), and its deadline not yet passed.
+    pub fn check_times(&self, now_ms: u64) -> Result<(), RequestTimeError> {
+        let max = crate::envelope::MAX_CLOCK_SKEW_MS;
+        if self.created_at > now_ms.saturating_add(max) {
+            return Err(RequestTimeError::InTheFuture {
+                created_at: self.created_at,
+                now: now_ms,
+                ahead_ms: self.created_at - now_ms,
+                max,
+            });
+        }
+        let deadline = self.created_at.saturating_add(self.timeout_ms);
+        if now_ms >= deadline {
+            return Err(RequestTimeError::DeadlinePassed {
+                deadline,
+                now: now_ms,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -513,6 +563,45 @@ mod tests {
         );
         assert_eq!(e.error, None);
         assert_eq!(e.deadline(), 1010);
+    }
+
+    #[test]
+    fn a_request_dated_ahead_is_refused_and_deadlines_count_from_receipt() {
+        use crate::envelope::MAX_CLOCK_SKEW_MS;
+        let key = crate::keys::Keypair::generate().unwrap().public();
+        let now = 1_800_000_000_000u64;
+        let ten_years = 10 * 365 * 24 * 3600 * 1000u64;
+        let mut req = ExecutionRequest {
+            execution_id: ExecutionId::random(),
+            service_hash: ServiceHash(Hash32::sha256(b"s")),
+            task_key: "t".into(),
+            inputs: Json::null(),
+            requester: key,
+            requester_node: key,
+            parent: None,
+            process: None,
+            tags: vec![],
+            timeout_ms: 1000,
+            created_at: now + ten_years,
+        };
+        let err = req.check_times(now).unwrap_err();
+        assert!(
+            matches!(err, RequestTimeError::InTheFuture { ahead_ms, .. } if ahead_ms == ten_years),
+            "{err}"
+        );
+        assert!(err.to_string().contains("clock skew"), "{err}");
+        // Within the skew: accepted, but the deadline counts from the receipt.
+        req.created_at = now + MAX_CLOCK_SKEW_MS;
+        req.check_times(now).unwrap();
+        assert_eq!(Execution::received(&req, now).deadline(), now + 1000);
+        // Created before the receipt: its own (earlier) deadline holds.
+        req.created_at = now - 400;
+        assert_eq!(Execution::received(&req, now).deadline(), now + 600);
+        req.created_at = now - 1000;
+        assert!(matches!(
+            req.check_times(now),
+            Err(RequestTimeError::DeadlinePassed { .. })
+        ));
     }
 
     #[test]

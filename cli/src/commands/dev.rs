@@ -236,7 +236,7 @@ async fn clean_up(client: &Client, instance: &str) -> anyhow::Result<()> {
 pub async fn run(ctx: &Ctx, dir: &Path, env: &[(String, String)]) -> anyhow::Result<()> {
     let env: BTreeMap<String, String> = inputs::env_map(env).map_err(anyhow::Error::msg)?;
     let client = ctx.client()?;
-    let (service, _) = service::deploy(ctx, dir).await?;
+    let (service, _) = service::deploy(ctx, dir, false).await?;
     errln!(
         "{} {} ({})",
         pe(Paint::Green, "deployed"),

@@ -70,9 +70,12 @@ pub async fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Service(cmd) => match cmd {
             ServiceCommand::Init { dir, name } => init::run(&dir, name.as_deref()),
             ServiceCommand::Validate { path } => service::validate(&path),
-            ServiceCommand::Deploy { dir, start, env } => {
-                service::deploy_cmd(ctx, &dir, start, &env).await
-            }
+            ServiceCommand::Deploy {
+                dir,
+                start,
+                env,
+                private,
+            } => service::deploy_cmd(ctx, &dir, start, &env, private).await,
             ServiceCommand::List { network: false } => service::list(ctx).await,
             ServiceCommand::List { network: true } => network::services(ctx).await,
             ServiceCommand::Show { id } => service::show(ctx, &id).await,

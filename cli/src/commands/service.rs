@@ -96,8 +96,9 @@ pub fn validate(path: &Path) -> anyhow::Result<()> {
 // ------------------------------------------------------------------- deploy
 
 /// Package `dir`, check its definition here, send it and follow the build. Returns the
-/// deployed service (typed, and as the node answered).
-pub async fn deploy(ctx: &Ctx, dir: &Path) -> anyhow::Result<(ServiceView, Value)> {
+/// deployed service (typed, and as the node answered). A `private` package is not served
+/// to the node's peers.
+pub async fn deploy(ctx: &Ctx, dir: &Path, private: bool) -> anyhow::Result<(ServiceView, Value)> {
     let client = ctx.client()?;
     let pkg = Package::from_dir(dir, DEFAULT_MAX_PACKAGE_BYTES)
         .with_context(|| format!("cannot package {}", dir.display()))?;
@@ -129,8 +130,11 @@ pub async fn deploy(ctx: &Ctx, dir: &Path) -> anyhow::Result<(ServiceView, Value
         format_bytes(pkg.size()),
         client.base()
     ));
-    let mut request = client
-        .post(&["v1", "services"])
+    let mut request = client.post(&["v1", "services"]);
+    if private {
+        request = request.query(&[("private", true)]);
+    }
+    let mut request = request
         .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
         .body(tar);
     if let Some(claim) = claim {
@@ -197,9 +201,10 @@ pub async fn deploy_cmd(
     dir: &Path,
     start: bool,
     env: &[(String, String)],
+    private: bool,
 ) -> anyhow::Result<()> {
     let env = inputs::env_map(env).map_err(anyhow::Error::msg)?;
-    let (service, raw) = deploy(ctx, dir).await?;
+    let (service, raw) = deploy(ctx, dir, private).await?;
     if !ctx.json() {
         outln!(
             "{} {}{}",
@@ -219,6 +224,13 @@ pub async fn deploy_cmd(
                 "the node's key; deploy with --account NAME to publish it as your account"
             };
             outln!("sid publisher: {p} ({whose})");
+        }
+        if private {
+            outln!("package: private, kept on this node (peers cannot fetch it)");
+        } else {
+            outln!(
+                "package: public, any peer of the network can fetch it (this directory minus .dockerignore); deploy with --private to keep it on this node"
+            );
         }
     }
     if !start {

@@ -188,6 +188,7 @@ pub const PUBLISHER_CLAIM_HEADER: &str = "x-mesg-publisher-claim";
 
 async fn deploy(
     State(s): State<AppState>,
+    Query(query): Query<DeployQuery>,
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -208,8 +209,10 @@ async fn deploy(
             "the body must be the service directory as a tar (mesg service deploy DIR does this)",
         ));
     }
-    let tar = body.to_vec();
-    let (package, definition) = s.engine.check_package(tar.clone())?;
+    // Parsed once, from the request's own buffer; the buffer goes as soon as the package
+    // holds the files (no copies of an upload of up to 257 MiB).
+    let (package, definition) = s.engine.check_package(&body)?;
+    drop(body);
     s.engine.check_runnable(&package, &definition).await?;
     // A claim that does not fit the package is refused before anything is built.
     if let Some(c) = &claim {
@@ -220,7 +223,11 @@ async fn deploy(
     }
     let (tx, mut rx) = mpsc::channel::<DeployProgress>(256);
     let engine = s.engine.clone();
-    let work = tokio::spawn(async move { engine.deploy_claimed(tar, claim, tx).await });
+    let work = tokio::spawn(async move {
+        engine
+            .deploy(package, definition, query.private, claim, tx)
+            .await
+    });
     let stream = async_stream::stream! {
         while let Some(p) = rx.recv().await {
             yield Ok::<_, Infallible>(ndjson(&p));
@@ -324,6 +331,13 @@ async fn stop_instance(
     let body: Option<StopInstance> = optional_json(&body)?;
     let grace = Duration::from_millis(body.and_then(|b| b.grace_ms).unwrap_or(10_000).min(300_000));
     Ok(Json(s.engine.stop_instance(&id, grace).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct DeployQuery {
+    /// Keep the package on this node: never served to peers.
+    #[serde(default)]
+    private: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -57,6 +57,13 @@ pub enum EngineError {
     Name(#[from] super::names::NameError),
     #[error("{0}")]
     BadClaim(#[from] mesg_protocol::ClaimError),
+    /// A signed request dated too far ahead of this node's clock, or already past its
+    /// deadline.
+    #[error("{0}")]
+    RequestTime(#[from] mesg_protocol::RequestTimeError),
+    /// A signed envelope issued too far ahead of this node's clock.
+    #[error("signature: {0}: check the signer's clock")]
+    NotYetValid(mesg_protocol::EnvelopeError),
 }
 
 impl EngineError {
@@ -97,6 +104,11 @@ impl EngineError {
             EngineError::Timeout(_) => "timeout",
             EngineError::Name(e) => e.code(),
             EngineError::BadClaim(_) => "bad_publisher_claim",
+            EngineError::RequestTime(mesg_protocol::RequestTimeError::InTheFuture { .. })
+            | EngineError::NotYetValid(_) => "clock_skew",
+            EngineError::RequestTime(mesg_protocol::RequestTimeError::DeadlinePassed {
+                ..
+            }) => "expired",
         }
     }
 

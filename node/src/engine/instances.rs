@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 use mesg_protocol::service_api::TaskStreamMessage;
-use mesg_protocol::{ExecutionId, InstanceHash, ServiceDefinition, ServiceHash};
-use std::collections::{HashMap, HashSet, VecDeque};
+use mesg_protocol::{ExecutionId, InstanceHash, PublicKey, ServiceDefinition, ServiceHash};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -13,6 +13,10 @@ use tokio::sync::Notify;
 
 /// Most tasks queued for one instance before new ones are refused as busy.
 pub const MAX_QUEUED_TASKS: usize = 16 * 1024;
+/// Most executions one other node may have handed to one instance and not yet seen end
+/// (queued or running): a quarter of the queue, so that one peer flooding submits makes
+/// only itself `busy` while at least three others (and this node's own work) still fit.
+pub const MAX_PEER_SHARE: usize = MAX_QUEUED_TASKS / 4;
 /// Interval of keepalive lines on an idle task stream.
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
 
@@ -29,7 +33,43 @@ pub struct LiveInstance {
     connected: AtomicBool,
     /// Whether its container ever opened a task stream (false while it starts).
     ever_connected: AtomicBool,
-    in_flight: Mutex<HashSet<ExecutionId>>,
+    in_flight: Mutex<InFlight>,
+}
+
+/// Executions handed to an instance and not finished, with the other node each came
+/// from (none: this node's own, or adopted after a restart), counted per node.
+#[derive(Debug, Default)]
+struct InFlight {
+    ids: HashMap<ExecutionId, Option<PublicKey>>,
+    by_peer: HashMap<PublicKey, usize>,
+}
+
+impl InFlight {
+    fn insert(&mut self, id: ExecutionId, peer: Option<PublicKey>) {
+        if let Some(old) = self.ids.insert(id, peer) {
+            self.release(old);
+        }
+        if let Some(p) = peer {
+            *self.by_peer.entry(p).or_insert(0) += 1;
+        }
+    }
+
+    fn remove(&mut self, id: &ExecutionId) {
+        if let Some(peer) = self.ids.remove(id) {
+            self.release(peer);
+        }
+    }
+
+    fn release(&mut self, peer: Option<PublicKey>) {
+        if let Some(p) = peer
+            && let Some(n) = self.by_peer.get_mut(&p)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.by_peer.remove(&p);
+            }
+        }
+    }
 }
 
 impl LiveInstance {
@@ -49,12 +89,19 @@ impl LiveInstance {
             generation: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             ever_connected: AtomicBool::new(false),
-            in_flight: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(InFlight::default()),
         }
     }
 
-    /// Queue a task for the container. Returns false when the queue is full.
-    pub fn push_task(&self, id: ExecutionId, task: &str, inputs: serde_json::Value) -> bool {
+    /// Queue a task for the container, for `peer` (the other node it came from, if any).
+    /// Returns false when the queue is full.
+    pub fn push_task(
+        &self,
+        id: ExecutionId,
+        task: &str,
+        inputs: serde_json::Value,
+        peer: Option<PublicKey>,
+    ) -> bool {
         let msg = TaskStreamMessage::Task {
             execution_id: id.to_string(),
             task: task.to_string(),
@@ -69,14 +116,36 @@ impl LiveInstance {
             }
             q.push_back(Bytes::from(line));
         }
-        self.in_flight.lock().expect("in-flight lock").insert(id);
+        self.in_flight
+            .lock()
+            .expect("in-flight lock")
+            .insert(id, peer);
         self.notify.notify_one();
         true
     }
 
+    /// Whether `peer` already has its whole share ([`MAX_PEER_SHARE`]) of this instance.
+    pub fn peer_share_full(&self, peer: &PublicKey) -> bool {
+        self.peer_load(peer) >= MAX_PEER_SHARE
+    }
+
+    /// Executions of `peer` handed to this instance and not finished.
+    pub fn peer_load(&self, peer: &PublicKey) -> usize {
+        self.in_flight
+            .lock()
+            .expect("in-flight lock")
+            .by_peer
+            .get(peer)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Count an execution as running here (one adopted after a node restart).
     pub fn in_flight_add(&self, id: ExecutionId) {
-        self.in_flight.lock().expect("in-flight lock").insert(id);
+        self.in_flight
+            .lock()
+            .expect("in-flight lock")
+            .insert(id, None);
     }
 
     pub fn finished(&self, id: &ExecutionId) {
@@ -85,15 +154,13 @@ impl LiveInstance {
 
     /// Executions handed to this instance and not finished; clears the set.
     pub fn take_in_flight(&self) -> Vec<ExecutionId> {
-        self.in_flight
-            .lock()
-            .expect("in-flight lock")
-            .drain()
-            .collect()
+        let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+        in_flight.by_peer.clear();
+        in_flight.ids.drain().map(|(id, _)| id).collect()
     }
 
     pub fn in_flight_count(&self) -> usize {
-        self.in_flight.lock().expect("in-flight lock").len()
+        self.in_flight.lock().expect("in-flight lock").ids.len()
     }
 
     pub fn is_connected(&self) -> bool {
@@ -235,5 +302,52 @@ impl Registry {
             .values()
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesg_protocol::{Hash32, Keypair};
+
+    fn instance() -> LiveInstance {
+        LiveInstance::new(
+            InstanceHash(Hash32::sha256(b"i")),
+            ServiceHash(Hash32::sha256(b"s")),
+            Arc::new(ServiceDefinition::from_yaml("name: x\n").unwrap()),
+            "token".into(),
+        )
+    }
+
+    #[test]
+    fn one_peer_fills_only_its_share_of_an_instance() {
+        let live = instance();
+        let rogue = Keypair::generate().unwrap().public();
+        let honest = Keypair::generate().unwrap().public();
+        let mut rogue_ids = Vec::new();
+        for _ in 0..MAX_PEER_SHARE {
+            let id = ExecutionId::random();
+            assert!(live.push_task(id, "t", serde_json::Value::Null, Some(rogue)));
+            rogue_ids.push(id);
+        }
+        assert!(live.peer_share_full(&rogue));
+        assert!(!live.peer_share_full(&honest));
+        assert_eq!(live.peer_load(&honest), 0);
+        // This node's own work and another peer's still fit in the queue.
+        assert!(live.push_task(ExecutionId::random(), "t", serde_json::Value::Null, None));
+        assert!(live.push_task(
+            ExecutionId::random(),
+            "t",
+            serde_json::Value::Null,
+            Some(honest)
+        ));
+        assert_eq!(live.peer_load(&honest), 1);
+        // The share frees as the peer's executions end.
+        live.finished(&rogue_ids[0]);
+        assert!(!live.peer_share_full(&rogue));
+        assert_eq!(live.peer_load(&rogue), MAX_PEER_SHARE - 1);
+        assert_eq!(live.in_flight_count(), MAX_PEER_SHARE + 1);
+        live.take_in_flight();
+        assert_eq!(live.peer_load(&rogue), 0);
     }
 }

@@ -16,6 +16,7 @@ mod error;
 pub mod instances;
 pub mod names;
 mod network;
+pub mod peer_limits;
 pub mod processes;
 pub mod providers;
 mod timeouts;
@@ -63,6 +64,8 @@ pub struct EngineConfig {
     /// Sids bound to a publisher by the operator (`--pin sid=KEY`): they resolve to that
     /// publisher's services only, whatever else is announced or pinned.
     pub pins: Vec<(String, PublicKey)>,
+    /// Work requests one peer may send per second (see [`peer_limits`]).
+    pub peer_work_rate: u32,
 }
 
 /// How often the node forgets expired replay nonces and trims its execution history.
@@ -164,6 +167,8 @@ struct Inner {
     routes: Mutex<HashMap<ExecutionId, PublicKey>>,
     /// Executor side: submits in progress per requesting peer.
     inbound: Mutex<HashMap<libp2p::PeerId, usize>>,
+    /// Each peer's rate of work requests.
+    peer_rates: peer_limits::PeerRates,
     announce_seq: AtomicU64,
     announce_now: tokio::sync::Notify,
     /// Services this node registered as a DHT provider of.
@@ -186,6 +191,7 @@ pub struct EngineMetrics {
     pub executions_completed: prometheus_client::metrics::counter::Counter,
     pub executions_failed: prometheus_client::metrics::counter::Counter,
     pub executions_accepted_from_peers: prometheus_client::metrics::counter::Counter,
+    pub peer_work_refused: prometheus_client::metrics::counter::Counter,
     pub events_emitted: prometheus_client::metrics::counter::Counter,
     pub events_received: prometheus_client::metrics::counter::Counter,
     /// Network events whose emitter does not announce the instance they claim.
@@ -238,7 +244,6 @@ impl Engine {
                 key,
                 store,
                 runtime,
-                config,
                 live: Registry::default(),
                 deadlines,
                 executions_tx,
@@ -248,11 +253,13 @@ impl Engine {
                 providers: Mutex::new(providers::ProviderTable::default()),
                 routes: Mutex::new(HashMap::new()),
                 inbound: Mutex::new(HashMap::new()),
+                peer_rates: peer_limits::PeerRates::new(config.peer_work_rate),
                 announce_seq: AtomicU64::new(0),
                 announce_now: tokio::sync::Notify::new(),
                 provided: Mutex::new(HashSet::new()),
                 event_topics: Mutex::new(HashMap::new()),
                 all_events_watchers: AtomicUsize::new(0),
+                config,
                 seen_events: Mutex::new((HashSet::new(), VecDeque::new())),
                 event_checks: Arc::new(tokio::sync::Semaphore::new(
                     network::MAX_EVENT_DEFINITION_FETCHES,
@@ -334,6 +341,11 @@ impl Engine {
             "executions_accepted_from_peers",
             "Executions other nodes submitted that this node accepted",
             m.executions_accepted_from_peers.clone(),
+        );
+        r.register(
+            "peer_work_refused",
+            "Work requests refused because their peer exceeded its rate",
+            m.peer_work_refused.clone(),
         );
         r.register(
             "events_emitted",
@@ -448,25 +460,19 @@ impl Engine {
 
     // ---------------------------------------------------------------- services
 
-    /// Deploy a package (a tar of the service directory): validate, store the package,
-    /// build the image, record the service. Progress lines go to `progress`.
+    /// Deploy a package checked by [`Engine::check_package`]: store the package, build
+    /// the image, record the service. Progress lines go to `progress`. A `private`
+    /// package is never served to peers (see [`Engine::is_private_package`]). `claim` is
+    /// the publisher's signed claim on the service's sid (from a CLI account); without one,
+    /// this node's key publishes the sid.
     pub async fn deploy(
         &self,
-        tar: Vec<u8>,
-        progress: mpsc::Sender<DeployProgress>,
-    ) -> Result<ServiceView, EngineError> {
-        self.deploy_claimed(tar, None, progress).await
-    }
-
-    /// [`Engine::deploy`] with the publisher's claim on the service's sid (signed by a CLI
-    /// account). Without one, this node's key publishes the sid.
-    pub async fn deploy_claimed(
-        &self,
-        tar: Vec<u8>,
+        package: Package,
+        definition: ServiceDefinition,
+        private: bool,
         claim: Option<SignedClaim>,
         progress: mpsc::Sender<DeployProgress>,
     ) -> Result<ServiceView, EngineError> {
-        let (package, definition) = self.check_package(tar)?;
         let service_hash = definition.service_hash(&package.hash());
         let say = |message: String| {
             let progress = progress.clone();
@@ -514,10 +520,24 @@ impl Engine {
         ))
         .await;
         self.check_runnable(&package, &definition).await?;
+        let (package_hash, package_size, file_count) =
+            (package.hash(), package.size(), package.file_count());
+        // Each file's bytes are released as the tar is written: one copy in memory.
         let tar = package
-            .to_tar_bytes()
+            .into_tar_bytes()
             .map_err(|e| EngineError::InvalidPackage(e.to_string()))?;
-        self.save_package(&package.hash(), &tar)?;
+        self.save_package(&package_hash, &tar)?;
+        self.set_private_package(&package_hash, private)?;
+        say(if private {
+            format!(
+                "private: the package ({file_count} files) stays on this node; peers can route executions to it but cannot fetch the package to run the service themselves"
+            )
+        } else {
+            format!(
+                "public: any peer of the network can fetch this package ({file_count} files, {package_size} bytes, the whole build context minus .dockerignore) to run the service; deploy with --private to keep it on this node"
+            )
+        })
+        .await;
         let image = image_tag(&self.node_key(), &service_hash);
         say(format!("building image {image}")).await;
         let (line_tx, mut line_rx) = mpsc::channel::<String>(256);
@@ -540,8 +560,8 @@ impl Engine {
         let record = ServiceRecord {
             service_hash,
             definition,
-            package_hash: package.hash(),
-            package_size: package.size(),
+            package_hash,
+            package_size,
             publisher: self.node_key(),
         };
         let entry = self.record_service(record, Some(image))?;
@@ -586,7 +606,7 @@ impl Engine {
     }
 
     /// Parse and validate a package tar.
-    pub fn check_package(&self, tar: Vec<u8>) -> Result<(Package, ServiceDefinition), EngineError> {
+    pub fn check_package(&self, tar: &[u8]) -> Result<(Package, ServiceDefinition), EngineError> {
         let package = Package::from_tar(tar, self.inner.config.max_package_bytes)
             .map_err(|e| EngineError::InvalidPackage(e.to_string()))?;
         let definition = package
@@ -624,6 +644,39 @@ impl Engine {
             .config
             .packages_dir
             .join(format!("{package}.tar"))
+    }
+
+    /// The marker of a package deployed with `private`: kept next to the package, so a
+    /// later public deploy of the same package removes it.
+    fn private_marker(&self, package: &PackageHash) -> PathBuf {
+        self.inner
+            .config
+            .packages_dir
+            .join(format!("{package}.private"))
+    }
+
+    /// Whether this node's operator deployed `package` as private: it is then never
+    /// served to peers (nor announced as held in the DHT).
+    pub fn is_private_package(&self, package: &PackageHash) -> bool {
+        self.private_marker(package).exists()
+    }
+
+    fn set_private_package(&self, package: &PackageHash, private: bool) -> Result<(), EngineError> {
+        let marker = self.private_marker(package);
+        let done = if private {
+            std::fs::write(&marker, b"deployed with --private: not served to peers\n")
+        } else {
+            match std::fs::remove_file(&marker) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            }
+        };
+        done.map_err(|e| {
+            EngineError::Store(StoreError::Encode(format!(
+                "cannot mark package {package} as {}: {e}",
+                if private { "private" } else { "public" }
+            )))
+        })
     }
 
     fn save_package(&self, hash: &PackageHash, tar: &[u8]) -> Result<(), EngineError> {
@@ -1082,9 +1135,14 @@ impl Engine {
         &self,
         signed: Signed<ExecutionRequest>,
     ) -> Result<Execution, EngineError> {
+        let now = now_ms();
         let request = signed
-            .verify(domains::EXECUTION_REQUEST, now_ms(), MAX_WORK_MESSAGE)
-            .map_err(|e| EngineError::BadSignature(e.to_string()))?;
+            .verify(domains::EXECUTION_REQUEST, now, MAX_WORK_MESSAGE)
+            .map_err(|e| match e {
+                e @ mesg_protocol::EnvelopeError::NotYetValid { .. } => EngineError::NotYetValid(e),
+                e => EngineError::BadSignature(e.to_string()),
+            })?;
+        request.check_times(now)?;
         if request.requester_node != self.node_key() {
             return Err(EngineError::BadRequest(format!(
                 "the request names node {} as its requester node, not this node ({})",
@@ -1194,7 +1252,7 @@ impl Engine {
                 id: parent.to_string(),
             });
         }
-        let mut execution = Execution::from_request(&request);
+        let mut execution = Execution::received(&request, now_ms());
         // With a local instance ready, the execution is recorded as already handed to it:
         // one flush, and a crash can never leave a task that reached a container recorded
         // as not started (which a restart would run again).
@@ -1232,10 +1290,13 @@ impl Engine {
 
     /// Queue a stored InProgress execution on its instance's task stream.
     async fn push(&self, execution: Execution, live: &Arc<LiveInstance>) -> Execution {
+        let peer =
+            (execution.requester_node != self.node_key()).then_some(execution.requester_node);
         if live.push_task(
             execution.id,
             &execution.task_key,
             execution.inputs.0.clone(),
+            peer,
         ) {
             return execution;
         }

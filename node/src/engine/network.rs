@@ -442,6 +442,20 @@ impl Engine {
         let Some(net) = self.network().cloned() else {
             return;
         };
+        // Before anything costs a signature check or a write: a peer beyond its rate gets
+        // `busy` (an honest requester tries another provider or later).
+        if !self.inner.peer_rates.allow(peer) {
+            self.inner.metrics.peer_work_refused.inc();
+            let response = reject(
+                RejectCode::Busy,
+                format!(
+                    "rate limit: at most {} work requests per second from one node; slow down",
+                    self.inner.peer_rates.rate()
+                ),
+            );
+            net.respond_work(channel, response).await;
+            return;
+        }
         let response = match request {
             WorkRequest::Submit(signed) => {
                 let count = {
@@ -481,9 +495,15 @@ impl Engine {
             }
             Err(e) => return reject(RejectCode::BadSignature, e.to_string()),
         };
-        // Past its deadline the requester has given up on it: never start it.
-        if now_ms() >= request.created_at.saturating_add(request.timeout_ms) {
-            return reject(RejectCode::Expired, "the execution's deadline has passed");
+        // Dated ahead of our clock beyond the tolerated skew: refused (it would never time
+        // out). Past its deadline the requester has given up on it: never start it.
+        let received_at = now_ms();
+        match request.check_times(received_at) {
+            Ok(()) => {}
+            Err(e @ mesg_protocol::RequestTimeError::DeadlinePassed { .. }) => {
+                return reject(RejectCode::Expired, e.to_string());
+            }
+            Err(e) => return reject(RejectCode::Malformed, e.to_string()),
         }
         if request.requester_node.peer_id().ok() != Some(peer) {
             return reject(
@@ -497,6 +517,18 @@ impl Engine {
                 format!("this node does not run service {}", request.service_hash),
             );
         };
+        // One node may fill only its share of an instance's queue: the others (and this
+        // node's own work) keep room.
+        if live.peer_share_full(&request.requester_node) {
+            return reject(
+                RejectCode::Busy,
+                format!(
+                    "your node already has {} executions queued or running on instance {}; wait for some to end",
+                    super::instances::MAX_PEER_SHARE,
+                    live.hash
+                ),
+            );
+        }
         if let Err(e) = self.validate_request(&live.definition, &request) {
             let code = match e {
                 EngineError::UnknownTask { .. } => RejectCode::UnknownTask,
@@ -532,7 +564,8 @@ impl Engine {
             }
             Err(e) => return reject(RejectCode::Internal, e.to_string()),
         }
-        let mut execution = Execution::from_request(&request);
+        // Its deadline counts from the receipt here, never from a later claimed time.
+        let mut execution = Execution::received(&request, received_at);
         self.assign(&mut execution, &live);
         if let Err(e) = self.store().insert_execution(&execution, &signed) {
             return reject(RejectCode::Replayed, e.to_string());
@@ -760,8 +793,10 @@ impl Engine {
             net.put_record(record_key(&entry.record.service_hash), value)
                 .await;
         }
-        net.start_providing(package_key(&entry.record.package_hash))
-            .await;
+        if !self.is_private_package(&entry.record.package_hash) {
+            net.start_providing(package_key(&entry.record.package_hash))
+                .await;
+        }
     }
 
     async fn on_gossip(&self, message: GossipMessage) {
@@ -1002,6 +1037,11 @@ impl Engine {
                 Ok(Some(entry)) => PackageResponse::Record(entry.signed),
                 _ => PackageResponse::NotFound(format!("no service {hash} here")),
             },
+            PackageRequest::Chunk { package, .. } if self.is_private_package(&package) => {
+                PackageResponse::NotFound(format!(
+                    "package {package} is private: its publisher deployed it with --private and does not serve it to peers; ask them for the service directory"
+                ))
+            }
             PackageRequest::Chunk { package, offset } => {
                 let path = self.package_path(&package);
                 match read_chunk(&path, offset).await {
@@ -1136,14 +1176,37 @@ impl Engine {
                     continue;
                 }
             };
-            let (package, definition) = self.check_package(tar.clone())?;
+            // Hash first: the bytes of a peer are only hashed (a streaming read that keeps no
+            // content) until they match the signed record; only then is the package parsed.
+            match mesg_package::hash_tar(&tar, self.inner.config.max_package_bytes) {
+                Ok(h) if h == rec.package_hash => {}
+                Ok(h) => {
+                    last_error = format!(
+                        "{peer} sent package {h}, not {} as the record says",
+                        rec.package_hash
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    last_error = format!("{peer} sent an unreadable package: {e}");
+                    continue;
+                }
+            }
+            let (package, definition) = match self.check_package(&tar) {
+                Ok(checked) => checked,
+                Err(e) => {
+                    last_error = format!("{peer} sent an invalid package: {e}");
+                    continue;
+                }
+            };
             if package.hash() != rec.package_hash || definition != rec.definition {
                 last_error = format!("{peer} sent a package that does not match the record");
                 continue;
             }
             // The publisher's Dockerfile and dependencies under this node's rules.
             self.check_runnable(&package, &definition).await?;
-            self.save_package(&package.hash(), &tar)?;
+            drop(package);
+            self.save_package(&rec.package_hash, &tar)?;
             let image = image_tag(&self.node_key(), &hash);
             let (tx, mut rx) = mpsc::channel::<String>(64);
             let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });

@@ -1,7 +1,9 @@
 //! Request-response codec: each message is a length-prefixed versioned frame
 //! (`u32` big-endian length, then [`mesg_protocol::wire::encode_frame`] bytes). The length
-//! is checked against the protocol's limit before anything is allocated, and a frame that
-//! does not decode is an I/O error for libp2p (the stream is dropped, the node goes on).
+//! is checked against the protocol's limit before anything is allocated, the body's buffer
+//! grows as its bytes arrive (a declared length is a peer's claim: reserving it up front
+//! let one peer pin 4 MiB per stream by sending four bytes), and a frame that does not
+//! decode is an I/O error for libp2p (the stream is dropped, the node goes on).
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
@@ -10,6 +12,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::io;
 use std::marker::PhantomData;
+
+/// Bytes of a frame's body reserved before they arrive; beyond this the buffer grows with
+/// what the peer really sends.
+pub const FRAME_PREALLOC: usize = 64 * 1024;
 
 /// A codec for requests `Req` and responses `Resp`, each at most `LIMIT` bytes.
 #[derive(Debug)]
@@ -44,9 +50,21 @@ async fn read_frame<T: AsyncRead + Unpin + Send, M: DeserializeOwned>(
             format!("message of {len} bytes exceeds the {limit} byte limit"),
         ));
     }
-    let mut buf = vec![0u8; len];
-    io.read_exact(&mut buf).await?;
+    let buf = read_body(io, len).await?;
     wire::decode_frame(&buf, limit).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Read exactly `len` bytes, reserving at most [`FRAME_PREALLOC`] before they arrive.
+async fn read_body<T: AsyncRead + Unpin + Send>(io: &mut T, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(len.min(FRAME_PREALLOC));
+    let got = io.take(len as u64).read_to_end(&mut buf).await?;
+    if got < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("the stream ended after {got} of the {len} bytes its frame declared"),
+        ));
+    }
+    Ok(buf)
 }
 
 fn encode_frame<M: Serialize>(msg: &M, limit: usize) -> io::Result<Vec<u8>> {
@@ -136,5 +154,28 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_is_not_reserved_before_its_bytes_arrive() {
+        // Declares 4 MiB, sends 10 bytes and ends: an error, and nothing near 4 MiB held.
+        let declared = 4 * 1024 * 1024;
+        let mut short = (declared as u32).to_be_bytes().to_vec();
+        short.extend_from_slice(&[7; 10]);
+        let err = read_frame::<_, String>(&mut short.as_slice(), declared)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(err.to_string().contains("10 of the 4194304 bytes"), "{err}");
+        let body = read_body(&mut &[7u8; 10][..], 10).await.unwrap();
+        assert_eq!(body, vec![7; 10]);
+        // The buffer of a body still arriving is bounded by the bytes received.
+        let mut partial = &[1u8; 100][..];
+        let mut buf = Vec::with_capacity(declared.min(FRAME_PREALLOC));
+        let _ = (&mut partial)
+            .take(declared as u64)
+            .read_to_end(&mut buf)
+            .await;
+        assert!(buf.capacity() <= FRAME_PREALLOC, "{}", buf.capacity());
     }
 }

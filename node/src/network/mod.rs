@@ -16,7 +16,7 @@ mod swarm;
 pub use swarm::spawn;
 
 use libp2p::request_response::ResponseChannel;
-use libp2p::{Multiaddr, PeerId};
+pub use libp2p::{Multiaddr, PeerId};
 use mesg_protocol::ServiceHash;
 use mesg_protocol::messages::{
     GossipMessage, PackageRequest, PackageResponse, WorkRequest, WorkResponse,

@@ -154,6 +154,14 @@ struct Task {
     private_network: bool,
 }
 
+/// Concurrent work streams on one connection (inbound and outbound together; a peer has
+/// at most 4 connections). Each inbound stream may hold a frame of up to
+/// `MAX_WORK_MESSAGE` (4 MiB) while it arrives, so this bounds what one peer can pin:
+/// 256 × 4 MiB per connection, and only for bytes it really sends, until the request
+/// timeout. Four times the 64 requests in flight of the routing benchmark, whose results
+/// flow back on the same connection. (Was 1,024, with the whole frame reserved up front.)
+pub const MAX_WORK_STREAMS: usize = 256;
+
 fn gossip_config() -> Result<gossipsub::Config, String> {
     gossipsub::ConfigBuilder::default()
         .heartbeat_interval(Duration::from_millis(700))
@@ -222,7 +230,7 @@ pub fn spawn(
             gossipsub.with_peer_score(score_params(), gossipsub::PeerScoreThresholds::default())?;
             let rr = request_response::Config::default()
                 .with_request_timeout(request_timeout)
-                .with_max_concurrent_streams(1024);
+                .with_max_concurrent_streams(MAX_WORK_STREAMS);
             // Package chunks are up to 1 MiB: give them longer than small work messages.
             let rr_package = request_response::Config::default()
                 .with_request_timeout(request_timeout * 6)

@@ -7,6 +7,7 @@
 pub mod containers;
 pub mod names;
 pub mod rogue;
+pub mod wire;
 
 use mesg_testkit::NodeProcess;
 use serde_json::Value;
