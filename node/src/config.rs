@@ -46,6 +46,21 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub max_restarts: u32,
 
+    /// Most memory (bytes) an Application may give an instance (`limits.memory` of
+    /// `POST /v1/instances`); larger requests are lowered to it. [default: 4 GiB]
+    #[arg(long, env = "MESG_MAX_INSTANCE_MEMORY", value_name = "BYTES")]
+    pub max_instance_memory: Option<i64>,
+
+    /// Most CPU (billionths of a CPU) an Application may give an instance; larger
+    /// requests are lowered to it. [default: every CPU of the host]
+    #[arg(long, env = "MESG_MAX_INSTANCE_NANO_CPUS", value_name = "NANO_CPUS")]
+    pub max_instance_nano_cpus: Option<i64>,
+
+    /// Most processes an Application may give an instance; larger requests are lowered
+    /// to it. [default: 4096]
+    #[arg(long, env = "MESG_MAX_INSTANCE_PIDS", value_name = "N")]
+    pub max_instance_pids: Option<i64>,
+
     /// How many executions the node keeps for `mesg executions list/get/verify`; beyond that the
     /// oldest finished ones are removed (every 30 s). Executions still running and
     /// results still owed to another node are always kept. 0 keeps every execution.

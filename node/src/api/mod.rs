@@ -3,6 +3,7 @@
 //! engine errors into JSON errors with a stable code.
 
 pub mod app;
+pub mod serve;
 pub mod service;
 
 use crate::engine::EngineError;

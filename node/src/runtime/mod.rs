@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
 pub mod docker;
+pub mod limits;
 
 pub use docker::DockerRuntime;
 

@@ -98,7 +98,10 @@ impl Api {
             created.status,
             created.body
         );
-        let id = created.body["id"].as_str().expect("execution id").to_string();
+        let id = created.body["id"]
+            .as_str()
+            .expect("execution id")
+            .to_string();
         let waited = self
             .get(&format!("/v1/executions/{id}/wait?timeout_ms=30000"))
             .await;
