@@ -119,6 +119,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         info,
         token: args.api_token.clone(),
         metrics: Arc::new(registry),
+        docker_status: Arc::default(),
     });
     let service_app = api::service::router(engine.clone());
 

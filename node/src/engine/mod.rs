@@ -167,6 +167,8 @@ struct Inner {
     /// Event topics wanted by API subscribers, with their count.
     event_topics: Mutex<HashMap<ServiceHash, usize>>,
     all_events_watchers: AtomicUsize,
+    /// Event topics this node is subscribed to right now.
+    subscribed_topics: Mutex<HashSet<ServiceHash>>,
     seen_events: Mutex<(HashSet<EventId>, VecDeque<EventId>)>,
     metrics: EngineMetrics,
     processes: processes::Processes,
@@ -184,6 +186,8 @@ pub struct EngineMetrics {
     pub events_received: prometheus_client::metrics::counter::Counter,
     /// Callers blocked in `wait` right now.
     pub waiters: prometheus_client::metrics::gauge::Gauge,
+    /// Event topics of the network this node is subscribed to right now.
+    pub event_topics: prometheus_client::metrics::gauge::Gauge,
 }
 
 /// Cheap to clone; every clone is the same engine.
@@ -238,6 +242,7 @@ impl Engine {
                 provided: Mutex::new(HashSet::new()),
                 event_topics: Mutex::new(HashMap::new()),
                 all_events_watchers: AtomicUsize::new(0),
+                subscribed_topics: Mutex::new(HashSet::new()),
                 seen_events: Mutex::new((HashSet::new(), VecDeque::new())),
                 metrics: EngineMetrics::default(),
                 processes: processes::Processes::default(),
@@ -331,6 +336,11 @@ impl Engine {
             "execution_waiters",
             "Callers waiting for an execution to end (GET /v1/executions/{id}/wait)",
             m.waiters.clone(),
+        );
+        r.register(
+            "event_topics_subscribed",
+            "Event topics of the network this node is subscribed to (SSE streams, processes)",
+            m.event_topics.clone(),
         );
     }
 
