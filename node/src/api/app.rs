@@ -786,7 +786,10 @@ mod tests {
             json!({"available": true})
         };
         for _ in 0..100 {
-            assert_eq!(cache.get(Duration::from_secs(60), check).await["available"], true);
+            assert_eq!(
+                cache.get(Duration::from_secs(60), check).await["available"],
+                true
+            );
         }
         assert_eq!(checks.load(Ordering::SeqCst), 1);
         cache.get(Duration::ZERO, check).await;

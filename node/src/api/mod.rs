@@ -244,8 +244,15 @@ mod tests {
             .unwrap();
         let v: ApiError = serde_json::from_slice(&body).unwrap();
         assert_eq!(v.details.len(), MAX_ERROR_DETAILS + 1);
-        assert!(v.details.last().unwrap().contains("9980 more errors"), "{v:?}");
-        assert!(v.message.len() < MAX_ERROR_MESSAGE_BYTES + 64, "{}", v.message.len());
+        assert!(
+            v.details.last().unwrap().contains("9980 more errors"),
+            "{v:?}"
+        );
+        assert!(
+            v.message.len() < MAX_ERROR_MESSAGE_BYTES + 64,
+            "{}",
+            v.message.len()
+        );
         assert!(v.message.ends_with("more bytes)"), "{}", v.message);
         assert!(body.len() < 16 * 1024, "{} bytes", body.len());
     }
