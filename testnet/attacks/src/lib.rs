@@ -4,6 +4,8 @@
 //! review (docs/security.md lists them): the hostile input, the refusal it must get, and
 //! a check that honest work still completes meanwhile.
 
+pub mod http;
+
 use mesg_testkit::NodeProcess;
 use serde_json::Value;
 use std::time::Duration;
