@@ -65,6 +65,11 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         Err(e) => tracing::warn!("{e}; services cannot run until Docker is reachable"),
     }
     let runtime: Arc<dyn Runtime> = Arc::new(runtime);
+    let service_sources = Arc::new(api::sources::ServiceApiSources::new(runtime.clone()));
+    let service_sources: api::serve::SourceCheck = Arc::new(move |ip| {
+        let sources = service_sources.clone();
+        Box::pin(async move { sources.allows(ip).await })
+    });
     let engine = Engine::new(
         key.clone(),
         store.clone(),
@@ -141,7 +146,8 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let service_server = tokio::spawn(api::serve::serve(
         service_listener,
         service_app,
-        api::serve::ConnLimits::default(),
+        api::serve::ConnLimits::service(),
+        Some(service_sources),
         std::future::pending(),
     ));
     if let Err(e) = engine.start_processes().await {
@@ -165,6 +171,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         api_listener,
         app,
         api::serve::ConnLimits::default(),
+        None,
         async move {
             shutdown_signal().await;
             let _ = stop_tx.send(());

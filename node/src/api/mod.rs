@@ -5,6 +5,7 @@
 pub mod app;
 pub mod serve;
 pub mod service;
+pub mod sources;
 
 use crate::engine::EngineError;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};

@@ -8,10 +8,11 @@
 //!   [`HEADER_READ_TIMEOUT`] (slow-loris) or sits idle between requests for
 //!   [`IDLE_TIMEOUT`];
 //! - holds at most [`MAX_CONNECTIONS`] connections, [`MAX_CONNECTIONS_PER_IP`] from one
-//!   address. When a cap is reached the oldest *idle* connection (no request in progress,
-//!   e.g. an attacker's silent socket) is closed to make room, so a new honest caller is
-//!   still served; only when every connection has a request in progress is the newcomer
-//!   answered `503 too_many_connections`.
+//!   address (service API: [`MAX_SERVICE_CONNECTIONS`], [`MAX_SERVICE_CONNECTIONS_PER_IP`]).
+//!   When a cap is reached an idle connection is closed to make room — the oldest that
+//!   never sent a request (an attacker's silent socket), else a kept-alive one idle for
+//!   [`EVICT_SERVED_AFTER`] — so a new honest caller is still served; only when no
+//!   connection can go is the newcomer answered `503 too_many_connections`.
 //!
 //! A request in progress (a long `wait`, an SSE stream, a container's task stream) is
 //! never closed by these limits.
@@ -36,14 +37,25 @@ use tokio::sync::{Notify, mpsc, watch};
 /// previous answer): long enough for any real client, short enough that a slow-loris
 /// socket is gone quickly.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// A kept-alive connection with no request in progress is closed after this long.
+/// A connection with no request in progress is closed after this long: a backstop, as
+/// the header timeout also runs between requests (hyper restarts it while waiting for
+/// the next head), so a silent kept-alive connection goes after 10 s already.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Connections held at once per server: far below the usual 1,024 file descriptors so
-/// the node keeps descriptors for Docker, the store and its peers.
-pub const MAX_CONNECTIONS: usize = 512;
-/// Connections held at once from one IP address: half the total, so one address cannot
-/// take every slot.
-pub const MAX_CONNECTIONS_PER_IP: usize = 256;
+/// Connections the Application API holds at once: below the usual 1,024 file
+/// descriptors so the node keeps descriptors for Docker, the store and its peers, and
+/// above the 256 requests in flight of the benchmarks.
+pub const MAX_CONNECTIONS: usize = 768;
+/// Connections the Application API holds at once from one IP address: two thirds of
+/// the total, so one address cannot take every slot.
+pub const MAX_CONNECTIONS_PER_IP: usize = 512;
+/// Connections the service API holds at once (its callers are the node's containers:
+/// one task stream per instance, plus the results and events they post).
+pub const MAX_SERVICE_CONNECTIONS: usize = 256;
+/// Connections the service API holds at once from one container address.
+pub const MAX_SERVICE_CONNECTIONS_PER_IP: usize = 64;
+/// A kept-alive connection that has served requests may be closed to make room only
+/// after this long idle: a client about to reuse it then is unlikely.
+pub const EVICT_SERVED_AFTER: Duration = Duration::from_secs(2);
 
 /// The limits of one server (the constants above by default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +67,7 @@ pub struct ConnLimits {
 }
 
 impl Default for ConnLimits {
+    /// The Application API's limits.
     fn default() -> Self {
         ConnLimits {
             header_read_timeout: HEADER_READ_TIMEOUT,
@@ -65,14 +78,41 @@ impl Default for ConnLimits {
     }
 }
 
+impl ConnLimits {
+    /// The service API's limits.
+    pub fn service() -> ConnLimits {
+        ConnLimits {
+            max_connections: MAX_SERVICE_CONNECTIONS,
+            max_per_ip: MAX_SERVICE_CONNECTIONS_PER_IP,
+            ..ConnLimits::default()
+        }
+    }
+}
+
 /// Requests in progress on one connection, and when the last one ended.
 #[derive(Debug)]
 struct Activity {
     in_flight: AtomicUsize,
+    /// Requests received so far.
+    served: AtomicUsize,
     last_end: Mutex<Instant>,
 }
 
 impl Activity {
+    /// Which idle connection to close first to make room: `None` when it must not be
+    /// (a request in progress, or served and idle only briefly); lower goes first.
+    /// Connections that never sent a request go before the ones that did.
+    fn eviction_rank(&self, now: Instant) -> Option<(u8, Instant)> {
+        if !self.is_idle() {
+            return None;
+        }
+        let last = *self.last_end.lock().expect("activity lock");
+        if self.served.load(Ordering::SeqCst) == 0 {
+            return Some((0, last));
+        }
+        (now.saturating_duration_since(last) >= EVICT_SERVED_AFTER).then_some((1, last))
+    }
+
     fn is_idle(&self) -> bool {
         self.in_flight.load(Ordering::SeqCst) == 0
     }
@@ -91,6 +131,7 @@ struct Busy(Arc<Activity>);
 impl Busy {
     fn start(activity: &Arc<Activity>) -> Busy {
         activity.in_flight.fetch_add(1, Ordering::SeqCst);
+        activity.served.fetch_add(1, Ordering::SeqCst);
         Busy(activity.clone())
     }
 }
@@ -163,6 +204,7 @@ impl Table {
         self.next += 1;
         let activity = Arc::new(Activity {
             in_flight: AtomicUsize::new(0),
+            served: AtomicUsize::new(0),
             last_end: Mutex::new(Instant::now()),
         });
         let close = Arc::new(Notify::new());
@@ -178,13 +220,17 @@ impl Table {
         Some((id, activity, close))
     }
 
-    /// Close the oldest connection (from `ip`, if given) with no request in progress.
+    /// Close an idle connection (from `ip`, if given): the oldest that never sent a
+    /// request, else the one served connection idle longest (see [`EVICT_SERVED_AFTER`]).
     fn evict_idle(&mut self, ip: Option<IpAddr>) -> bool {
+        let now = Instant::now();
         let victim = self
             .conns
             .iter()
-            .find(|(_, c)| ip.is_none_or(|ip| c.ip == ip) && c.activity.is_idle())
-            .map(|(id, _)| *id);
+            .filter(|(_, c)| ip.is_none_or(|ip| c.ip == ip))
+            .filter_map(|(id, c)| c.activity.eviction_rank(now).map(|rank| (rank, *id)))
+            .min()
+            .map(|(_, id)| id);
         match victim.and_then(|id| self.remove(id)) {
             Some(conn) => {
                 conn.close.notify_one();
@@ -209,13 +255,19 @@ impl Table {
 /// What a refused connection reads before it is closed.
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: 113\r\n\r\n{\"code\":\"too_many_connections\",\"message\":\"this node holds too many connections; retry in a moment\",\"details\":[]}";
 
+/// Decides, per connection, whether its source address may be served at all.
+pub type SourceCheck =
+    Arc<dyn Fn(IpAddr) -> Pin<Box<dyn Future<Output = bool> + Send + 'static>> + Send + Sync>;
+
 /// Serve `app` on `listener` with `limits` until `shutdown` completes; then stop
 /// accepting, let requests in progress finish (idle connections close at once), and
-/// return when every connection is closed.
+/// return when every connection is closed. With `sources`, a connection whose source
+/// address it refuses is closed unanswered.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnLimits,
+    sources: Option<SourceCheck>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let table = Arc::new(Mutex::new(Table::default()));
@@ -257,8 +309,17 @@ pub async fn serve(
         };
         let table = table.clone();
         let done = done_tx.clone();
+        let sources = sources.clone();
         tokio::spawn(async move {
-            conn.run(stream).await;
+            let allowed = match sources {
+                Some(check) => check(peer.ip()).await,
+                None => true,
+            };
+            if allowed {
+                conn.run(stream).await;
+            } else {
+                tracing::debug!(%peer, "connection closed: not from an allowed address");
+            }
             table.lock().expect("connection table").remove(id);
             drop(done);
         });
@@ -380,7 +441,7 @@ mod tests {
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve(listener, app, limits, std::future::pending()));
+        tokio::spawn(serve(listener, app, limits, None, std::future::pending()));
         addr
     }
 
@@ -473,6 +534,39 @@ mod tests {
             s.read_to_string(&mut out).await.unwrap();
             assert!(out.ends_with("slow"), "{out:?}");
         }
+        assert!(fetch(addr, "/").await.starts_with("HTTP/1.1 200"));
+    }
+
+    #[tokio::test]
+    async fn kept_alive_connections_are_not_closed_under_a_client_about_to_reuse_them() {
+        let addr = start(limits()).await;
+        // Six kept-alive connections that each served a request (the per-IP cap).
+        let mut pool = Vec::new();
+        for _ in 0..6 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buf = [0u8; 512];
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+            pool.push(s);
+        }
+        // A seventh right away: no kept-alive one is taken from under its client.
+        assert!(fetch(addr, "/").await.starts_with("HTTP/1.1 503"));
+        for s in &mut pool {
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buf = [0u8; 512];
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(
+                buf[..n].starts_with(b"HTTP/1.1 200"),
+                "a pooled connection broke"
+            );
+        }
+        // Once they have idled a while, the longest idle makes room.
+        tokio::time::sleep(EVICT_SERVED_AFTER + Duration::from_millis(200)).await;
         assert!(fetch(addr, "/").await.starts_with("HTTP/1.1 200"));
     }
 }

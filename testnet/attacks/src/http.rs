@@ -11,11 +11,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub async fn start_echo(api: &Api) {
     let done = api.deploy(&service_dir("echo")).await;
     assert_eq!(done["type"], "done", "{done}");
-    let inst = api
-        .post("/v1/instances", &json!({"service": "echo"}))
-        .await;
+    let inst = api.post("/v1/instances", &json!({"service": "echo"})).await;
     assert_eq!(inst.status, 201, "{}", inst.body);
-    let hash = inst.body["hash"].as_str().expect("instance hash").to_string();
+    let hash = inst.body["hash"]
+        .as_str()
+        .expect("instance hash")
+        .to_string();
     for _ in 0..400 {
         if api.get(&format!("/v1/instances/{hash}")).await.body["connected"] == true {
             return;

@@ -29,11 +29,18 @@ async fn zero_negative_and_tiny_limits_are_refused() {
         assert_eq!(r.status, 400, "{limits}: {}", r.body);
         assert_eq!(r.body["code"], "invalid_limits", "{}", r.body);
         assert!(
-            r.body["message"].as_str().unwrap_or_default().contains("omit it"),
+            r.body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("omit it"),
             "{}",
             r.body
         );
     }
-    assert_eq!(api.get("/v1/instances").await.body, before, "nothing stored");
+    assert_eq!(
+        api.get("/v1/instances").await.body,
+        before,
+        "nothing stored"
+    );
     honest_echo(&api, "limits refused").await;
 }

@@ -24,7 +24,13 @@ async fn idle_and_slow_sockets_do_not_stop_the_api() {
         if i % 2 == 0 {
             // Slow-loris: a head that never ends.
             let _ = s
-                .write_all(format!("GET /v1/node HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n", node.api_port).as_bytes())
+                .write_all(
+                    format!(
+                        "GET /v1/node HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n",
+                        node.api_port
+                    )
+                    .as_bytes(),
+                )
                 .await;
         }
         flood.push(s);
@@ -51,7 +57,10 @@ async fn idle_and_slow_sockets_do_not_stop_the_api() {
     for s in &mut flood {
         let mut b = [0u8; 1];
         let r = tokio::time::timeout(Duration::from_millis(50), s.read(&mut b)).await;
-        assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "a socket outlived the header timeout");
+        assert!(
+            matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+            "a socket outlived the header timeout"
+        );
     }
     honest_echo(&Api::new(&node), "after the flood").await;
 }

@@ -46,10 +46,20 @@ async fn racing_and_reused_ids_never_answer_500() {
         timeout_ms: 10_000,
         created_at: now_ms(),
     };
-    let signed = Signed::sign(&account, domains::EXECUTION_REQUEST, &request, now_ms(), 60_000, 1 << 22)
-        .expect("sign");
+    let signed = Signed::sign(
+        &account,
+        domains::EXECUTION_REQUEST,
+        &request,
+        now_ms(),
+        60_000,
+        1 << 22,
+    )
+    .expect("sign");
     let r = api
-        .post("/v1/executions/signed", &serde_json::to_value(signed).expect("json"))
+        .post(
+            "/v1/executions/signed",
+            &serde_json::to_value(signed).expect("json"),
+        )
         .await;
     assert_eq!(r.status, 409, "{}", r.body);
     assert_eq!(r.body["code"], "conflict");

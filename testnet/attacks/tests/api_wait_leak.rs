@@ -26,12 +26,15 @@ async fn waits_on_unknown_finished_and_abandoned_executions_leave_nothing() {
         };
         async move { api.get(&path).await.status }
     });
-    for status in futures::future::join_all(calls).await {
+    use futures::StreamExt;
+    let statuses: Vec<u16> = futures::stream::iter(calls)
+        .buffer_unordered(50)
+        .collect()
+        .await;
+    for status in statuses {
         assert!(status == 404 || status == 200, "{status}");
     }
-    let unknown_reply = api
-        .get(&format!("/v1/executions/{unknown}/wait"))
-        .await;
+    let unknown_reply = api.get(&format!("/v1/executions/{unknown}/wait")).await;
     assert_eq!(unknown_reply.status, 404);
     assert_eq!(unknown_reply.body["code"], "not_found");
 
