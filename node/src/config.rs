@@ -28,8 +28,9 @@ pub struct NodeArgs {
     pub api_token: Option<String>,
 
     /// Address of the service API that the node's containers call. Containers reach it
-    /// through their network's gateway, so it must listen beyond loopback; every call
-    /// needs the instance's secret token.
+    /// through their network's gateway, so it must listen beyond loopback; it serves only
+    /// connections from loopback and from this node's instance networks (any other is
+    /// closed unanswered), and every call needs the instance's secret token.
     #[arg(long, env = "MESG_SERVICE_API", default_value = DEFAULT_SERVICE_API, value_name = "ADDR")]
     pub service_api: SocketAddr,
 
