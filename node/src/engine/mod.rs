@@ -152,7 +152,7 @@ struct Inner {
     events_tx: broadcast::Sender<Event>,
     /// Callers of [`Engine::wait`], by execution; each entry removes itself when its
     /// wait ends in any way (see [`WaiterGuard`]).
-    waiters: Mutex<HashMap<ExecutionId, Vec<(u64, oneshot::Sender<Execution>)>>>,
+    waiters: Mutex<HashMap<ExecutionId, Vec<Waiter>>>,
     waiter_seq: AtomicU64,
     network: OnceLock<crate::network::NetworkHandle>,
     providers: Mutex<providers::ProviderTable>,
@@ -1647,6 +1647,9 @@ fn same_request(e: &Execution, request: &ExecutionRequest) -> bool {
         && e.tags == request.tags
         && e.timeout_ms == request.timeout_ms
 }
+
+/// One caller of [`Engine::wait`]: its number (to remove it) and where to send the end.
+type Waiter = (u64, oneshot::Sender<Execution>);
 
 /// Removes its waiter from [`Inner::waiters`] when a wait ends, whichever way.
 struct WaiterGuard<'a> {

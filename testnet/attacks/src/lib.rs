@@ -82,7 +82,7 @@ impl Api {
         let text = resp.text().await.unwrap_or_default();
         text.lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .last()
+            .next_back()
             .unwrap_or(Value::String(text))
     }
 
