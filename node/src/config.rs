@@ -42,8 +42,9 @@ pub struct NodeArgs {
     pub api_hosts: Vec<String>,
 
     /// Address of the service API that the node's containers call. Containers reach it
-    /// through their network's gateway, so it must listen beyond loopback; every call
-    /// needs the instance's secret token.
+    /// through their network's gateway, so it must listen beyond loopback; it serves only
+    /// connections from loopback and from this node's instance networks (any other is
+    /// closed unanswered), and every call needs the instance's secret token.
     #[arg(long, env = "MESG_SERVICE_API", default_value = DEFAULT_SERVICE_API, value_name = "ADDR")]
     pub service_api: SocketAddr,
 
@@ -91,6 +92,21 @@ pub struct NodeArgs {
     /// its instance is reported crashed.
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub max_restarts: u32,
+
+    /// Most memory (bytes) an Application may give an instance (`limits.memory` of
+    /// `POST /v1/instances`); larger requests are lowered to it. [default: 4 GiB]
+    #[arg(long, env = "MESG_MAX_INSTANCE_MEMORY", value_name = "BYTES")]
+    pub max_instance_memory: Option<i64>,
+
+    /// Most CPU (billionths of a CPU) an Application may give an instance; larger
+    /// requests are lowered to it. [default: every CPU of the host]
+    #[arg(long, env = "MESG_MAX_INSTANCE_NANO_CPUS", value_name = "NANO_CPUS")]
+    pub max_instance_nano_cpus: Option<i64>,
+
+    /// Most processes an Application may give an instance; larger requests are lowered
+    /// to it. [default: 4096]
+    #[arg(long, env = "MESG_MAX_INSTANCE_PIDS", value_name = "N")]
+    pub max_instance_pids: Option<i64>,
 
     /// How many executions the node keeps for `mesg executions list/get/verify`; beyond that the
     /// oldest finished ones are removed (every 30 s). Executions still running and

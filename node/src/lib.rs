@@ -110,6 +110,11 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         Err(e) => tracing::warn!("{e}; services cannot run until Docker is reachable"),
     }
     let runtime: Arc<dyn Runtime> = Arc::new(runtime);
+    let service_sources = Arc::new(api::sources::ServiceApiSources::new(runtime.clone()));
+    let service_sources: api::serve::SourceCheck = Arc::new(move |ip| {
+        let sources = service_sources.clone();
+        Box::pin(async move { sources.allows(ip).await })
+    });
     let engine = Engine::new(
         key.clone(),
         store.clone(),
@@ -118,6 +123,11 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
             packages_dir: dir.packages_dir(),
             max_package_bytes: mesg_package::DEFAULT_MAX_PACKAGE_BYTES,
             default_limits: ResourceLimits::default(),
+            limit_bounds: runtime::limits::LimitBounds::new(
+                args.max_instance_memory,
+                args.max_instance_nano_cpus,
+                args.max_instance_pids,
+            ),
             execution_history: args.execution_history,
             pins: args.pin.clone(),
             peer_work_rate: args.peer_work_rate,
@@ -180,6 +190,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
                 .collect(),
         }),
         metrics: Arc::new(registry),
+        docker_status: Arc::default(),
     });
     let service_app = api::service::router(engine.clone());
 
@@ -198,8 +209,13 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         ),
         Err(e) => tracing::error!("recovery: {e}"),
     }
-    let service_server =
-        tokio::spawn(async move { axum::serve(service_listener, service_app).await });
+    let service_server = tokio::spawn(api::serve::serve(
+        service_listener,
+        service_app,
+        api::serve::ConnLimits::service(),
+        Some(service_sources),
+        std::future::pending(),
+    ));
     if let Err(e) = engine.start_processes().await {
         tracing::error!("processes: {e}");
     }
@@ -225,10 +241,16 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     // On SIGTERM/Ctrl-C: stop accepting, let requests in progress finish for a moment,
     // but do not wait for long-lived streams (SSE, logs) that never end on their own.
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let api_server = axum::serve(api_listener, app).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(());
-    });
+    let api_server = api::serve::serve(
+        api_listener,
+        app,
+        api::serve::ConnLimits::default(),
+        None,
+        async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(());
+        },
+    );
     let grace = async move {
         if stop_rx.await.is_ok() {
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
@@ -237,7 +259,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         }
     };
     tokio::select! {
-        served = api_server => served.context("api server")?,
+        () = api_server => {}
         _ = grace => tracing::info!("streams still open after 2 s; closing them"),
     }
     service_server.abort();

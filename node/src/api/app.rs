@@ -84,6 +84,35 @@ pub struct AppState {
     pub access: std::sync::Arc<AccessPolicy>,
     /// Prometheus metrics of the node (libp2p bandwidth and protocols, engine counters).
     pub metrics: std::sync::Arc<prometheus_client::registry::Registry>,
+    /// The last Docker check of `GET /v1/node`.
+    pub docker_status: std::sync::Arc<DockerStatusCache>,
+}
+
+/// How long `GET /v1/node` reuses its last Docker check: a client polling the node (or
+/// an attacker) would otherwise make the node ping Docker on every call.
+pub const DOCKER_STATUS_TTL: Duration = Duration::from_secs(5);
+
+/// The Docker part of `GET /v1/node`, checked at most once per [`DOCKER_STATUS_TTL`];
+/// callers arriving during a check wait for its answer rather than start another.
+#[derive(Debug, Default)]
+pub struct DockerStatusCache(tokio::sync::Mutex<Option<(std::time::Instant, serde_json::Value)>>);
+
+impl DockerStatusCache {
+    /// The cached value when younger than `ttl`, else the value of `check` (then cached).
+    pub async fn get<F>(&self, ttl: Duration, check: impl FnOnce() -> F) -> serde_json::Value
+    where
+        F: std::future::Future<Output = serde_json::Value>,
+    {
+        let mut cached = self.0.lock().await;
+        if let Some((at, v)) = &*cached
+            && at.elapsed() < ttl
+        {
+            return v.clone();
+        }
+        let v = check().await;
+        *cached = Some((std::time::Instant::now(), v.clone()));
+        v
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -154,12 +183,18 @@ async fn openapi() -> Response {
 }
 
 async fn node_info(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let docker = match state.engine.runtime().check().await {
-        Ok(info) => {
-            json!({"available": true, "version": info.server_version, "api_version": info.api_version})
-        }
-        Err(e) => json!({"available": false, "error": e.to_string()}),
-    };
+    let runtime = state.engine.runtime().clone();
+    let docker = state
+        .docker_status
+        .get(DOCKER_STATUS_TTL, || async move {
+            match runtime.check().await {
+                Ok(info) => {
+                    json!({"available": true, "version": info.server_version, "api_version": info.api_version})
+                }
+                Err(e) => json!({"available": false, "error": e.to_string()}),
+            }
+        })
+        .await;
     let mut v = serde_json::to_value(&state.info).unwrap_or_default();
     v["docker"] = docker;
     Json(v)
@@ -235,8 +270,7 @@ async fn deploy(
         let last = match work.await {
             Ok(Ok(service)) => json!({"type": "done", "service": service}),
             Ok(Err(e)) => {
-                let e = ApiErr::from(e);
-                json!({"type": "error", "error": e.body})
+                json!({"type": "error", "error": ApiErr::from(e).bounded_body()})
             }
             Err(e) => json!({"type": "error", "error": {"code": "internal", "message": e.to_string()}}),
         };
@@ -709,7 +743,7 @@ async fn validate_process(
             }
             Err(errors) => Json(json!({
                 "valid": false,
-                "errors": errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+                "errors": super::bounded_details(errors.0.iter().map(|e| e.to_string()).collect()),
             }))
             .into_response(),
         },
@@ -771,4 +805,29 @@ async fn process_logs(State(s): State<AppState>, Path(id): Path<String>) -> ApiR
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn the_docker_check_is_reused_within_its_ttl() {
+        let cache = DockerStatusCache::default();
+        let checks = AtomicUsize::new(0);
+        let check = || async {
+            checks.fetch_add(1, Ordering::SeqCst);
+            json!({"available": true})
+        };
+        for _ in 0..100 {
+            assert_eq!(
+                cache.get(Duration::from_secs(60), check).await["available"],
+                true
+            );
+        }
+        assert_eq!(checks.load(Ordering::SeqCst), 1);
+        cache.get(Duration::ZERO, check).await;
+        assert_eq!(checks.load(Ordering::SeqCst), 2);
+    }
 }

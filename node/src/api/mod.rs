@@ -4,7 +4,9 @@
 
 pub mod app;
 pub mod guard;
+pub mod serve;
 pub mod service;
+pub mod sources;
 
 use crate::engine::EngineError;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -35,10 +37,64 @@ impl ApiErr {
     }
 }
 
+impl ApiErr {
+    /// The body with its message and details cut to the bounds below.
+    pub fn bounded_body(self) -> ApiError {
+        let mut body = self.body;
+        body.message = bounded_message(&body.message);
+        body.details = bounded_details(body.details);
+        body
+    }
+}
+
 impl IntoResponse for ApiErr {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body)).into_response()
+        let status = self.status;
+        (status, axum::Json(self.bounded_body())).into_response()
     }
+}
+
+/// Most validation errors listed in an answer: enough to fix a request, while a hostile
+/// 2 MB request cannot make the node build (and send) a 25 MB error.
+pub const MAX_ERROR_DETAILS: usize = 20;
+/// Longest error detail (bytes) before it is cut.
+pub const MAX_ERROR_DETAIL_BYTES: usize = 512;
+/// Longest error message (bytes) before it is cut; `details` lists the errors one by one.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 4096;
+
+/// `s` cut to at most `max` bytes (on a character boundary), saying how much was left out.
+fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes)", &s[..end], s.len() - end)
+}
+
+/// An error message of at most [`MAX_ERROR_MESSAGE_BYTES`].
+pub fn bounded_message(message: &str) -> String {
+    cut(message, MAX_ERROR_MESSAGE_BYTES)
+}
+
+/// At most [`MAX_ERROR_DETAILS`] details of at most [`MAX_ERROR_DETAIL_BYTES`] each; a
+/// last line says how many more there were.
+pub fn bounded_details(details: Vec<String>) -> Vec<String> {
+    let total = details.len();
+    let mut out: Vec<String> = details
+        .into_iter()
+        .take(MAX_ERROR_DETAILS)
+        .map(|d| cut(&d, MAX_ERROR_DETAIL_BYTES))
+        .collect();
+    if total > MAX_ERROR_DETAILS {
+        out.push(format!(
+            "… and {} more errors (fix these first)",
+            total - MAX_ERROR_DETAILS
+        ));
+    }
+    out
 }
 
 pub fn status_of(e: &EngineError) -> StatusCode {
@@ -167,4 +223,47 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_lists_and_messages_are_bounded() {
+        let details: Vec<String> = (0..10_000).map(|i| format!("inputs.f{i}: bad")).collect();
+        let message = details.join("\n");
+        let e = ApiErr {
+            status: StatusCode::BAD_REQUEST,
+            body: ApiError {
+                code: "invalid_inputs".into(),
+                message,
+                details,
+            },
+        };
+        let resp = e.into_response();
+        let body = futures::executor::block_on(axum::body::to_bytes(resp.into_body(), usize::MAX))
+            .unwrap();
+        let v: ApiError = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v.details.len(), MAX_ERROR_DETAILS + 1);
+        assert!(
+            v.details.last().unwrap().contains("9980 more errors"),
+            "{v:?}"
+        );
+        assert!(
+            v.message.len() < MAX_ERROR_MESSAGE_BYTES + 64,
+            "{}",
+            v.message.len()
+        );
+        assert!(v.message.ends_with("more bytes)"), "{}", v.message);
+        assert!(body.len() < 16 * 1024, "{} bytes", body.len());
+    }
+
+    #[test]
+    fn cutting_respects_character_boundaries() {
+        let s = "é".repeat(100);
+        let c = cut(&s, 51);
+        assert_eq!(c, format!("{}… (150 more bytes)", "é".repeat(25)));
+        assert_eq!(cut("short", 10), "short");
+    }
 }

@@ -31,6 +31,8 @@ pub enum EngineError {
     },
     #[error("{0}")]
     BadRequest(String),
+    #[error("invalid limits: {0}")]
+    InvalidLimits(#[from] crate::runtime::limits::LimitError),
     #[error("{0}")]
     Conflict(String),
     #[error("execution {0} is not running on this instance")]
@@ -79,6 +81,7 @@ impl EngineError {
             EngineError::UnknownTask { .. } => "unknown_task",
             EngineError::UnknownEvent { .. } => "unknown_event",
             EngineError::BadRequest(_) => "bad_request",
+            EngineError::InvalidLimits(_) => "invalid_limits",
             EngineError::Conflict(_) => "conflict",
             EngineError::NotOwner(_) => "not_owner",
             EngineError::BadSignature(_) => "bad_signature",

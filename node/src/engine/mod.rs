@@ -36,7 +36,7 @@ use mesg_protocol::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 use timeouts::Deadlines;
@@ -58,6 +58,8 @@ pub struct EngineConfig {
     pub packages_dir: PathBuf,
     pub max_package_bytes: u64,
     pub default_limits: ResourceLimits,
+    /// Floors and operator maxima of the limits an Application may ask for.
+    pub limit_bounds: crate::runtime::limits::LimitBounds,
     /// How many executions the node keeps; the oldest finished ones beyond that are
     /// removed. 0 keeps them all.
     pub execution_history: usize,
@@ -160,7 +162,10 @@ struct Inner {
     deadlines: Deadlines,
     executions_tx: broadcast::Sender<Execution>,
     events_tx: broadcast::Sender<Event>,
-    waiters: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<Execution>>>>,
+    /// Callers of [`Engine::wait`], by execution; each entry removes itself when its
+    /// wait ends in any way (see [`WaiterGuard`]).
+    waiters: Mutex<HashMap<ExecutionId, Vec<Waiter>>>,
+    waiter_seq: AtomicU64,
     network: OnceLock<crate::network::NetworkHandle>,
     providers: Mutex<providers::ProviderTable>,
     /// Requester side: the provider an execution is being submitted to.
@@ -176,6 +181,8 @@ struct Inner {
     /// Event topics wanted by API subscribers, with their count.
     event_topics: Mutex<HashMap<ServiceHash, usize>>,
     all_events_watchers: AtomicUsize,
+    /// Event topics this node is subscribed to right now.
+    subscribed_topics: Mutex<HashSet<ServiceHash>>,
     seen_events: Mutex<(HashSet<EventId>, VecDeque<EventId>)>,
     /// Definitions being fetched to check network events (see `on_event`).
     event_checks: Arc<tokio::sync::Semaphore>,
@@ -206,6 +213,10 @@ pub struct EngineMetrics {
     pub results_undelivered: prometheus_client::metrics::counter::Counter,
     /// Nodes in the provider table (expired ones are evicted every announce interval).
     pub provider_nodes: prometheus_client::metrics::gauge::Gauge,
+    /// Callers blocked in `wait` right now.
+    pub waiters: prometheus_client::metrics::gauge::Gauge,
+    /// Event topics of the network this node is subscribed to right now.
+    pub event_topics: prometheus_client::metrics::gauge::Gauge,
 }
 
 /// Cheap to clone; every clone is the same engine.
@@ -249,6 +260,7 @@ impl Engine {
                 executions_tx,
                 events_tx,
                 waiters: Mutex::new(HashMap::new()),
+                waiter_seq: AtomicU64::new(0),
                 network: OnceLock::new(),
                 providers: Mutex::new(providers::ProviderTable::default()),
                 routes: Mutex::new(HashMap::new()),
@@ -260,6 +272,7 @@ impl Engine {
                 event_topics: Mutex::new(HashMap::new()),
                 all_events_watchers: AtomicUsize::new(0),
                 config,
+                subscribed_topics: Mutex::new(HashSet::new()),
                 seen_events: Mutex::new((HashSet::new(), VecDeque::new())),
                 event_checks: Arc::new(tokio::sync::Semaphore::new(
                     network::MAX_EVENT_DEFINITION_FETCHES,
@@ -386,6 +399,16 @@ impl Engine {
             "provider_nodes",
             "Nodes in the provider table",
             m.provider_nodes.clone(),
+        );
+        r.register(
+            "execution_waiters",
+            "Callers waiting for an execution to end (GET /v1/executions/{id}/wait)",
+            m.waiters.clone(),
+        );
+        r.register(
+            "event_topics_subscribed",
+            "Event topics of the network this node is subscribed to (SSE streams, processes)",
+            m.event_topics.clone(),
         );
     }
 
@@ -796,7 +819,15 @@ impl Engine {
             image,
             env: entry.env.clone(),
             token: entry.token.clone(),
-            limits: entry.limits,
+            // Limits stored by older versions were not checked: one Docker cannot apply
+            // falls back to the defaults rather than failing every start.
+            limits: entry.limits.map(|l| {
+                self.inner
+                    .config
+                    .limit_bounds
+                    .check(l)
+                    .unwrap_or(self.inner.config.default_limits)
+            }),
         })
     }
 
@@ -809,6 +840,10 @@ impl Engine {
         limits: Option<ResourceLimits>,
     ) -> Result<InstanceView, EngineError> {
         let defaults = self.inner.config.default_limits;
+        // Checked before anything is stored: a refused value must not break later starts.
+        let limits = limits
+            .map(|l| self.inner.config.limit_bounds.check(l))
+            .transpose()?;
         let limits = limits.map(|l| ResourceLimits {
             memory: l.memory.or(defaults.memory),
             nano_cpus: l.nano_cpus.or(defaults.nano_cpus),
@@ -1114,7 +1149,7 @@ impl Engine {
         if let Some(id) = &req.execution_id
             && let Some(existing) = self.inner.store.execution(id)?
         {
-            return Ok(existing);
+            return self.same_or_conflict(existing, |e| self.is_same_create(e, &req));
         }
         let service = self.resolve_service(&req.service).await?;
         let request = self.build_request(&service, req)?;
@@ -1265,7 +1300,16 @@ impl Engine {
             Some(live) => self.assign(&mut execution, live),
             None => execution.executor = self.first_provider(&execution.service_hash),
         }
-        self.inner.store.insert_execution(&execution, &signed)?;
+        match self.inner.store.insert_execution(&execution, &signed) {
+            Ok(()) => {}
+            // Another call inserted this id first (a race of two creates, or a signed
+            // request reusing an id): the same request gets that execution, another 409.
+            Err(StoreError::ExecutionExists(id)) => {
+                let existing = self.execution(&id)?;
+                return self.same_or_conflict(existing, |e| same_request(e, &request));
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.inner.store.persist().await?;
         self.inner.metrics.executions_created.inc();
         self.notify(&execution);
@@ -1278,6 +1322,40 @@ impl Engine {
             Some(live) => self.push(execution, &live).await,
             None => self.dispatch(execution, signed).await,
         })
+    }
+
+    /// The stored execution when `same` says the new request is the one that created
+    /// it (an idempotent retry); `conflict` otherwise.
+    fn same_or_conflict(
+        &self,
+        existing: Execution,
+        same: impl FnOnce(&Execution) -> bool,
+    ) -> Result<Execution, EngineError> {
+        if same(&existing) {
+            Ok(existing)
+        } else {
+            Err(EngineError::Conflict(format!(
+                "execution id {} is already used by a different request (service {}, task `{}`); choose another execution_id",
+                existing.id, existing.service_hash, existing.task_key
+            )))
+        }
+    }
+
+    /// Whether an Application's create request is the one that made `e`.
+    fn is_same_create(&self, e: &Execution, req: &CreateExecution) -> bool {
+        let service = req.service.parse::<ServiceHash>().ok().or_else(|| {
+            self.service(&req.service)
+                .ok()
+                .map(|s| s.record.service_hash)
+        });
+        service == Some(e.service_hash)
+            && e.requester == self.node_key()
+            && e.task_key == req.task
+            && e.inputs.0 == req.inputs
+            && e.tags == req.tags
+            && e.parent == req.parent
+            && e.process == req.process
+            && req.timeout_ms.is_none_or(|t| t == e.timeout_ms)
     }
 
     /// Record that `live` runs the (not yet stored) execution.
@@ -1475,7 +1553,9 @@ impl Engine {
                 .lock()
                 .expect("waiters lock")
                 .remove(&execution.id);
-            for w in waiters.into_iter().flatten() {
+            let waiters = waiters.unwrap_or_default();
+            self.inner.metrics.waiters.dec_by(waiters.len() as i64);
+            for (_, w) in waiters {
                 let _ = w.send(execution.clone());
             }
         }
@@ -1556,21 +1636,34 @@ impl Engine {
     }
 
     /// Wait until the execution is Completed or Failed, or `timeout` passes (then the
-    /// current state is returned).
+    /// current state is returned). An unknown execution is `not_found` and a finished one
+    /// answers at once, both without registering a waiter; a registered waiter is removed
+    /// however the wait ends (end, timeout, or the caller going away).
     pub async fn wait(
         &self,
         id: &ExecutionId,
         timeout: Duration,
     ) -> Result<Execution, EngineError> {
+        let current = self.execution(id)?;
+        if current.status.is_final() {
+            return Ok(current);
+        }
         let (tx, rx) = oneshot::channel();
+        let seq = self.inner.waiter_seq.fetch_add(1, Ordering::Relaxed);
         self.inner
             .waiters
             .lock()
             .expect("waiters lock")
             .entry(*id)
             .or_default()
-            .push(tx);
-        // Registered first, then checked: an end between the two is not missed.
+            .push((seq, tx));
+        self.inner.metrics.waiters.inc();
+        let _guard = WaiterGuard {
+            inner: &self.inner,
+            id: *id,
+            seq,
+        };
+        // Registered first, then checked again: an end between the two is not missed.
         let current = self.execution(id)?;
         if current.status.is_final() {
             return Ok(current);
@@ -1579,6 +1672,11 @@ impl Engine {
             Ok(Ok(e)) => Ok(e),
             _ => self.execution(id),
         }
+    }
+
+    /// How many [`Engine::wait`] calls are registered right now (a gauge on `/metrics`).
+    pub fn waiter_count(&self) -> usize {
+        waiter_count(&self.inner)
     }
 
     pub async fn cancel(
@@ -1736,6 +1834,55 @@ pub struct RecoveryReport {
     pub kept_running: usize,
     pub failed: usize,
     pub expired: usize,
+}
+
+/// Whether `request` asks for what `e` records (its time of creation aside).
+fn same_request(e: &Execution, request: &ExecutionRequest) -> bool {
+    e.service_hash == request.service_hash
+        && e.task_key == request.task_key
+        && e.inputs == request.inputs
+        && e.requester == request.requester
+        && e.requester_node == request.requester_node
+        && e.parent == request.parent
+        && e.process == request.process
+        && e.tags == request.tags
+        && e.timeout_ms == request.timeout_ms
+}
+
+/// One caller of [`Engine::wait`]: its number (to remove it) and where to send the end.
+type Waiter = (u64, oneshot::Sender<Execution>);
+
+/// Removes its waiter from [`Inner::waiters`] when a wait ends, whichever way.
+struct WaiterGuard<'a> {
+    inner: &'a Inner,
+    id: ExecutionId,
+    seq: u64,
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        let mut waiters = self.inner.waiters.lock().expect("waiters lock");
+        if let Some(list) = waiters.get_mut(&self.id) {
+            let before = list.len();
+            list.retain(|(seq, _)| *seq != self.seq);
+            if list.len() < before {
+                self.inner.metrics.waiters.dec();
+            }
+            if list.is_empty() {
+                waiters.remove(&self.id);
+            }
+        }
+    }
+}
+
+fn waiter_count(inner: &Inner) -> usize {
+    inner
+        .waiters
+        .lock()
+        .expect("waiters lock")
+        .values()
+        .map(Vec::len)
+        .sum()
 }
 
 /// Docker image of a service built on node `node` (its public key): `mesg-service:` then

@@ -981,7 +981,59 @@ impl Engine {
 
     async fn subscribe_topic(&self, service: ServiceHash) {
         if let Some(net) = self.network() {
+            self.track_topic(service, true);
             net.subscribe(events_topic(&service)).await;
+        }
+    }
+
+    async fn unsubscribe_topic(&self, service: ServiceHash) {
+        if let Some(net) = self.network() {
+            self.track_topic(service, false);
+            net.unsubscribe(events_topic(&service)).await;
+        }
+    }
+
+    fn track_topic(&self, service: ServiceHash, subscribed: bool) {
+        let mut topics = self.inner.subscribed_topics.lock().expect("topics lock");
+        if subscribed {
+            topics.insert(service);
+        } else {
+            topics.remove(&service);
+        }
+        self.inner.metrics.event_topics.set(topics.len() as i64);
+    }
+
+    /// The event topics this node is subscribed to right now.
+    pub fn subscribed_event_topics(&self) -> usize {
+        self.inner
+            .subscribed_topics
+            .lock()
+            .expect("topics lock")
+            .len()
+    }
+
+    /// After the last watcher of every service went: leave the topics no one else
+    /// (a filtered stream, a process) still wants.
+    async fn leave_unwanted_topics(&self) {
+        let subscribed: Vec<ServiceHash> = self
+            .inner
+            .subscribed_topics
+            .lock()
+            .expect("topics lock")
+            .iter()
+            .copied()
+            .collect();
+        for s in subscribed {
+            let wanted = self.inner.all_events_watchers.load(Ordering::SeqCst) > 0
+                || self
+                    .inner
+                    .event_topics
+                    .lock()
+                    .expect("topics lock")
+                    .contains_key(&s);
+            if !wanted {
+                self.unsubscribe_topic(s).await;
+            }
         }
     }
 
@@ -1365,10 +1417,15 @@ impl Drop for EventInterest {
     fn drop(&mut self) {
         match self.service {
             None => {
-                self.engine
+                let before = self
+                    .engine
                     .inner
                     .all_events_watchers
                     .fetch_sub(1, Ordering::SeqCst);
+                if before == 1 {
+                    let engine = self.engine.clone();
+                    tokio::spawn(async move { engine.leave_unwanted_topics().await });
+                }
             }
             Some(s) => {
                 let last = {
@@ -1386,9 +1443,11 @@ impl Drop for EventInterest {
                         None => false,
                     }
                 };
-                // Processes and local instances keep their topics; only SSE interest ends.
-                if last && let Some(net) = self.engine.network().cloned() {
-                    tokio::spawn(async move { net.unsubscribe(events_topic(&s)).await });
+                // A watcher of every service still wants the topic.
+                let all = self.engine.inner.all_events_watchers.load(Ordering::SeqCst) > 0;
+                if last && !all {
+                    let engine = self.engine.clone();
+                    tokio::spawn(async move { engine.unsubscribe_topic(s).await });
                 }
             }
         }

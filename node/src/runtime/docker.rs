@@ -1485,6 +1485,24 @@ async fn watch_events(weak: Weak<Inner>, mut stop: oneshot::Receiver<()>, starte
 
 #[async_trait]
 impl Runtime for DockerRuntime {
+    async fn instance_subnets(&self) -> Result<Vec<String>, RuntimeError> {
+        let docker = self.docker().await?;
+        let node = &self.inner.config.node_id;
+        let filters = HashMap::from([("label", vec![format!("{}={node}", labels::NODE)])]);
+        let networks = docker
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::new().filters(&filters).build(),
+            ))
+            .await
+            .map_err(|e| self.inner.fail("list networks", e))?;
+        Ok(networks
+            .into_iter()
+            .filter_map(|n| n.ipam?.config)
+            .flatten()
+            .filter_map(|c| c.subnet)
+            .collect())
+    }
+
     async fn check(&self) -> Result<DockerInfo, RuntimeError> {
         let docker = self.docker().await?;
         let v = docker

@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
 pub mod docker;
+pub mod limits;
 pub mod policy;
 
 pub use docker::DockerRuntime;
@@ -259,4 +260,10 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Container starts and deaths of this node, as Docker reports them.
     fn subscribe(&self) -> broadcast::Receiver<RuntimeEvent>;
+
+    /// Subnets (CIDR, e.g. `172.18.0.0/16`) of this node's instance networks: where its
+    /// containers call the service API from.
+    async fn instance_subnets(&self) -> Result<Vec<String>, RuntimeError> {
+        Ok(Vec::new())
+    }
 }

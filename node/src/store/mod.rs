@@ -35,6 +35,9 @@ pub enum StoreError {
     Encode(String),
     #[error("execution {0} not found")]
     UnknownExecution(ExecutionId),
+    /// `insert_execution` of an id that is already stored (nothing was written).
+    #[error("execution {0} already exists")]
+    ExecutionExists(ExecutionId),
     #[error("illegal transition: {0}")]
     Transition(#[from] mesg_protocol::TransitionError),
     #[error("the flusher stopped")]

@@ -444,9 +444,7 @@ impl Store for SledStore {
         tx_result(
             trees.transaction(|(ex, rq, bt, bs, bsv, btag, bp, ei, eo)| {
                 if ex.get(id.0)?.is_some() {
-                    return Err(tx_abort(StoreError::Encode(format!(
-                        "execution {id} already exists"
-                    ))));
+                    return Err(tx_abort(StoreError::ExecutionExists(id)));
                 }
                 ex.insert(&id.0, value.as_slice())?;
                 ei.insert(&id.0, inputs.as_slice())?;

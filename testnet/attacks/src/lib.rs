@@ -5,6 +5,7 @@
 //! a check that honest work still completes meanwhile.
 
 pub mod containers;
+pub mod http;
 pub mod names;
 pub mod rogue;
 pub mod wire;
