@@ -105,6 +105,9 @@ fi
 
 echo "== schemathesis: all checks, at most $examples examples per operation, seed $seed"
 t0=$(date +%s)
+# schemathesis keeps a cache (.schemathesis/, e.g. failures to replay first) in its working
+# directory: keep it with the reports, out of the source tree.
+cd "$out"
 set +e
 PYTHONPATH="$repo/testnet/schemathesis${PYTHONPATH:+:$PYTHONPATH}" SCHEMATHESIS_HOOKS=hooks \
   "$st" --config-file "$repo/testnet/schemathesis/config.toml" run "$base/v1/openapi.json" \
