@@ -80,7 +80,7 @@ impl Api {
         let text = resp.text().await.unwrap_or_default();
         text.lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .last()
+            .next_back()
             .unwrap_or(Value::String(text))
     }
 
@@ -98,7 +98,10 @@ impl Api {
             created.status,
             created.body
         );
-        let id = created.body["id"].as_str().expect("execution id").to_string();
+        let id = created.body["id"]
+            .as_str()
+            .expect("execution id")
+            .to_string();
         let waited = self
             .get(&format!("/v1/executions/{id}/wait?timeout_ms=30000"))
             .await;
