@@ -41,7 +41,10 @@ esac
 limits=(-max_total_time="$secs")
 if [ -n "$runs" ]; then
   limits+=(-runs="$runs")
-  budget="$runs inputs$([ "$secs" -gt 0 ] && echo " or ${secs}s")"
+  budget="$runs inputs"
+  if [ "$secs" -gt 0 ]; then
+    budget="$budget or ${secs}s"
+  fi
 else
   budget="${secs}s"
 fi
