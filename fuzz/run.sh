@@ -2,6 +2,9 @@
 # Bounded fuzzing run of every cargo-fuzz target in fuzz/, on the STABLE toolchain.
 #
 #   fuzz/run.sh [SECONDS_PER_TARGET]        (default 30)
+#   fuzz/run.sh --runs N [MAX_SECONDS]      (N inputs per target, libFuzzer -runs=N; the long
+#                                            run: fuzz/run.sh --runs 10000000; MAX_SECONDS,
+#                                            default 0 = no limit, stops a target earlier)
 #
 # - installs cargo-fuzz (`cargo install --locked cargo-fuzz`) only when it is missing;
 # - builds the targets with AddressSanitizer; cargo-fuzz passes `-Zsanitizer=address`,
@@ -10,7 +13,7 @@
 #   panics and aborts are still caught) and says so;
 # - copies fuzz/seeds/<target>/ into the scratch corpus fuzz/corpus/<target>/ (ignored by
 #   git; it grows across local runs, CI starts from the seeds) and runs each target for
-#   SECONDS_PER_TARGET seconds (libFuzzer -max_total_time);
+#   SECONDS_PER_TARGET seconds (libFuzzer -max_total_time), or for N inputs (--runs N);
 # - prints per target the executions, exec/s, new corpus units and whether it crashed
 #   (the full libFuzzer log is fuzz/artifacts/<target>.log); a crashing input is left in
 #   fuzz/artifacts/<target>/ and printed in hex;
@@ -20,10 +23,31 @@
 # MESG_FUZZ_TARGETS="a b" (subset), MESG_FUZZ_TARGET_DIR (default fuzz/target).
 set -euo pipefail
 
-secs="${1:-30}"
+usage="usage: fuzz/run.sh [SECONDS_PER_TARGET] | fuzz/run.sh --runs N [MAX_SECONDS]"
+runs=""
+if [ "${1:-}" = "--runs" ]; then
+  runs="${2:-}"
+  secs="${3:-0}"
+  case "$runs" in
+    '' | *[!0-9]*) echo "$usage" >&2; exit 2 ;;
+  esac
+else
+  secs="${1:-30}"
+fi
 case "$secs" in
-  '' | *[!0-9]*) echo "usage: fuzz/run.sh [SECONDS_PER_TARGET]" >&2; exit 2 ;;
+  '' | *[!0-9]*) echo "$usage" >&2; exit 2 ;;
 esac
+# libFuzzer stops at whichever limit comes first; -max_total_time=0 means no time limit.
+limits=(-max_total_time="$secs")
+if [ -n "$runs" ]; then
+  limits+=(-runs="$runs")
+  budget="$runs inputs"
+  if [ "$secs" -gt 0 ]; then
+    budget="$budget or ${secs}s"
+  fi
+else
+  budget="${secs}s"
+fi
 
 fuzz_dir="$(cd "$(dirname "$0")" && pwd)"
 cd "$fuzz_dir"
@@ -84,13 +108,15 @@ for target in "${targets[@]}"; do
   marker="$fuzz_dir/artifacts/.$target.start"
   touch "$marker"
   echo
-  echo "== fuzzing $target for ${secs}s (corpus: $(find "$corpus" -type f | wc -l) inputs)"
+  echo "== fuzzing $target for $budget (corpus: $(find "$corpus" -type f | wc -l) inputs)"
+  t0=$(date +%s)
   set +e
   cargo fuzz run --fuzz-dir "$fuzz_dir" --target-dir "$target_dir" --sanitizer "$sanitizer" \
     "$target" "$corpus" -- \
-    -max_total_time="$secs" -timeout=20 -print_final_stats=1 "${extra[@]}" >"$log" 2>&1
+    "${limits[@]}" -timeout=20 -print_final_stats=1 "${extra[@]}" >"$log" 2>&1
   rc=$?
   set -e
+  took=$(( $(date +%s) - t0 ))
   # The full libFuzzer log (every new coverage unit) is in $log; show its outline here.
   grep -E '^(INFO: (Seed|Loaded|-max_len|A corpus)|#[0-9]+[[:space:]]+(INITED|DONE|pulse)|Done [0-9]+ runs|stat::)' "$log" |
     grep -v 'pulse' | sed 's/^/   /' || true
@@ -117,12 +143,12 @@ for target in "${targets[@]}"; do
     echo "== first failure report:"
     grep -m1 -A2 -E "panicked at|ERROR: (AddressSanitizer|libFuzzer|LeakSanitizer)" "$log" || true
   fi
-  summary+=("$(printf '%-16s %10s execs  %7s exec/s  %5s new units  %5s MB peak  %s' \
-    "$target" "${execs:-?}" "${speed:-?}" "${added:-?}" "${rss:-?}" "$status")")
+  summary+=("$(printf '%-16s %10s execs  %7s exec/s  %5s new units  %5s MB peak  %6ss  %s' \
+    "$target" "${execs:-?}" "${speed:-?}" "${added:-?}" "${rss:-?}" "$took" "$status")")
 done
 
 echo
-echo "== fuzz summary (${secs}s per target, sanitizer: $sanitizer)"
+echo "== fuzz summary ($budget per target, sanitizer: $sanitizer)"
 printf '%s\n' "${summary[@]}"
 if [ "$failed" -ne 0 ]; then
   echo "== FAILED: a fuzz target crashed; inputs are in fuzz/artifacts/<target>/," \

@@ -1,7 +1,11 @@
 //! Writes the seed corpus of the fuzz targets from real values:
 //! - `seeds/wire_decode/*.bin`: one encoded frame of every message kind (signed envelopes
 //!   signed with fixed test keys; the nonce is random, so bytes differ between runs);
-//! - checks that every `seeds/definition_yaml/*.yml` marked `valid-` parses.
+//! - `seeds/envelope/*.bin`: for every signed payload type, its envelope in bincode and in
+//!   JSON, and its payload bytes with the window and key byte the `envelope` target signs
+//!   them with (see fuzz_targets/envelope.rs for the layout);
+//! - checks that every `seeds/definition_yaml/*.yml` and `seeds/process_yaml/*.yml` marked
+//!   `valid-` parses and every other one does not (`seeds/api_inputs/` is checked-in text).
 //!
 //! Run from `fuzz/`: `cargo run --example gen_seeds` (any target dir will do).
 
@@ -9,6 +13,7 @@ use mesg_protocol::envelope::{Claims, Signed};
 use mesg_protocol::messages::{
     GossipMessage, PackageRequest, PackageResponse, Reject, RejectCode, WorkRequest, WorkResponse,
 };
+use mesg_protocol::process::ProcessDefinition;
 use mesg_protocol::types::{
     Announcement, CancelRequest, Event, EventId, ExecutionId, ExecutionRequest, ExecutionResult,
     Outcome, ProcessStepRef, ServiceOffer, ServiceRecord, domains,
@@ -19,6 +24,7 @@ use mesg_protocol::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const NOW: u64 = 1_800_000_000_000;
@@ -41,10 +47,76 @@ fn write<T: Serialize>(dir: &Path, name: &str, value: &T, max: usize) {
     println!("{} ({} bytes)", path.display(), bytes.len());
 }
 
+/// The payload types in the order of the `envelope` target's selector (bits 0-2).
+const ENVELOPE_KINDS: [&str; 6] = [
+    domains::EXECUTION_REQUEST,
+    domains::EXECUTION_RESULT,
+    domains::CANCEL,
+    domains::ANNOUNCEMENT,
+    domains::EVENT,
+    domains::SERVICE_RECORD,
+];
+
+/// Seeds of the `envelope` target for one signed payload: its envelope in bincode (mode 0)
+/// and JSON (mode 1), and its payload to be signed by the target (mode 2) with the seed key
+/// `key` (0: `[7; 32]`, 1: `[9; 32]`), at NOW for one minute.
+fn envelope_seeds<T: Serialize + DeserializeOwned + Claims>(
+    dir: &Path,
+    name: &str,
+    signed: &Signed<T>,
+    key: u8,
+    max: usize,
+) {
+    let kind = ENVELOPE_KINDS
+        .iter()
+        .position(|d| *d == signed.header.domain)
+        .expect("a known domain") as u8;
+    let mut bincode = vec![kind];
+    bincode.extend(wire::encode(signed, max).expect("encode envelope"));
+    let mut json = vec![kind | 1 << 3];
+    json.extend(serde_json::to_vec(signed).expect("envelope to JSON"));
+    let mut resign = vec![kind | 2 << 3];
+    resign.extend(NOW.to_le_bytes());
+    resign.extend((NOW + 60_000).to_le_bytes());
+    resign.push(key);
+    resign.extend(&signed.payload.0);
+    for (suffix, bytes) in [("bin", bincode), ("json", json), ("sign", resign)] {
+        let path = dir.join(format!("{name}_{suffix}.bin"));
+        std::fs::write(&path, &bytes).expect("write seed");
+        println!("{} ({} bytes)", path.display(), bytes.len());
+    }
+}
+
+/// Checks that every checked-in `valid-*` file of a seed directory parses and every other
+/// one is refused.
+fn check_text_seeds(dir: &Path, parses: impl Fn(&str) -> Result<(), String>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("seed directory")
+        .map(|e| e.expect("dir entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).expect("read seed");
+        match (name.starts_with("valid-"), parses(&text)) {
+            (true, Ok(())) => println!("{} parses", path.display()),
+            (true, Err(e)) => panic!("{} should parse:\n{e}", path.display()),
+            (false, Ok(())) => panic!("{} should be refused", path.display()),
+            (false, Err(e)) => println!(
+                "{} is refused ({} lines)",
+                path.display(),
+                e.lines().count()
+            ),
+        }
+    }
+}
+
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("seeds");
     let wire_dir = root.join("wire_decode");
     std::fs::create_dir_all(&wire_dir).expect("create seeds/wire_decode");
+    let env_dir = root.join("envelope");
+    std::fs::create_dir_all(&env_dir).expect("create seeds/envelope");
 
     let requester = Keypair::from_secret_bytes([7; 32]);
     let node = Keypair::from_secret_bytes([9; 32]);
@@ -76,6 +148,7 @@ fn main() {
         &request,
         MAX_WORK_MESSAGE,
     );
+    envelope_seeds(&env_dir, "execution_request", &submit, 0, MAX_WORK_MESSAGE);
     write(
         &wire_dir,
         "work_submit",
@@ -109,6 +182,14 @@ fn main() {
             finished_at: NOW + 2,
         };
         let signed = sign(&node, domains::EXECUTION_RESULT, &result, MAX_WORK_MESSAGE);
+        let short = name.strip_prefix("work_result_").unwrap_or(name);
+        envelope_seeds(
+            &env_dir,
+            &format!("execution_result_{short}"),
+            &signed,
+            1,
+            MAX_WORK_MESSAGE,
+        );
         write(
             &wire_dir,
             name,
@@ -123,6 +204,7 @@ fn main() {
         reason: "changed my mind".into(),
     };
     let signed = sign(&requester, domains::CANCEL, &cancel, MAX_WORK_MESSAGE);
+    envelope_seeds(&env_dir, "cancel", &signed, 0, MAX_WORK_MESSAGE);
     write(
         &wire_dir,
         "work_cancel",
@@ -165,6 +247,7 @@ fn main() {
         &announcement,
         MAX_GOSSIP_MESSAGE,
     );
+    envelope_seeds(&env_dir, "announcement", &signed, 1, MAX_GOSSIP_MESSAGE);
     write(
         &wire_dir,
         "gossip_announce",
@@ -182,6 +265,7 @@ fn main() {
         created_at: NOW,
     };
     let signed = sign(&node, domains::EVENT, &event, MAX_GOSSIP_MESSAGE);
+    envelope_seeds(&env_dir, "event", &signed, 1, MAX_GOSSIP_MESSAGE);
     write(
         &wire_dir,
         "gossip_event",
@@ -229,6 +313,7 @@ fn main() {
         &record_of(simple),
         MAX_PACKAGE_MESSAGE,
     );
+    envelope_seeds(&env_dir, "service_record", &signed, 1, MAX_PACKAGE_MESSAGE);
     write(
         &wire_dir,
         "package_response_record",
@@ -253,6 +338,13 @@ fn main() {
     if let Err(e) = signed.verify(domains::SERVICE_RECORD, NOW, MAX_PACKAGE_MESSAGE) {
         println!("WARNING: the signed record of valid-full.yml does not verify: {e}");
     }
+    envelope_seeds(
+        &env_dir,
+        "service_record_full",
+        &signed,
+        1,
+        MAX_PACKAGE_MESSAGE,
+    );
     write(
         &wire_dir,
         "package_response_record_full",
@@ -276,20 +368,28 @@ fn main() {
     );
 
     // The YAML seeds are checked-in files; make sure the valid ones still are.
-    let mut entries: Vec<_> = std::fs::read_dir(&yaml_dir)
-        .expect("seeds/definition_yaml")
-        .map(|e| e.expect("dir entry").path())
+    check_text_seeds(&yaml_dir, |text| {
+        ServiceDefinition::from_yaml(text)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    let echo = ServiceDefinition::from_yaml(include_str!("../../testnet/services/echo/mesg.yml"))
+        .expect("echo's mesg.yml parses");
+    let kv = ServiceDefinition::from_yaml(include_str!("../../testnet/services/kv/mesg.yml"))
+        .expect("kv's mesg.yml parses");
+    let lookup = |name: &str| match name {
+        "echo" => Some(echo.clone()),
+        "kv" => Some(kv.clone()),
+        _ => None,
+    };
+    // The env the `process_yaml` target gives (the seeds use WHO, N and EMPTY).
+    let env: BTreeMap<String, String> = [("WHO", "ops"), ("N", "3"), ("EMPTY", "")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    entries.sort();
-    for path in entries {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(&path).expect("read yaml seed");
-        let parsed = ServiceDefinition::from_yaml(&text);
-        match (name.starts_with("valid-"), parsed) {
-            (true, Ok(_)) => println!("{} parses", path.display()),
-            (true, Err(e)) => panic!("{} should parse:\n{e}", path.display()),
-            (false, Ok(_)) => panic!("{} should be rejected", path.display()),
-            (false, Err(e)) => println!("{} is rejected ({} errors)", path.display(), e.0.len()),
-        }
-    }
+    check_text_seeds(&root.join("process_yaml"), |text| {
+        ProcessDefinition::from_yaml(text, &env, &lookup)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
 }

@@ -353,3 +353,29 @@ fn a_definition_round_trips_through_json() {
     let back: ProcessDefinition = serde_json::from_str(&json).unwrap();
     assert_eq!(back, p);
 }
+
+/// The example in docs/processes.md, validated against the real example services
+/// (testnet/services/): it referenced `confirm` from a step on another branch, which
+/// validation refuses, so the documented example could not be created.
+#[test]
+fn the_documented_example_is_a_valid_process() {
+    let doc = include_str!("../../docs/processes.md");
+    let start = doc
+        .find("```yaml\n")
+        .expect("a yaml block in docs/processes.md")
+        + 8;
+    let end = start + doc[start..].find("```").expect("the end of the yaml block");
+    let echo = ServiceDefinition::from_yaml(include_str!("../../testnet/services/echo/mesg.yml"))
+        .expect("echo's mesg.yml");
+    let kv = ServiceDefinition::from_yaml(include_str!("../../testnet/services/kv/mesg.yml"))
+        .expect("kv's mesg.yml");
+    let lookup = |name: &str| match name {
+        "echo" => Some(echo.clone()),
+        "kv" => Some(kv.clone()),
+        _ => None,
+    };
+    let env = BTreeMap::from([("WHO".to_string(), "ops".to_string())]);
+    let def = ProcessDefinition::from_yaml(&doc[start..end], &env, &lookup)
+        .unwrap_or_else(|e| panic!("the example of docs/processes.md is invalid:\n{e}"));
+    assert_eq!(def.name, "tick-pipeline");
+}
