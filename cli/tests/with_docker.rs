@@ -196,12 +196,19 @@ fn service_dev_stops_and_removes_its_instance_on_ctrl_c() {
         .lines()
         .find(|l| l.starts_with("echo "))
         .unwrap_or_else(|| panic!("the service stays deployed: {list:#?}"));
-    let columns: Vec<&str> = row
-        .split("  ")
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .collect();
-    assert_eq!(columns[4], "-", "no instance left: {list:#?}");
+    let cells = |line: &str| -> Vec<String> {
+        line.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let header = cells(list.stdout.lines().next().unwrap_or_default());
+    let instances = header
+        .iter()
+        .position(|h| h == "INSTANCES")
+        .unwrap_or_else(|| panic!("an INSTANCES column: {list:#?}"));
+    assert_eq!(cells(row)[instances], "-", "no instance left: {list:#?}");
     let logs = mesg(&["--node", &url, "service", "logs", &hash]);
     assert_eq!(logs.code, 1, "the instance is gone: {logs:#?}");
 }
