@@ -829,6 +829,13 @@ impl Engine {
         if event.emitter == self.node_key() {
             return;
         }
+        // An event dated ahead of this node's clock would stay first in the recent events
+        // (never trimmed) and mislead processes that order by time.
+        if event.created_at > now_ms().saturating_add(mesg_protocol::envelope::MAX_CLOCK_SKEW_MS) {
+            self.inner.metrics.events_dropped_invalid.inc();
+            tracing::debug!(event = %event.id, emitter = %event.emitter, "event dropped: dated in the future");
+            return;
+        }
         let entitled = self
             .inner
             .providers

@@ -1,8 +1,9 @@
 //! Issue 12, item 2: any peer could publish events "of" any service, and processes and
 //! event streams took them. A rogue peer publishes events of an instance it does not
 //! announce, events with data outside the event's schema, events of a service whose
-//! definition nobody can show, and events claiming another node as emitter; none is delivered, each is counted, and a real event of another node
-//! still arrives.
+//! definition nobody can show, events dated years ahead, and events claiming another node
+//! as emitter; none is delivered, each is counted, and a real event of another node still
+//! arrives.
 
 use mesg_attacks::Api;
 use mesg_attacks::rogue::{self, OnSubmit, Rogue};
@@ -62,6 +63,18 @@ async fn forged_events_are_dropped_and_counted_while_a_real_one_arrives() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(dropped >= 2.0, "invalid events not counted: {dropped}");
+
+    // 2b. Valid data from the announced instance, but dated ten years ahead: it would
+    // stay first among the recent events for ever.
+    let mut future = rogue.event(
+        service_hash,
+        rogue::fake_instance(service_hash),
+        "tick",
+        json!({"value": "forged", "count": 2}),
+    );
+    future.created_at += 10 * 365 * 24 * 3600 * 1000;
+    rogue.publish_event(&future).await;
+    rogue::wait_metric(&api_v, "mesg_events_dropped_invalid_total", dropped + 1.0).await;
 
     // 3. An event claiming B as its emitter, signed by the rogue: refused by the
     // network layer (the signer must be the claimed emitter and the publisher).

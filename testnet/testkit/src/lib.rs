@@ -145,7 +145,15 @@ pub fn binary(name: &str) -> PathBuf {
         })
         .unwrap_or_else(|| workspace_root().join("target/debug"));
     let path = profile_dir.join(name);
-    if !path.exists() {
+    // Built once per test process, also when it exists: a test of another package (the
+    // attack suite) must never run a stale node. A no-op when nothing changed.
+    static BUILT: OnceLock<std::sync::Mutex<std::collections::BTreeSet<String>>> = OnceLock::new();
+    let first = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .map(|mut b| b.insert(name.to_string()))
+        .unwrap_or(true);
+    if first || !path.exists() {
         let package = match name {
             "mesg-node" => "mesg-node",
             "mesg" => "mesg-cli",
