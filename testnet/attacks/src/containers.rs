@@ -41,26 +41,9 @@ impl Variant {
     }
 }
 
-/// Deploy `dir` and return the status with the last JSON line of the answer: the plain
-/// error of a refusal, or the `done`/`error` line of a deploy that streamed.
+/// Deploy `dir`: the status with the last JSON line of the answer ([`Api::deploy_reply`]).
 pub async fn deploy(api: &Api, dir: &Path) -> Reply {
-    let pkg = mesg_package::Package::from_dir(dir, mesg_package::DEFAULT_MAX_PACKAGE_BYTES)
-        .expect("package");
-    let resp = api
-        .request(reqwest::Method::POST, "/v1/services")
-        .header("content-type", "application/x-tar")
-        .body(pkg.to_tar_bytes().expect("tar"))
-        .send()
-        .await
-        .expect("deploy");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
-    let body = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .next_back()
-        .unwrap_or(Value::String(text));
-    Reply { status, body }
+    api.deploy_reply(dir).await
 }
 
 /// An image on the engine that no node built (`mesg.node` names nobody): `FROM scratch`

@@ -74,6 +74,13 @@ impl Api {
 
     /// Deploy a service directory and return the final NDJSON line.
     pub async fn deploy(&self, dir: &std::path::Path) -> Value {
+        self.deploy_reply(dir).await.body
+    }
+
+    /// Deploy a service directory and return the status with the last JSON line of the
+    /// answer: the plain error of a refusal, or the `done`/`error` line of a deploy that
+    /// streamed.
+    pub async fn deploy_reply(&self, dir: &std::path::Path) -> Reply {
         let pkg = mesg_package::Package::from_dir(dir, mesg_package::DEFAULT_MAX_PACKAGE_BYTES)
             .expect("package");
         let resp = self
@@ -83,11 +90,14 @@ impl Api {
             .send()
             .await
             .expect("deploy");
+        let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
-        text.lines()
+        let body = text
+            .lines()
             .rev()
             .find_map(|l| serde_json::from_str::<Value>(l).ok())
-            .unwrap_or(Value::String(text))
+            .unwrap_or(Value::String(text));
+        Reply { status, body }
     }
 
     /// Run `task` of `service` with `inputs` and wait for the end; returns the execution
