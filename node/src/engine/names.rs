@@ -98,7 +98,9 @@ pub enum NameError {
         how: PinSource,
         others: Vec<Candidate>,
     },
-    #[error("`{0}` is not a sid or `sid@PUBLISHER_KEY`")]
+    /// No service can have this name: answered like an unknown service (404), since ids in
+    /// URLs are free text and every other unknown id is a 404 too.
+    #[error("no service `{0}`: it is not a service hash, a sid or `sid@PUBLISHER_KEY`")]
     BadName(String),
 }
 
@@ -109,7 +111,7 @@ impl NameError {
             NameError::Unknown(_) => "not_found",
             NameError::Ambiguous { .. } => "ambiguous_sid",
             NameError::PinnedElsewhere { .. } => "sid_pinned_elsewhere",
-            NameError::BadName(_) => "bad_request",
+            NameError::BadName(_) => "not_found",
         }
     }
 
