@@ -568,6 +568,6 @@ mod tests {
             parse_name(&format!("echo@{k}")).unwrap(),
             ("echo".into(), Some(k))
         );
-        assert_eq!(parse_name("echo@nope").unwrap_err().code(), "bad_request");
+        assert_eq!(parse_name("echo@nope").unwrap_err().code(), "not_found");
     }
 }
