@@ -38,6 +38,12 @@ const RECENT_HALF_LIFE_MS: f64 = 10_000.0;
 /// cannot whitewash itself by announcing.
 const STRIKE_WEIGHT: f64 = 2.0;
 const STRIKE_HALF_LIFE_MS: f64 = 60_000.0;
+/// Strikes counted at most: one outage under load makes dozens of failures at once (every
+/// execution in flight times out), and counting them all kept a provider that had come
+/// back unused for a minute (the partition scenario: node3 never got work again within
+/// 60 s). Capped, an outage costs a bounded handicap that the other providers' recent
+/// load soon outweighs, while a provider that keeps failing stays behind.
+const MAX_STRIKES_COUNTED: f64 = 4.0;
 /// A measured submit round trip adds one unit of load per this many microseconds.
 const RTT_UNIT_US: f64 = 5_000.0;
 
@@ -229,7 +235,10 @@ impl ProviderTable {
                 let score = f64::from(load.min(MAX_CLAIMED_LOAD)) * CLAIM_WEIGHT
                     + f64::from(st.outstanding)
                     + st.recent.at(now, RECENT_HALF_LIFE_MS) * RECENT_WEIGHT
-                    + st.strikes.at(now, STRIKE_HALF_LIFE_MS) * STRIKE_WEIGHT
+                    + st.strikes
+                        .at(now, STRIKE_HALF_LIFE_MS)
+                        .min(MAX_STRIKES_COUNTED)
+                        * STRIKE_WEIGHT
                     + rtt / RTT_UNIT_US;
                 Some((failed, score, rtt as u64, *k))
             })
@@ -517,6 +526,34 @@ mod tests {
         t.succeeded(&slow, 200_000.0);
         t.succeeded(&fast, 500.0);
         assert_eq!(t.candidates(&s, &me), vec![fast, slow]);
+    }
+
+    #[test]
+    fn a_provider_back_from_an_outage_gets_work_again_once_the_others_are_busier() {
+        let me = Keypair::generate().unwrap().public();
+        let (back, busy) = (
+            Keypair::generate().unwrap().public(),
+            Keypair::generate().unwrap().public(),
+        );
+        let s = ServiceHash(Hash32::sha256(&[1]));
+        let mut t = ProviderTable::default();
+        t.apply(&announce(back, 1, vec![offer(1, 0)]));
+        t.apply(&announce(busy, 1, vec![offer(1, 0)]));
+        // An outage under load: every execution in flight there failed at once.
+        for _ in 0..80 {
+            t.failed(&back);
+        }
+        // It announces again (reachable); meanwhile all work went to the other one.
+        t.apply(&announce(back, 2, vec![offer(1, 0)]));
+        for _ in 0..30 {
+            t.sending(&busy);
+            t.ended(&busy);
+        }
+        assert_eq!(t.candidates(&s, &me)[0], back);
+        // A provider that keeps failing still comes after an idle one.
+        let idle = Keypair::generate().unwrap().public();
+        t.apply(&announce(idle, 1, vec![offer(1, 0)]));
+        assert_eq!(t.candidates(&s, &me)[0], idle);
     }
 
     #[test]
