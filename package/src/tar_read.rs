@@ -68,6 +68,12 @@ pub(crate) fn read_tar(
                 .map_err(tar_err)?
                 .map(|t| t.to_string_lossy().to_string())
                 .unwrap_or_default();
+            // A target the tar writer refuses (empty, no path component) would make an
+            // accepted package impossible to write back, to disk or to a peer: refuse it here,
+            // by the writer's own rule (found by the package_tar fuzz target).
+            if tar::Header::new_gnu().set_link_name(&target).is_err() {
+                return Err(PackageIoError::UnsafeEntry(path));
+            }
             (EntryKind::Symlink, Content::Link(target))
         } else if ty.is_file() {
             let mode = header.mode().map_err(tar_err)?;
@@ -145,6 +151,24 @@ mod tests {
             out.extend(std::iter::repeat_n(0u8, pad));
         }
         out
+    }
+
+    #[test]
+    fn a_symlink_without_a_target_is_refused_so_every_accepted_package_writes_back() {
+        let mut tar = Vec::new();
+        let mut h = tar::Header::new_gnu();
+        h.set_path("link").unwrap();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_size(0);
+        h.set_cksum();
+        tar.extend_from_slice(h.as_bytes());
+        tar.extend(std::iter::repeat_n(0u8, 1024));
+        let err = Package::from_tar(&tar, DEFAULT_MAX_PACKAGE_BYTES).unwrap_err();
+        assert!(
+            matches!(err, PackageIoError::UnsafeEntry(ref p) if p == "link"),
+            "{err}"
+        );
     }
 
     /// A PAX extended header saying the next entry holds `size` bytes.
