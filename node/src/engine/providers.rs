@@ -91,7 +91,15 @@ impl Decaying {
 pub struct ProviderTable {
     nodes: HashMap<PublicKey, NodeEntry>,
     stats: HashMap<PublicKey, Stats>,
+    /// Choices made, for [`EXPLORE_EVERY`].
+    choices: std::sync::atomic::AtomicU64,
 }
+
+/// One choice in this many puts the second-best provider first: a provider that failed
+/// during an outage is ranked behind the others, and without a probe it would never show
+/// that it is back (the pause scenario: never within 60 s). A probe that fails fails over
+/// before any Ack, so it costs latency, never an execution.
+const EXPLORE_EVERY: u64 = 16;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ProviderView {
@@ -244,6 +252,12 @@ impl ProviderTable {
             })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+        let n = self
+            .choices
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if out.len() > 1 && n % EXPLORE_EVERY == EXPLORE_EVERY - 1 {
+            out.swap(0, 1);
+        }
         out.into_iter().map(|c| c.3).collect()
     }
 
@@ -554,6 +568,22 @@ mod tests {
         let idle = Keypair::generate().unwrap().public();
         t.apply(&announce(idle, 1, vec![offer(1, 0)]));
         assert_eq!(t.candidates(&s, &me)[0], idle);
+    }
+
+    #[test]
+    fn one_choice_in_sixteen_probes_the_second_best() {
+        let me = Keypair::generate().unwrap().public();
+        let (down, up) = (
+            Keypair::generate().unwrap().public(),
+            Keypair::generate().unwrap().public(),
+        );
+        let s = ServiceHash(Hash32::sha256(&[1]));
+        let mut t = ProviderTable::default();
+        t.apply(&announce(down, 1, vec![offer(1, 0)]));
+        t.apply(&announce(up, 1, vec![offer(1, 0)]));
+        t.failed(&down);
+        let probes = (0..32).filter(|_| t.candidates(&s, &me)[0] == down).count();
+        assert_eq!(probes, 2);
     }
 
     #[test]
