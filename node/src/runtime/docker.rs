@@ -367,11 +367,7 @@ impl DockerRuntime {
     }
 
     async fn image_exists_with(&self, docker: &Docker, image: &str) -> Result<bool, RuntimeError> {
-        match docker.inspect_image(image).await {
-            Ok(_) => Ok(true),
-            Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(self.inner.fail(format!("inspect image {image}"), e)),
-        }
+        Ok(self.image_owner(docker, image).await?.is_some())
     }
 
     /// The image's `mesg.node` label (set on every image this node builds), `None` when
