@@ -3,6 +3,9 @@
 # static release binaries (glibc, crt-static) packed into FROM-scratch contexts.
 #
 #   testnet/build.sh services   example services -> target/mesg-services/<name>/
+#                               (py-echo and js-echo: their files with the SDK copied
+#                               in; their base images come from
+#                               testnet/images/runtime-bases.sh)
 #   testnet/build.sh node       mesg-node + mesg -> docker image mesg-node:dev
 #                               (testnet/node.Dockerfile; the host CLI is then
 #                               target/x86_64-unknown-linux-gnu/release/mesg)
@@ -39,7 +42,27 @@ build_services() {
       cp "target/$target/$profile/$s" "$dir/$s"
     fi
   done
+  # Script services: their directory plus the SDK, copied in as the `mesg` module.
+  script_service py-echo sdk/python/mesg
+  script_service js-echo sdk/js/src
   echo "services ready in $out" >&2
+}
+
+# Assemble target/mesg-services/$1 from testnet/services/$1 and the SDK directory $2
+# (as $1/mesg/); replaced only when something changed, so the package hash stays put.
+script_service() {
+  local name="$1" sdk="$2" tmp="$out/.$1.tmp"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  cp -r "testnet/services/$name/." "$tmp/"
+  mkdir -p "$tmp/mesg"
+  (cd "$sdk" && find . -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -exec cp --parents {} "$tmp/mesg/" \;)
+  if diff -rq "$tmp" "$out/$name" >/dev/null 2>&1; then
+    rm -rf "$tmp"
+  else
+    rm -rf "${out:?}/$name"
+    mv "$tmp" "$out/$name"
+  fi
 }
 
 build_node() {

@@ -45,4 +45,9 @@ set +e
 rc=$?
 set -e
 t_run=$(date +%s)
+# The SDKs' example services, routed on the same testnet (skipped when only some
+# scenarios were asked for).
+if [ "$rc" = 0 ] && [ $# = 0 ]; then
+  "$root/testnet/sdk-services.sh" || rc=$?
+fi
 exit "$rc"

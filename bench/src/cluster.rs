@@ -154,12 +154,22 @@ impl Api {
 
     /// Run a task and wait for its end; an execution that does not complete is an error.
     pub async fn exec(&self, service: &str, task: &str, inputs: &Value) -> Result<Value> {
-        let e = self
-            .post(
-                "/v1/executions?wait=true",
-                &json!({"service": service, "task": task, "inputs": inputs}),
-            )
-            .await?;
+        self.exec_capped(service, task, inputs, None).await
+    }
+
+    /// [`Api::exec`] with a spending cap (`max_price`, µc), which a priced task requires.
+    pub async fn exec_capped(
+        &self,
+        service: &str,
+        task: &str,
+        inputs: &Value,
+        max_price: Option<u64>,
+    ) -> Result<Value> {
+        let mut body = json!({"service": service, "task": task, "inputs": inputs});
+        if let Some(cap) = max_price {
+            body["max_price"] = json!(cap);
+        }
+        let e = self.post("/v1/executions?wait=true", &body).await?;
         if e["status"] != "Completed" {
             bail!(
                 "execution of {task} ended {}: {}",

@@ -5,11 +5,13 @@
 //! ```sh
 //! cargo run --release -p mesg-bench -- --out BENCHMARKS.md   # the full suite (~15 min)
 //! cargo run -p mesg-bench -- --quick                          # CI: every section still runs
+//! cargo run --release -p mesg-bench -- --only prices --out target/benchmarks-prices.md
 //! ```
 
 mod cluster;
 mod deploy;
 mod footprint;
+mod prices;
 mod process;
 mod report;
 mod roundtrip;
@@ -29,6 +31,7 @@ const SECTIONS: &[&str] = &[
     "process",
     "throughput",
     "roundtrip",
+    "prices",
 ];
 
 /// Run the mesg benchmark suite and write the results table (BENCHMARKS.md).
@@ -46,7 +49,7 @@ struct Args {
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
     /// Run only these sections (comma-separated): footprint, deploy, scale, process,
-    /// throughput, roundtrip.
+    /// throughput, roundtrip, prices.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Do not run testnet/build.sh; use the binaries and images already built.
@@ -137,6 +140,7 @@ async fn run(args: Args) -> Result<()> {
             "process" => process::run(&ctx).await,
             "throughput" => throughput::run(&ctx).await,
             "roundtrip" => roundtrip::run(&ctx).await,
+            "prices" => prices::run(&ctx).await,
             _ => unreachable!("checked above"),
         };
         match result {

@@ -113,14 +113,25 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     Ok(section)
 }
 
-struct LoadResult {
-    latencies: Vec<Duration>,
-    failed: u64,
-    elapsed: Duration,
+pub struct LoadResult {
+    pub latencies: Vec<Duration>,
+    pub failed: u64,
+    pub elapsed: Duration,
 }
 
 /// Keep `in_flight` executions going on `api` for `window`.
 async fn load(api: &Api, service: &str, in_flight: usize, window: Duration) -> Result<LoadResult> {
+    load_capped(api, service, None, in_flight, window).await
+}
+
+/// [`load`] with a spending cap on every request (for a priced service).
+pub async fn load_capped(
+    api: &Api,
+    service: &str,
+    max_price: Option<u64>,
+    in_flight: usize,
+    window: Duration,
+) -> Result<LoadResult> {
     let inputs = Arc::new(json!({ "message": "x".repeat(100) }));
     let failed = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -137,7 +148,7 @@ async fn load(api: &Api, service: &str, in_flight: usize, window: Duration) -> R
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
                 let t = Instant::now();
-                match api.exec(&service, "echo", &inputs).await {
+                match api.exec_capped(&service, "echo", &inputs, max_price).await {
                     Ok(_) => latencies.push(t.elapsed()),
                     Err(_) => {
                         failed.fetch_add(1, Ordering::Relaxed);

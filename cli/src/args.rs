@@ -68,15 +68,25 @@ pub struct Cli {
 pub struct Global {
     /// Base URL of the node's Application API, e.g. http://127.0.0.1:50052 or
     /// http://10.0.0.5:50052.
+    /// [default: the --context's node, else http://127.0.0.1:50052]
     #[arg(
         long,
         global = true,
         help_heading = "Global options",
         env = "MESG_NODE",
-        value_name = "URL",
-        default_value = "http://127.0.0.1:50052"
+        value_name = "URL"
     )]
-    pub node: String,
+    pub node: Option<String>,
+    /// Talk to this named node (see `mesg context`); --node, --token and --node-data-dir
+    /// override its fields. [default: the current context, if one is set]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "MESG_CONTEXT",
+        value_name = "NAME"
+    )]
+    pub context: Option<String>,
     /// API token, sent as `Authorization: Bearer TOKEN`. Every node requires one. Unset,
     /// for a node on this machine (a loopback --node), mesg reads the token the node
     /// generated in its data dir (see --node-data-dir).
@@ -172,23 +182,52 @@ pub enum Command {
     /// About the node.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// The economy's books of this node: what each peer owes it or is owed (µc), the
+    /// signed log, credit limits, settlement (docs/economy.md).
+    #[command(after_help = "Examples:
+  mesg ledger
+  mesg ledger log --limit 20
+  mesg ledger limit PEER_KEY 5000000
+  mesg ledger settle PEER_KEY")]
+    Ledger {
+        #[command(subcommand)]
+        command: Option<crate::commands::ledger::LedgerCommand>,
+    },
     /// Manage the CLI's accounts: ed25519 keys that sign executions (see --account).
     ///
     /// Keys live in $MESG_HOME/accounts/NAME.key (MESG_HOME defaults to ~/.mesg-cli),
     /// readable by their owner only.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Named nodes to talk to, as docker and kubectl contexts: add one with its URL and
+    /// token, then `mesg --context NAME ...` or `mesg context use NAME`.
+    ///
+    /// Kept in $MESG_HOME/contexts.json (MESG_HOME defaults to ~/.mesg-cli), readable by
+    /// its owner only. --node, --token and --node-data-dir always win over a context.
+    #[command(subcommand)]
+    Context(crate::commands::context::ContextCommand),
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:
+  mesg completions bash > ~/.local/share/bash-completion/completions/mesg
+  mesg completions zsh > \"${fpath[1]}/_mesg\"
+  mesg completions fish > ~/.config/fish/completions/mesg.fish")]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
     /// Create a new service directory: a commented mesg.yml with one task and one event,
-    /// a Dockerfile FROM scratch, a .dockerignore and a README.md on building the binary.
+    /// a Dockerfile FROM scratch, a .dockerignore and a README.md on building the binary
+    /// (with --lang python, js or shell: a program in that language instead).
     ///
     /// Existing files are never overwritten: if any of them exists, nothing is written.
     #[command(after_help = "Examples:
   mesg service init hello
   mesg service init services/mailer --name \"Mailer\"
+  mesg service init hello-py --lang python
   mesg service init          # in the current directory")]
     Init {
         /// Directory to create the service in (created if missing).
@@ -198,6 +237,11 @@ pub enum ServiceCommand {
         /// it: lowercase letters, digits and dashes.
         #[arg(long)]
         name: Option<String>,
+        /// Language: rust (a static binary FROM scratch), python or js (the SDK copied
+        /// into the directory), shell (sh and wget). Python, js and shell build FROM a
+        /// base image made on the node's machine (docs/sdks.md).
+        #[arg(long, value_enum, default_value_t = crate::commands::init::Lang::Rust)]
+        lang: crate::commands::init::Lang,
     },
     /// Check a service definition (a directory with mesg.yml, or the file itself) and
     /// print every error with its line and column, or a summary of a valid one with its
@@ -260,6 +304,23 @@ pub enum ServiceCommand {
         #[arg(long)]
         network: bool,
     },
+    /// Search the catalogue of the network: the services this node and the nodes it hears
+    /// run, one row per task, with its price per call, the sid's publisher, the number of
+    /// providers and their load (executions in flight they announce).
+    ///
+    /// From the nodes' signed announcements (renewed every 5 s) and the services'
+    /// records, fetched from the network and checked against their hash when the node
+    /// does not have them: a service whose record has not arrived yet is listed with
+    /// "(definition not fetched yet)", and --task or --max-price leave it out. All the
+    /// filters apply together. With --json, the node's answer (every price part, every
+    /// publisher and provider).
+    #[command(after_help = "Examples:
+  mesg service search
+  mesg service search echo
+  mesg service search --task resize --max-price 5000
+  mesg service search --publisher 7Hq3xYz1
+  mesg service search ech --json | jq '.services[].providers'")]
+    Search(crate::commands::search::SearchArgs),
     /// Show one service: its tasks with their input and output types, its events, and
     /// its instances on this node.
     ///
@@ -385,6 +446,22 @@ pub struct ExecArgs {
     /// Id of the execution that caused this one (links them in `mesg executions`).
     #[arg(long, value_name = "ID", value_parser = execution_id)]
     pub parent: Option<String>,
+    /// Make a retry safe: the same key and request answer the execution the key already
+    /// names (nothing runs twice), on this node or, with --account, on any node that saw
+    /// it; the same key with other inputs is refused. 1 to 255 printable characters, e.g.
+    /// an order number or a UUID. Keys live 24 h on a node by default (--idempotency-ttl).
+    #[arg(long, value_name = "KEY", value_parser = idempotency_key)]
+    pub idempotency_key: Option<String>,
+    /// The most this execution may cost, in micro-credits (1 credit = 1,000,000):
+    /// required by a priced task (`mesg service show` prints its price) and at least its
+    /// per-call price; the executor charges at most this. Signed into the request.
+    #[arg(long, value_name = "MICRO_CREDITS")]
+    pub max_price: Option<u64>,
+}
+
+fn idempotency_key(s: &str) -> Result<String, String> {
+    mesg_protocol::control::check_idempotency_key(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
 }
 
 /// Filters of executions, shared by `list` and `watch`.
@@ -467,6 +544,18 @@ pub enum ExecutionsCommand {
   mesg executions verify 3f2a9c1e
   mesg executions verify 3f2a9c1e --json")]
     Verify {
+        /// Execution id, or a unique prefix of it.
+        #[arg(value_parser = id)]
+        id: String,
+    },
+    /// Why an execution is not running: the providers this node considered and why each
+    /// was passed over (busy, unreachable, refused, no running instance, does not run
+    /// the service), the attempts, the last error and when the next attempt happens. For
+    /// an execution that runs or ended, says so.
+    #[command(after_help = "Examples:
+  mesg executions why 3f2a9c1e
+  mesg executions why 3f2a9c1e --json")]
+    Why {
         /// Execution id, or a unique prefix of it.
         #[arg(value_parser = id)]
         id: String,

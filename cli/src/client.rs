@@ -6,6 +6,7 @@
 use anyhow::anyhow;
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use mesg_api_types::ApiError as ErrorBody;
 use reqwest::{RequestBuilder, Response, Url};
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
@@ -52,14 +53,6 @@ impl fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
-
-#[derive(serde::Deserialize)]
-struct ErrorBody {
-    code: String,
-    message: String,
-    #[serde(default)]
-    details: Vec<String>,
-}
 
 impl ApiError {
     /// Decode an error body; a body that is not the API's JSON still gives a readable error.
@@ -255,6 +248,10 @@ impl Client {
 
     pub fn post(&self, segments: &[&str]) -> RequestBuilder {
         self.http.post(self.url(segments))
+    }
+
+    pub fn put(&self, segments: &[&str]) -> RequestBuilder {
+        self.http.put(self.url(segments))
     }
 
     pub fn delete(&self, segments: &[&str]) -> RequestBuilder {

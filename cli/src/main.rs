@@ -6,6 +6,7 @@ mod accounts;
 mod args;
 mod client;
 mod commands;
+mod contexts;
 mod inputs;
 mod output;
 

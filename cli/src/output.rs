@@ -281,6 +281,19 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
+
+    /// Show a transfer's progress (`what: 1.2 MiB of 4.0 MiB (30%)`) on a terminal;
+    /// nothing otherwise (a log would get one line per chunk).
+    pub fn bytes(&self, what: &str, done: u64, total: u64) {
+        if let Some(bar) = &self.bar {
+            let pct = (done * 100).checked_div(total).unwrap_or(100);
+            bar.set_message(format!(
+                "{what}: {} of {} ({pct}%)",
+                format_bytes(done),
+                format_bytes(total)
+            ));
+        }
+    }
 }
 
 impl Drop for Progress {

@@ -26,6 +26,7 @@ fn event(key: &str, data: serde_json::Value) -> String {
         data: Json(data),
         emitter: node.public(),
         created_at: 1_709_210_096_789,
+        cause: None,
     })
     .unwrap()
 }
@@ -233,9 +234,17 @@ fn api_errors_print_message_details_and_hint() {
         lines[3].starts_with("hint: each line above is the JSON path"),
         "{run:#?}"
     );
-    let body: serde_json::Value = serde_json::from_slice(&mock.requests()[0].body).unwrap();
+    // `exec` asks first whether anyone provides the service (here: no answer, so it
+    // goes on as usual), then creates the execution.
+    let sent = mock.requests();
+    assert_eq!(sent[0].target, "/v1/network/services");
+    let post = sent
+        .iter()
+        .find(|r| r.method == "POST")
+        .expect("the create");
+    let body: serde_json::Value = serde_json::from_slice(&post.body).unwrap();
     assert_eq!(body["inputs"], json!({"a": 1}));
-    assert!(mock.requests()[0].target.ends_with("?wait=true"));
+    assert!(post.target.ends_with("?wait=true"));
     // Not the API's JSON: still one readable error.
     let run = mesg(&["--node", &mock.url, "node", "info"]);
     assert_eq!(run.code, 1);

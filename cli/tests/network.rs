@@ -4,15 +4,9 @@
 
 mod common;
 
-use common::{Background, Run, Stream, eventually, json_of, mesg, mesg_env, wait_connected};
+use common::{Background, Stream, eventually, json_of, mesg_env, on, wait_connected};
 use mesg_testkit::{NodeProcess, service_dir};
 use serde_json::Value;
-
-fn on(url: &str, args: &[&str]) -> Run {
-    let mut full = vec!["--node", url];
-    full.extend_from_slice(args);
-    mesg(&full)
-}
 
 fn peer_id(url: &str) -> String {
     let info = on(url, &["--json", "node", "info"]);

@@ -273,10 +273,74 @@ fn every_command_has_help_with_examples() {
             queue.push(p);
         }
     }
-    // service (init validate deploy list show start stop delete logs dev), exec,
-    // executions (list show watch cancel verify), events, process (create validate list
-    // show runs run logs delete), peers, node info, account (create list)
-    assert_eq!(leaves, 29);
+    // service (init validate deploy list search show start stop delete logs dev), exec,
+    // executions (list show watch cancel verify why), events, process (create validate
+    // list show runs run logs delete), peers, node info, account (create list),
+    // context (add list use unset remove), completions, ledger (accounts log settle limit)
+    assert_eq!(leaves, 41);
+}
+
+#[test]
+fn completion_scripts_are_printed_for_every_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F _mesg"),
+        ("zsh", "#compdef mesg"),
+        ("fish", "complete -c mesg"),
+    ] {
+        let run = mesg(&["completions", shell]);
+        run.ok();
+        assert!(
+            run.stdout.contains(marker),
+            "{shell}: {}",
+            &run.stdout[..200]
+        );
+        assert!(
+            run.stdout.contains("idempotency-key"),
+            "{shell} knows exec's flags"
+        );
+    }
+    let bad = mesg(&["completions", "tcsh"]);
+    assert_eq!(bad.code, 2, "{bad:#?}");
+}
+
+#[test]
+fn contexts_are_added_used_and_overridden_by_flags() {
+    let home = tempfile::tempdir().unwrap();
+    let h = Some(home.path());
+    mesg_in(
+        h,
+        &[
+            "context", "add", "far", "--node", NO_NODE, "--token", "t0", "--use",
+        ],
+    )
+    .ok();
+    let list = mesg_in(h, &["context", "list"]);
+    list.ok();
+    assert!(list.stdout.contains("* far"), "{list:#?}");
+    // The current context's node is the one asked.
+    let run = mesg_in(h, &["peers"]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains(NO_NODE), "{run:#?}");
+    // --node wins over it.
+    let run = mesg_in(h, &["--node", "http://127.0.0.1:9", "peers"]);
+    assert!(run.stderr.contains("127.0.0.1:9"), "{run:#?}");
+    // An unknown context is named with the known ones.
+    let run = mesg_in(h, &["--context", "near", "peers"]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains("contexts: far"), "{run:#?}");
+    // Tokens are in a file only its owner reads.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(home.path().join("contexts.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    mesg_in(h, &["context", "remove", "far"]).ok();
+    let run = mesg_in(h, &["context", "list"]);
+    assert!(run.stderr.contains("no contexts yet"), "{run:#?}");
 }
 
 #[test]

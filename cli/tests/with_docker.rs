@@ -212,3 +212,95 @@ fn service_dev_stops_and_removes_its_instance_on_ctrl_c() {
     let logs = mesg(&["--node", &url, "service", "logs", &hash]);
     assert_eq!(logs.code, 1, "the instance is gone: {logs:#?}");
 }
+
+#[test]
+fn exec_of_a_service_nobody_provides_warns_at_once_and_why_says_why() {
+    let node = NodeProcess::start(&[]);
+    let url = node.api_url();
+    let m = |args: &[&str]| {
+        let mut full = vec!["--node", url.as_str()];
+        full.extend_from_slice(args);
+        mesg(&full)
+    };
+    // Deployed here, started nowhere.
+    m(&["service", "deploy", service_dir("kv").to_str().unwrap()]).ok();
+
+    // Without --wait: the id, and the warning on stderr.
+    let exec = m(&["exec", "kv", "get", "-d", "key=k", "--timeout", "20s"]);
+    exec.ok();
+    assert!(
+        exec.stderr.starts_with(
+            "warning: no node in the network is known to provide service kv; the execution will wait up to "
+        ),
+        "{exec:#?}"
+    );
+    // Half the 20 s timeout at most (10 s), as the node says.
+    assert!(exec.stderr.contains(" s for one"), "{exec:#?}");
+    let id = exec.stdout.trim().to_string();
+    let why = m(&["executions", "why", &id[..12]]);
+    why.ok();
+    let line = |label: &str| {
+        why.stdout
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} line: {why:#?}"))
+            .to_string()
+    };
+    assert!(line("status:").ends_with("Created (routing)"), "{why:#?}");
+    assert!(line("service:").starts_with("service:    kv ("), "{why:#?}");
+    assert!(
+        line("why:").contains("no node provides service ")
+            && line("why:").contains(" (sid kv): 0 known providers among 0 peers; attempt "),
+        "{why:#?}"
+    );
+    assert!(line("attempts:").contains("gives up in"), "{why:#?}");
+    let json = json_of(&m(&["--json", "executions", "why", &id]));
+    assert_eq!(json["state"], "routing", "{json:#}");
+    // `show` says why it waits too.
+    let show = m(&["executions", "show", &id]);
+    show.ok();
+    assert!(
+        show.stdout
+            .lines()
+            .any(|l| l.starts_with("waiting:") && l.contains("no node provides service")),
+        "{show:#?}"
+    );
+
+    // With --wait: warned at once, long before the execution fails.
+    let mut waiting = Background::spawn(&[
+        "--node",
+        &url,
+        "exec",
+        "kv",
+        "get",
+        "-d",
+        "key=k",
+        "--timeout",
+        "20s",
+        "--wait",
+    ]);
+    let warned = waiting.wait_line(Stream::Err, 5, |l| l.starts_with("warning: no node"));
+    assert!(
+        warned.is_some(),
+        "no warning within 5 s: {:#?}",
+        waiting.seen
+    );
+    assert_eq!(
+        waiting.child.try_wait().ok().flatten(),
+        None,
+        "still waiting"
+    );
+    assert_eq!(waiting.wait_exit(30), Some(1), "{:#?}", waiting.seen);
+    assert!(
+        waiting
+            .seen
+            .iter()
+            .any(|(_, l)| l.contains("failed: no node in the network runs service")),
+        "{:#?}",
+        waiting.seen
+    );
+    // Ended: `why` says so.
+    let why = m(&["executions", "why", &id]);
+    why.ok();
+    assert!(why.stdout.contains("Failed (finished)"), "{why:#?}");
+}

@@ -167,3 +167,33 @@ fn a_local_nodes_token_is_read_from_its_data_dir() {
     let (code, stderr) = run_with(&["--node-data-dir", dir]);
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn a_context_names_a_real_node_with_its_token() {
+    let node = TokenNode::start("ctx-s3cret");
+    let home = tempfile::tempdir().unwrap();
+    let h = Some(home.path());
+    common::mesg_in(
+        h,
+        &[
+            "context",
+            "add",
+            "remote",
+            "--node",
+            &node.url,
+            "--token",
+            "ctx-s3cret",
+        ],
+    )
+    .ok();
+    // Named with --context: its node and token are used.
+    common::mesg_in(h, &["--context", "remote", "node", "info"]).ok();
+    // Not current yet: the local default is asked, and fails.
+    let run = common::mesg_in(h, &["node", "info"]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    common::mesg_in(h, &["context", "use", "remote"]).ok();
+    common::mesg_in(h, &["node", "info"]).ok();
+    // A flag overrides the context's token.
+    let run = common::mesg_in(h, &["--token", "wrong", "node", "info"]);
+    assert_eq!(run.code, 1, "{run:#?}");
+}

@@ -9,6 +9,9 @@
 //!
 //! Run from `fuzz/`: `cargo run --example gen_seeds` (any target dir will do).
 
+use mesg_protocol::economy::{
+    CumulativeAck, MAX_RECEIPT_BYTES, Price, Usage, UsageReceipt,
+};
 use mesg_protocol::envelope::{Claims, Signed};
 use mesg_protocol::messages::{
     GossipMessage, PackageRequest, PackageResponse, Reject, RejectCode, WorkRequest, WorkResponse,
@@ -20,7 +23,8 @@ use mesg_protocol::types::{
 };
 use mesg_protocol::wire::{self, MAX_GOSSIP_MESSAGE, MAX_PACKAGE_MESSAGE, MAX_WORK_MESSAGE};
 use mesg_protocol::{
-    Bytes, Hash32, InstanceHash, Json, Keypair, PackageHash, ServiceDefinition, ServiceHash,
+    Bytes, Cause, CauseRef, Hash32, InstanceHash, Json, Keypair, PackageHash, ServiceDefinition,
+    ServiceHash,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -48,13 +52,15 @@ fn write<T: Serialize>(dir: &Path, name: &str, value: &T, max: usize) {
 }
 
 /// The payload types in the order of the `envelope` target's selector (bits 0-2).
-const ENVELOPE_KINDS: [&str; 6] = [
+const ENVELOPE_KINDS: [&str; 8] = [
     domains::EXECUTION_REQUEST,
     domains::EXECUTION_RESULT,
     domains::CANCEL,
     domains::ANNOUNCEMENT,
     domains::EVENT,
     domains::SERVICE_RECORD,
+    domains::RECEIPT,
+    domains::CUMULATIVE_ACK,
 ];
 
 /// Seeds of the `envelope` target for one signed payload: its envelope in bincode (mode 0)
@@ -141,6 +147,13 @@ fn main() {
         tags: vec!["t1".into(), "t2".into()],
         timeout_ms: 30_000,
         created_at: NOW,
+        idempotency_key: Some("order-1".into()),
+        cause: Some(Cause {
+            depth: 2,
+            root: CauseRef::Event(EventId([4; 16])),
+            parent: CauseRef::Execution(ExecutionId([2; 16])),
+        }),
+        max_price: Some(25_000),
     };
     let submit = sign(
         &requester,
@@ -263,6 +276,11 @@ fn main() {
         data: Json(serde_json::json!({"id": "x-1", "size": 1234})),
         emitter: node.public(),
         created_at: NOW,
+        cause: Some(Cause {
+            depth: 1,
+            root: CauseRef::Execution(ExecutionId([1; 16])),
+            parent: CauseRef::Execution(ExecutionId([1; 16])),
+        }),
     };
     let signed = sign(&node, domains::EVENT, &event, MAX_GOSSIP_MESSAGE);
     envelope_seeds(&env_dir, "event", &signed, 1, MAX_GOSSIP_MESSAGE);
@@ -289,6 +307,46 @@ fn main() {
         },
         MAX_PACKAGE_MESSAGE,
     );
+
+    // A usage receipt of the execution (signed by its executor) and the requester's
+    // acknowledgement of the pair's cumulative total.
+    let price = Price {
+        call: 1000,
+        per_ms: 2,
+        per_kib: 5,
+    };
+    let usage = Usage {
+        calls: 1,
+        duration_ms: 1,
+        bytes_out: 12,
+    };
+    let amount = price.charge(&usage, request.max_price).expect("an amount");
+    let receipt = UsageReceipt {
+        execution_id: ExecutionId([1; 16]),
+        request_digest: submit.digest(),
+        result_digest: Hash32::sha256(b"result"),
+        service_hash,
+        task_key: "send".into(),
+        usage,
+        price,
+        amount,
+        sequence: 1,
+        prev: Hash32::default(),
+        cumulative: amount,
+        executor: node.public(),
+        requester: requester.public(),
+    };
+    let signed = sign(&node, domains::RECEIPT, &receipt, MAX_RECEIPT_BYTES);
+    envelope_seeds(&env_dir, "usage_receipt", &signed, 1, MAX_RECEIPT_BYTES);
+    let ack = CumulativeAck {
+        pair: receipt.pair(),
+        sequence: 1,
+        receipt: receipt.hash(),
+        cumulative: amount,
+        rejected: 0,
+    };
+    let signed = sign(&requester, domains::CUMULATIVE_ACK, &ack, MAX_RECEIPT_BYTES);
+    envelope_seeds(&env_dir, "cumulative_ack", &signed, 0, MAX_RECEIPT_BYTES);
 
     let yaml_dir = root.join("definition_yaml");
     let record_of = |definition: ServiceDefinition| {

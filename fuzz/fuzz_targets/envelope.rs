@@ -7,7 +7,7 @@
 //! fuzzer's payload bytes itself, with fixed test keys, so that all of it runs on mutated
 //! input. The first byte chooses:
 //! - bits 0-2: the payload type (`ExecutionRequest`, `ExecutionResult`, `CancelRequest`,
-//!   `Announcement`, `Event`, `ServiceRecord`);
+//!   `Announcement`, `Event`, `ServiceRecord`, `UsageReceipt`, `CumulativeAck`);
 //! - bits 3-4: the mode:
 //!   0. the rest is a bincode `Signed<T>` (as inside a frame);
 //!   1. the rest is a JSON `Signed<T>` (the Application API takes signed submits as JSON);
@@ -27,6 +27,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use mesg_protocol::economy::{CumulativeAck, MAX_RECEIPT_BYTES, UsageReceipt};
 use mesg_protocol::envelope::{Claims, ENVELOPE_VERSION, EnvelopeError, EnvelopeHeader, Signed};
 use mesg_protocol::types::{
     Announcement, CancelRequest, Event, ExecutionRequest, ExecutionResult, ServiceRecord, domains,
@@ -47,13 +48,15 @@ const SIGNING_CONTEXT: &[u8] = b"mesg-envelope-v1\0";
 const SEEDS: [[u8; 32]; 2] = [[7; 32], [9; 32]];
 
 /// Every payload type with its signing domain and its message limit.
-const KINDS: [(&str, usize); 6] = [
+const KINDS: [(&str, usize); 8] = [
     (domains::EXECUTION_REQUEST, MAX_WORK_MESSAGE),
     (domains::EXECUTION_RESULT, MAX_WORK_MESSAGE),
     (domains::CANCEL, MAX_WORK_MESSAGE),
     (domains::ANNOUNCEMENT, MAX_GOSSIP_MESSAGE),
     (domains::EVENT, MAX_GOSSIP_MESSAGE),
     (domains::SERVICE_RECORD, MAX_PACKAGE_MESSAGE),
+    (domains::RECEIPT, MAX_RECEIPT_BYTES),
+    (domains::CUMULATIVE_ACK, MAX_RECEIPT_BYTES),
 ];
 
 /// The same fields as `Signed<T>`, which cannot be built outside its crate with a payload
@@ -275,6 +278,13 @@ fuzz_target!(|data: &[u8]| {
         2 => drop(run::<CancelRequest>(kind, mode, rest)),
         3 => drop(run::<Announcement>(kind, mode, rest)),
         4 => drop(run::<Event>(kind, mode, rest)),
+        6 => {
+            // What a requester does with a verified receipt: chain it.
+            if let Some(receipt) = run::<UsageReceipt>(kind, mode, rest) {
+                let _ = (receipt.hash(), receipt.state(), receipt.pair());
+            }
+        }
+        7 => drop(run::<CumulativeAck>(kind, mode, rest)),
         _ => {
             // What a node does with a verified record: check its hash and definition.
             if let Some(record) = run::<ServiceRecord>(kind, mode, rest) {

@@ -17,6 +17,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use mesg_protocol::economy::{MAX_RECEIPT_BYTES, MAX_SETTLEMENT_BYTES};
 use mesg_protocol::envelope::{Claims, Signed};
 use mesg_protocol::messages::{
     GossipMessage, PackageRequest, PackageResponse, WorkRequest, WorkResponse,
@@ -105,6 +106,16 @@ fuzz_target!(|data: &[u8]| {
             }
             WorkRequest::Cancel(s) => {
                 envelope(s, domains::CANCEL, MAX_WORK_MESSAGE);
+            }
+            WorkRequest::PricedResult { result, receipt } => {
+                envelope(result, domains::EXECUTION_RESULT, MAX_WORK_MESSAGE);
+                envelope(receipt, domains::RECEIPT, MAX_RECEIPT_BYTES);
+            }
+            WorkRequest::Settle { settlement, ack } => {
+                envelope(settlement, domains::SETTLEMENT, MAX_SETTLEMENT_BYTES);
+                if let Some(ack) = ack {
+                    envelope(ack, domains::CUMULATIVE_ACK, MAX_RECEIPT_BYTES);
+                }
             }
         }
     }

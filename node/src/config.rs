@@ -133,6 +133,41 @@ pub struct NodeArgs {
         value_name = "N"
     )]
     pub peer_work_rate: u32,
+    /// How long an idempotency key names its execution: for at least this long the same
+    /// key (from the same requester) answers the existing execution and the execution is
+    /// kept; after it, the key may be used again for a new one. e.g. 24h, 30m, 90s.
+    #[arg(
+        long,
+        env = "MESG_IDEMPOTENCY_TTL",
+        default_value = "24h",
+        value_name = "DURATION",
+        value_parser = parse_ttl
+    )]
+    pub idempotency_ttl: u64,
+
+    /// Default credit limit of a peer, in µc: what another node may owe this one
+    /// (receipts not settled, plus the caps of its calls in progress) before its priced
+    /// calls are refused with `credit limit`. Per-peer limits: `mesg ledger limit`.
+    #[arg(
+        long,
+        env = "MESG_CREDIT_LIMIT",
+        default_value_t = crate::ledger::DEFAULT_CREDIT_LIMIT,
+        value_name = "MICRO_CREDITS"
+    )]
+    pub credit_limit: u64,
+
+    /// Most process triggers in a causal chain: a process run triggered by an event or a
+    /// result sits one deeper than it, and a trigger whose run would go deeper than N is
+    /// refused (a loop between processes and services, or between nodes). A process's
+    /// `max_depth` may lower it for that process, not raise it.
+    #[arg(
+        long,
+        env = "MESG_MAX_TRIGGER_DEPTH",
+        default_value_t = crate::processes::DEFAULT_MAX_TRIGGER_DEPTH,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(mesg_protocol::process::MAX_DEPTH)),
+        value_name = "N"
+    )]
+    pub max_trigger_depth: u32,
 
     /// Address to listen on for peers (repeatable).
     /// [default: /ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/udp/4001/quic-v1]
@@ -203,6 +238,13 @@ impl NodeArgs {
 }
 
 /// `SID=PUBLISHER_KEY` of `--pin`.
+fn parse_ttl(s: &str) -> Result<u64, String> {
+    match mesg_protocol::definition::parse_duration_ms(s)? {
+        0 => Err("must be longer than 0".into()),
+        ms => Ok(ms),
+    }
+}
+
 fn parse_pin(s: &str) -> Result<(String, mesg_protocol::PublicKey), String> {
     let (sid, key) = s
         .split_once('=')

@@ -1,14 +1,17 @@
 //! mesg-node: runs Services in Docker, joins the mesg peer network, routes executions.
 //!
 //! One module, one noun: [`datadir`] (the node's directory and key), [`store`] (sled),
-//! [`runtime`] (Docker), [`engine`] (executions and processes), [`api`] (HTTP for
-//! Applications and for service containers).
+//! [`runtime`] (Docker), [`engine`] (executions), [`ledger`] (the economy's books), [`processes`] (processes run on top of
+//! the engine), [`api`] (HTTP for Applications and for service containers).
 
 pub mod api;
 pub mod config;
 pub mod datadir;
 pub mod engine;
+pub mod ledger;
+pub mod malloc_arenas;
 pub mod network;
+pub mod processes;
 pub mod runtime;
 pub mod store;
 
@@ -16,9 +19,20 @@ use anyhow::Context;
 use config::NodeArgs;
 use datadir::DataDir;
 use engine::{Engine, EngineConfig};
+use processes::{ProcessConfig, ProcessRunner};
 use runtime::{DockerRuntime, ResourceLimits, Runtime, RuntimeConfig};
 use std::sync::Arc;
+use std::time::Duration;
 use store::{SledStore, Store};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// From SIGTERM/Ctrl-C to the final flush: the Application API's requests in progress
+/// get [`API_DRAIN`] of it, the background tasks the rest.
+const SHUTDOWN_BUDGET: Duration = Duration::from_secs(5);
+/// How long Application API requests in progress may take to finish once the node stops
+/// accepting new ones (long-lived streams, SSE and logs, never end on their own).
+const API_DRAIN: Duration = Duration::from_secs(2);
 
 /// The operator's container policy from the flags, with the node's own ports reserved.
 fn container_policy(
@@ -58,7 +72,16 @@ fn container_policy(
 }
 
 /// Run the node until Ctrl-C or SIGTERM.
+///
+/// Shutdown, in order: the Application API stops accepting (requests in progress get
+/// [`API_DRAIN`]), the root token is cancelled (the network closes its connections, the
+/// service API stops accepting), background tasks get the rest of [`SHUTDOWN_BUDGET`] to
+/// end, then the store is flushed a last time.
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let started_at = mesg_protocol::now_ms();
+    // The root of every background task's lifetime, and the tasks to wait for at the end.
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
     let dir = DataDir::open(&args.data_dir())?;
     let api_token = match args.api_token.clone().filter(|t| !t.trim().is_empty()) {
         Some(token) => token,
@@ -131,8 +154,12 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
             execution_history: args.execution_history,
             pins: args.pin.clone(),
             peer_work_rate: args.peer_work_rate,
+            idempotency_ttl_ms: args.idempotency_ttl,
+            credit_limit: args.credit_limit,
         },
-    );
+        shutdown.child_token(),
+    )
+    .context("opening the ledger")?;
     let mut net_config = network::NetworkConfig::default();
     if !args.listen.is_empty() {
         net_config.listen = args.listen.clone();
@@ -152,8 +179,12 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     );
     let mut registry = prometheus_client::registry::Registry::default();
     engine.register_metrics(&mut registry);
-    let (net, net_events) =
-        network::spawn(&key, net_config, &mut registry).context("starting the network")?;
+    let (net, net_events) = network::spawn(&key, net_config, &mut registry, shutdown.clone())
+        .context("starting the network")?;
+    tasks.spawn({
+        let net = net.clone();
+        async move { net.stopped().await }
+    });
     engine.attach_network(net.clone(), net_events);
     // Give the listeners a moment to report their addresses, to print and serve them.
     let mut listen_addrs = Vec::new();
@@ -177,9 +208,22 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         api: format!("http://{api_addr}"),
         service_api: format!("http://{service_addr}"),
         listen_addrs: listen_addrs.clone(),
+        docker: None,
+        memory_rss_bytes: None,
+        started_at: Some(started_at),
+        uptime_ms: None,
     };
+    let processes = ProcessRunner::new(
+        engine.clone(),
+        store.clone(),
+        ProcessConfig {
+            max_trigger_depth: args.max_trigger_depth,
+        },
+    );
+    processes.register_metrics(&mut registry);
     let app = api::app::router(api::app::AppState {
         engine: engine.clone(),
+        processes: processes.clone(),
         info,
         access: Arc::new(api::guard::AccessPolicy {
             token: api_token,
@@ -209,14 +253,16 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         ),
         Err(e) => tracing::error!("recovery: {e}"),
     }
+    // Not tracked: containers' task streams never end on their own; it stops accepting
+    // at cancellation and what is left is dropped with the runtime.
     let service_server = tokio::spawn(api::serve::serve(
         service_listener,
         service_app,
         api::serve::ConnLimits::service(),
         Some(service_sources),
-        std::future::pending(),
+        shutdown.clone().cancelled_owned(),
     ));
-    if let Err(e) = engine.start_processes().await {
+    if let Err(e) = processes.start(shutdown.child_token()).await {
         tracing::error!("processes: {e}");
     }
     println!("mesg-node {}", env!("CARGO_PKG_VERSION"));
@@ -240,7 +286,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
 
     // On SIGTERM/Ctrl-C: stop accepting, let requests in progress finish for a moment,
     // but do not wait for long-lived streams (SSE, logs) that never end on their own.
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (signalled_tx, signalled) = tokio::sync::watch::channel(None::<tokio::time::Instant>);
     let api_server = api::serve::serve(
         api_listener,
         app,
@@ -248,23 +294,40 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         None,
         async move {
             shutdown_signal().await;
-            let _ = stop_tx.send(());
+            tracing::info!("stopping: the API takes no new requests");
+            signalled_tx.send_replace(Some(tokio::time::Instant::now()));
         },
     );
-    let grace = async move {
-        if stop_rx.await.is_ok() {
-            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        } else {
-            std::future::pending::<()>().await;
+    let drain = {
+        let mut signalled = signalled.clone();
+        async move {
+            match signalled.wait_for(Option::is_some).await.map(|at| *at) {
+                Ok(Some(at)) => tokio::time::sleep_until(at + API_DRAIN).await,
+                _ => std::future::pending::<()>().await,
+            }
         }
     };
     tokio::select! {
         () = api_server => {}
-        _ = grace => tracing::info!("streams still open after 2 s; closing them"),
+        () = drain => tracing::info!("API requests still open after {API_DRAIN:?}; closing them"),
+    }
+    let signalled_at = signalled.borrow().unwrap_or_else(tokio::time::Instant::now);
+    let deadline = signalled_at + SHUTDOWN_BUDGET;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    tasks.close();
+    if tokio::time::timeout_at(deadline, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            still_running = tasks.len(),
+            "background tasks still running {SHUTDOWN_BUDGET:?} after the signal; leaving them"
+        );
     }
     service_server.abort();
-    tracing::info!("shutting down");
     store.persist().await.context("final flush")?;
+    tracing::info!("stopped");
     Ok(())
 }
 

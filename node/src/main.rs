@@ -26,13 +26,29 @@ enum Command {
     Health,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The node itself (not `identity` or `health`): before any thread or allocation of
+    // note, so the limit holds from the start (see `malloc_arenas`).
+    let arenas = match cli.command {
+        None => mesg_node::malloc_arenas::cap().err(),
+        Some(_) => None,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run(cli, arenas))
+}
+
+async fn run(cli: Cli, arenas: Option<std::io::Error>) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.node.log))
         .with_target(false)
         .init();
+    if let Some(e) = arenas {
+        tracing::warn!("could not cap malloc arenas (MALLOC_ARENA_MAX): {e}");
+    }
     match cli.command {
         Some(Command::Identity) => {
             let dir = DataDir::open(&cli.node.data_dir())?;

@@ -14,22 +14,6 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The value of a metric on `/metrics`.
-async fn metric(api: &Api, name: &str) -> Option<f64> {
-    let text = api
-        .http
-        .get(format!("{}/metrics", api.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn wait_leaves_no_waiter_behind_on_any_path() {
     let node = NodeProcess::start(&[]);
@@ -47,7 +31,7 @@ async fn wait_leaves_no_waiter_behind_on_any_path() {
             .await;
         assert_eq!(status, 404, "{e}");
     }
-    assert_eq!(metric(&api, "mesg_execution_waiters").await, Some(0.0));
+    assert_eq!(api.metric("mesg_execution_waiters").await, Some(0.0));
 
     // No instance runs: the execution stays Created; waits that time out or whose
     // client goes away are removed too.
@@ -76,7 +60,7 @@ async fn wait_leaves_no_waiter_behind_on_any_path() {
         .await;
     assert!(gone.is_err(), "the client gave up");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(metric(&api, "mesg_execution_waiters").await, Some(0.0));
+    assert_eq!(api.metric("mesg_execution_waiters").await, Some(0.0));
 
     // Finished: answered at once, nothing registered.
     let (_, e) = api
@@ -89,7 +73,7 @@ async fn wait_leaves_no_waiter_behind_on_any_path() {
             .await;
         assert_eq!(status, 200);
     }
-    assert_eq!(metric(&api, "mesg_execution_waiters").await, Some(0.0));
+    assert_eq!(api.metric("mesg_execution_waiters").await, Some(0.0));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -199,6 +183,9 @@ async fn a_reused_execution_id_answers_the_same_request_and_409_for_another() {
         tags: Vec::new(),
         timeout_ms: 10_000,
         created_at: now_ms(),
+        cause: None,
+        idempotency_key: None,
+        max_price: None,
     };
     let sign = |r: &ExecutionRequest| {
         let s = Signed::sign(

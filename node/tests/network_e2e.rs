@@ -13,6 +13,7 @@ use mesg_protocol::*;
 use mesg_testkit::{NodeProcess, service_dir};
 use serde_json::{Value, json};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 fn joined(bootstrap: &NodeProcess) -> NodeProcess {
     NodeProcess::start(&["--bootstrap", &bootstrap.p2p_addr()])
@@ -143,6 +144,7 @@ async fn rogue_peer(target: &NodeProcess) -> (Keypair, network::NetworkHandle) {
             ..NetworkConfig::default()
         },
         &mut Default::default(),
+        CancellationToken::new(),
     )
     .unwrap();
     tokio::spawn(async move { while events.recv().await.is_some() {} });
@@ -162,6 +164,9 @@ fn request(requester: &Keypair, node: &Keypair, service: ServiceHash) -> Executi
         tags: vec![],
         timeout_ms: 10_000,
         created_at: now_ms(),
+        cause: None,
+        idempotency_key: None,
+        max_price: None,
     }
 }
 
@@ -180,7 +185,7 @@ fn sign(key: &Keypair, req: &ExecutionRequest) -> Signed<ExecutionRequest> {
 fn rejected(r: Result<WorkResponse, network::NetError>) -> (RejectCode, String) {
     match r.unwrap() {
         WorkResponse::Rejected(r) => (r.code, r.message),
-        WorkResponse::Accepted => panic!("accepted"),
+        other => panic!("not rejected: {other:?}"),
     }
 }
 
@@ -344,4 +349,45 @@ async fn nodes_that_only_speak_quic_route_executions() {
         .await;
     assert_eq!(e["status"], "Completed", "{e}");
     assert_eq!(e["executor"], b.public_key.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn starting_a_service_known_only_from_the_network_streams_the_fetch_and_the_build() {
+    let b = NodeProcess::start(&[]);
+    let d = joined(&b);
+    let (api_b, api_d) = (Api::new(&b), Api::new(&d));
+    let (hash, _) = api_b.deploy_and_start(&service_dir("kv"), json!({})).await;
+    wait_provider(&api_d, "kv", 1).await;
+    let text = api_d
+        .http
+        .post(format!("{}/v1/instances?progress=true", api_d.base))
+        .json(&json!({"service": hash}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let messages: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["type"] == "progress")
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    let position = |what: &str| {
+        messages
+            .iter()
+            .position(|m| m.contains(what))
+            .unwrap_or_else(|| panic!("no `{what}` step in {messages:#?}"))
+    };
+    // In order: where it comes from, the bytes, the build, the start.
+    assert!(position("fetching package") < position("received"));
+    assert!(position("received") < position("building its image"));
+    assert!(position("building its image") < position("starting the instance"));
+    let last = lines.last().unwrap();
+    assert_eq!(last["type"], "done", "{text}");
+    assert_eq!(last["instance"]["service"], hash.as_str(), "{last}");
 }

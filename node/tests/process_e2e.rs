@@ -13,20 +13,6 @@ fn joined(bootstrap: &NodeProcess) -> NodeProcess {
     NodeProcess::start(&["--bootstrap", &bootstrap.p2p_addr()])
 }
 
-async fn wait_provider(api: &Api, sid: &str) {
-    for _ in 0..300 {
-        let (_, v) = api.get("/v1/network/services").await;
-        if v["services"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|s| s["sid"] == sid))
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{sid} never announced");
-}
-
 async fn create_process(api: &Api, yaml: &str) -> String {
     let (status, p) = api.post("/v1/processes", json!({"definition": yaml})).await;
     assert_eq!(status, 201, "{p}");
@@ -94,8 +80,8 @@ async fn an_event_on_b_runs_a_process_on_a_with_tasks_on_c_and_b() {
         .deploy_and_start(&service_dir("echo"), json!({}))
         .await;
     api_c.deploy_and_start(&service_dir("kv"), json!({})).await;
-    wait_provider(&api_a, "echo").await;
-    wait_provider(&api_a, "kv").await;
+    api_a.wait_announced("echo").await;
+    api_a.wait_announced("kv").await;
     let process = create_process(&api_a, PIPELINE).await;
 
     let run = trigger_until_run(&api_a, &api_b, &process, "go").await;
@@ -161,8 +147,8 @@ async fn a_failing_task_retries_with_backoff_then_takes_its_error_branch() {
     api_b
         .deploy_and_start(&service_dir("faulty"), json!({}))
         .await;
-    wait_provider(&api_a, "echo").await;
-    wait_provider(&api_a, "faulty").await;
+    api_a.wait_announced("echo").await;
+    api_a.wait_announced("faulty").await;
     let process = create_process(
         &api_a,
         r#"
@@ -220,7 +206,7 @@ async fn killing_a_mid_run_completes_the_run_without_running_the_acknowledged_st
     api_b
         .deploy_and_start(&service_dir("echo"), json!({}))
         .await;
-    wait_provider(&api_a, "echo").await;
+    api_a.wait_announced("echo").await;
     let process = create_process(
         &api_a,
         r#"

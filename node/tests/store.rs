@@ -27,6 +27,9 @@ fn request(
         tags: tags.iter().map(|s| s.to_string()).collect(),
         timeout_ms: 1000,
         created_at: t,
+        cause: None,
+        idempotency_key: None,
+        max_price: None,
     };
     let signed = Signed::sign(
         key,
@@ -332,10 +335,10 @@ async fn history_trim_removes_the_oldest_finished_executions_and_keeps_owed_and_
         .unwrap();
 
     // A batch limit stops early: the two oldest removable ones go (#1, #4).
-    assert_eq!(store.prune_executions(4, 2).unwrap(), 2);
-    assert_eq!(store.prune_executions(4, 100).unwrap(), 4);
+    assert_eq!(store.prune_executions(4, 2, u64::MAX).unwrap(), 2);
+    assert_eq!(store.prune_executions(4, 100, u64::MAX).unwrap(), 4);
     assert_eq!(
-        store.prune_executions(4, 100).unwrap(),
+        store.prune_executions(4, 100, u64::MAX).unwrap(),
         0,
         "nothing left to trim"
     );
@@ -384,8 +387,8 @@ async fn history_trim_removes_the_oldest_finished_executions_and_keeps_owed_and_
         4
     );
     // Everything may go once nothing is running or owed.
-    store.remove_outbox(&ids[2]).unwrap();
-    assert_eq!(store.prune_executions(0, 100).unwrap(), 1);
+    store.remove_outbox(&ids[2], &key.public()).unwrap();
+    assert_eq!(store.prune_executions(0, 100, u64::MAX).unwrap(), 1);
 }
 
 #[tokio::test]
@@ -425,4 +428,113 @@ async fn large_inputs_and_outputs_come_back_whole_after_status_changes() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].outputs, Some(outputs));
     assert_eq!(listed[0].inputs, e.inputs);
+}
+
+/// Processes and runs were stored through the generic blob trees before they had typed
+/// methods: a store written that way (JSON records, `runs_by_process` keys
+/// `[process][0xff][started_at be][run]`) reads unchanged, and new writes keep the layout.
+#[tokio::test]
+async fn processes_and_runs_written_as_blobs_read_through_the_typed_methods() {
+    use mesg_node::processes::{ProcessRecord, RunStatus};
+    fn index_key(process: &str, started_at: u64, run: &str) -> Vec<u8> {
+        let mut k = process.as_bytes().to_vec();
+        k.push(0xff);
+        k.extend_from_slice(&started_at.to_be_bytes());
+        k.extend_from_slice(run.as_bytes());
+        k
+    }
+    let run_json = |id: &str, status: &str, started_at: u64| {
+        serde_json::json!({
+            "id": id, "process": "proc-1", "status": status, "error": null,
+            "trigger_execution": null,
+            "steps": {"tick": {"status": "done", "output": {"value": "go"}, "error": null,
+                               "attempts": [], "started_at": started_at,
+                               "finished_at": started_at, "retry_at": null}},
+            "started_at": started_at, "finished_at": null,
+        })
+        .to_string()
+    };
+    let record = serde_json::json!({
+        "id": "proc-1", "name": "pipeline",
+        "definition": {"name": "pipeline", "steps": [
+            {"key": "tick", "after": null,
+             "kind": {"trigger": {"service": "echo", "source": {"event": "tick"}}}}]},
+        "services": {}, "created_at": 42,
+    })
+    .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        store
+            .put_blob("processes", b"proc-1", record.as_bytes())
+            .unwrap();
+        store
+            .put_blob("processes", b"broken", b"{not json")
+            .unwrap();
+        for (run, status, t) in [("run-a", "completed", 10), ("run-b", "running", 20)] {
+            store
+                .put_blob("runs", run.as_bytes(), run_json(run, status, t).as_bytes())
+                .unwrap();
+            store
+                .put_blob("runs_by_process", &index_key("proc-1", t, run), &[])
+                .unwrap();
+        }
+        // A run of another process, and an index entry whose run was never written.
+        store
+            .put_blob("runs_by_process", &index_key("proc-2", 30, "run-c"), &[])
+            .unwrap();
+        store
+            .put_blob("runs_by_process", &index_key("proc-1", 40, "run-gone"), &[])
+            .unwrap();
+        store.close().await.unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    let processes = store.processes().unwrap();
+    assert_eq!(processes.len(), 1, "the unreadable record is left out");
+    let p: &ProcessRecord = &processes[0];
+    assert_eq!(
+        (p.id.as_str(), p.name.as_str(), p.created_at),
+        ("proc-1", "pipeline", 42)
+    );
+    assert_eq!(store.process("proc-1").unwrap().unwrap().name, "pipeline");
+    let runs = store.process_runs("proc-1", 10).unwrap();
+    let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["run-b", "run-a"], "newest first");
+    assert_eq!(store.process_runs("proc-1", 1).unwrap().len(), 1);
+    assert_eq!(
+        store.run("run-a").unwrap().unwrap().status,
+        RunStatus::Completed
+    );
+    let running = store.running_runs().unwrap();
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].id, "run-b");
+
+    // New writes land where the old node wrote, in the same encoding.
+    let mut run = running[0].clone();
+    run.status = RunStatus::Completed;
+    store.put_run(&run).unwrap();
+    let raw = store.blob("runs", b"run-b").unwrap().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(v["status"], "completed");
+    assert!(
+        store
+            .blob("runs_by_process", &index_key("proc-1", 20, "run-b"))
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store.process_runs("proc-1", 10).unwrap().len(),
+        2,
+        "indexed once"
+    );
+    store.delete_process("proc-1").unwrap();
+    assert!(store.blob("processes", b"proc-1").unwrap().is_none());
+    let mut p = p.clone();
+    p.id = "proc-3".into();
+    store.put_process(&p).unwrap();
+    let raw = store.blob("processes", b"proc-3").unwrap().unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&raw).unwrap()["created_at"],
+        42
+    );
 }

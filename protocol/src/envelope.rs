@@ -50,13 +50,17 @@ impl fmt::Debug for Nonce {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnvelopeHeader {
+    #[cfg_attr(feature = "openapi", schema(maximum = 65535))]
     pub version: u16,
     pub domain: String,
     pub signer: PublicKey,
     pub nonce: Nonce,
     /// Unix milliseconds.
+    #[cfg_attr(feature = "openapi", schema(maximum = 18446744073709551615u64))]
     pub issued_at: u64,
+    #[cfg_attr(feature = "openapi", schema(maximum = 18446744073709551615u64))]
     pub expires_at: u64,
 }
 

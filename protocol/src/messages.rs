@@ -1,6 +1,7 @@
 //! Messages exchanged between nodes. Every top-level message is a versioned frame
 //! ([`crate::wire::encode_frame`]) with a size limit per protocol.
 
+use crate::economy::{CumulativeAck, Settlement, UsageReceipt};
 use crate::envelope::Signed;
 use crate::hash::{PackageHash, ServiceHash};
 use crate::types::{
@@ -19,12 +20,45 @@ pub enum WorkRequest {
     Submit(Signed<ExecutionRequest>),
     Result(Signed<ExecutionResult>),
     Cancel(Signed<CancelRequest>),
+    /// The result of a priced execution with its executor's usage receipt (appended:
+    /// older variants keep their position). Free results travel as `Result`.
+    PricedResult {
+        result: Signed<ExecutionResult>,
+        receipt: Signed<UsageReceipt>,
+    },
+    /// A payer's signed cumulative settlement to this node, with the payer's latest
+    /// acknowledgement of what it owes (so the payee can check the total against it).
+    Settle {
+        settlement: Signed<Settlement>,
+        ack: Option<Signed<CumulativeAck>>,
+    },
 }
 
+/// Variants are encoded by position: new ones go at the end.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum WorkResponse {
     Accepted,
     Rejected(Reject),
+    /// The answer to a `PricedResult` whose result was taken: what became of the receipt.
+    Receipt(ReceiptAnswer),
+}
+
+/// The requester's answer about a receipt; each carries the pair's latest signed
+/// cumulative acknowledgement, if there is one (only the latest counts).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ReceiptAnswer {
+    /// Booked (or booked before: a re-delivery); `ack` covers it.
+    Acked { ack: Signed<CumulativeAck> },
+    /// Ahead of the chain: kept until the receipts before it arrive.
+    Held {
+        latest: Option<Signed<CumulativeAck>>,
+    },
+    /// Refused, booked nowhere: the reason's code (`ReceiptReject::code`) and text.
+    Rejected {
+        code: String,
+        reason: String,
+        latest: Option<Signed<CumulativeAck>>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +102,15 @@ pub enum RejectCode {
     /// The (signer, nonce) pair was seen before with another request: the requester
     /// must sign it again with a fresh nonce. Added last: older nodes decode the others.
     NonceReused,
+    /// The request's idempotency key already names another request of the same
+    /// requester here (another service, task or inputs).
+    IdempotencyKeyReused,
+    /// The task is priced and the request's `max_price` is missing or below its least
+    /// cost. Every provider of a service hash has the same price: not retriable.
+    PriceAboveCap,
+    /// The requester node's debt to this executor (owed + reserved + this call's cap)
+    /// would pass the credit limit it has here: not retriable on this provider.
+    CreditLimit,
 }
 
 impl RejectCode {

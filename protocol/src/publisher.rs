@@ -31,6 +31,7 @@ const CLAIM_CONTEXT: &[u8] = b"mesg-publisher-claim-v1\0";
 
 /// "`publisher` names `service_hash` `sid`", as the publisher signed it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PublisherClaim {
     pub version: u16,
     pub sid: String,
@@ -43,6 +44,7 @@ pub struct PublisherClaim {
 
 /// A claim and the publisher's ed25519 signature over its encoding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignedClaim {
     pub claim: PublisherClaim,
     pub signature: Bytes,

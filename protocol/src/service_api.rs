@@ -50,13 +50,24 @@ pub struct EmitEventRequest {
     pub event: String,
     #[serde(default)]
     pub data: serde_json::Value,
+    /// The execution (given to this instance) that led the service to emit the event;
+    /// without it the node assumes the deepest one in progress on the instance, so a
+    /// loop between processes and services is caught either way.
+    #[serde(default)]
+    pub execution_id: Option<crate::ExecutionId>,
 }
 
 /// Error body of every API (service and application): a stable code and a message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiError {
+    /// Stable machine-readable code.
     pub code: String,
+    /// What went wrong and what to do; the Application API cuts it to 4,096 bytes.
     pub message: String,
+    /// One line per validation error: at most 20 (each cut to 512 bytes), then a line
+    /// saying how many more.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 21))]
     pub details: Vec<String>,
 }

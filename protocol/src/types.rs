@@ -1,6 +1,7 @@
 //! Domain types shared by every part: executions and their status machine, execution
 //! requests and results, events, announcements, service records.
 
+use crate::control::Cause;
 use crate::definition::ServiceDefinition;
 use crate::envelope::Claims;
 use crate::hash::{Hash32, InstanceHash, PackageHash, ServiceHash};
@@ -12,15 +13,24 @@ use std::str::FromStr;
 
 /// Signing domains: one per kind of signed payload.
 pub mod domains {
-    pub const EXECUTION_REQUEST: &str = "mesg/execution-request/1";
+    /// Version 2: requests carry an idempotency key and a cause (version 1 is refused
+    /// with this domain named, rather than misread).
+    pub const EXECUTION_REQUEST: &str = "mesg/execution-request/2";
     pub const EXECUTION_RESULT: &str = "mesg/execution-result/1";
     pub const CANCEL: &str = "mesg/cancel/1";
-    pub const EVENT: &str = "mesg/event/1";
+    /// Version 2: events carry a cause.
+    pub const EVENT: &str = "mesg/event/2";
     /// Announcements of the first format (offers without publisher claims): still accepted.
     pub const ANNOUNCEMENT_V1: &str = "mesg/announce/1";
     /// Announcements whose offers carry their publisher's claim.
     pub const ANNOUNCEMENT: &str = "mesg/announce/2";
     pub const SERVICE_RECORD: &str = "mesg/service-record/1";
+    /// A usage receipt, signed by the executor of a priced execution.
+    pub const RECEIPT: &str = "mesg/receipt/1";
+    /// A requester's acknowledgement of a pair's cumulative total.
+    pub const CUMULATIVE_ACK: &str = "mesg/cumulative-ack/1";
+    /// A payer's statement of the cumulative total it settled to a payee.
+    pub const SETTLEMENT: &str = "mesg/settlement/1";
 }
 
 /// Milliseconds since the Unix epoch.
@@ -104,6 +114,7 @@ id_type!(
 /// `Created -> InProgress -> Completed | Failed`; `Created -> Failed` when an execution
 /// never started (rejected everywhere, timed out, cancelled).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ExecutionStatus {
     Created,
     InProgress,
@@ -163,6 +174,7 @@ pub struct TransitionError {
 
 /// Where an execution sits in a process run.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProcessStepRef {
     pub process: String,
     pub run: String,
@@ -172,6 +184,7 @@ pub struct ProcessStepRef {
 /// One task run, as a node records it (the requester's node and the executor's node each
 /// keep one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Execution {
     pub id: ExecutionId,
     pub service_hash: ServiceHash,
@@ -185,6 +198,9 @@ pub struct Execution {
     pub executor: Option<PublicKey>,
     pub instance_hash: Option<InstanceHash>,
     pub status: ExecutionStatus,
+    /// Null until the execution completes. (Any JSON value, null included: a schema of
+    /// "null or any" would be ambiguous.)
+    #[cfg_attr(feature = "openapi", schema(value_type = Json))]
     pub outputs: Option<Json>,
     pub error: Option<String>,
     pub parent: Option<ExecutionId>,
@@ -194,6 +210,16 @@ pub struct Execution {
     pub created_at: u64,
     pub started_at: Option<u64>,
     pub finished_at: Option<u64>,
+    /// The Application's idempotency key, when it gave one.
+    pub idempotency_key: Option<String>,
+    /// Where it sits in a chain of process triggers (none: asked for directly).
+    pub cause: Option<Cause>,
+    /// The request's spending cap in micro-credits (none: no cap, for a free service).
+    #[cfg_attr(feature = "openapi", schema(maximum = 18446744073709551615u64))]
+    pub max_price: Option<u64>,
+    /// What it cost: set by its executor when a priced execution completes (on the
+    /// executor's node only, for now).
+    pub cost: Option<crate::economy::Cost>,
 }
 
 impl Execution {
@@ -227,6 +253,10 @@ impl Execution {
             created_at: req.created_at,
             started_at: None,
             finished_at: None,
+            idempotency_key: req.idempotency_key.clone(),
+            cause: req.cause,
+            max_price: req.max_price,
+            cost: None,
         }
     }
 
@@ -279,6 +309,15 @@ pub struct ExecutionRequest {
     pub tags: Vec<String>,
     pub timeout_ms: u64,
     pub created_at: u64,
+    /// Set by the Application to make retries safe: the execution id is then
+    /// `idempotent_execution_id(requester, key)`, checked by every node.
+    pub idempotency_key: Option<String>,
+    /// Where this request sits in a chain of process triggers (none: asked for directly).
+    pub cause: Option<Cause>,
+    /// The most the requester agrees to pay for this execution, in micro-credits. Required
+    /// for a priced task (and at least its `call` price); the executor charges at most
+    /// this. None: no cap, for a free task only.
+    pub max_price: Option<u64>,
 }
 
 impl Claims for ExecutionRequest {
@@ -371,6 +410,7 @@ impl Claims for CancelRequest {
 
 /// An event emitted by an instance, signed by the node that runs it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     pub id: EventId,
     pub service_hash: ServiceHash,
@@ -379,6 +419,9 @@ pub struct Event {
     pub data: Json,
     pub emitter: PublicKey,
     pub created_at: u64,
+    /// The chain the execution that led the service to emit it belongs to (none: the
+    /// service emitted it on its own).
+    pub cause: Option<Cause>,
 }
 
 impl Claims for Event {
@@ -389,6 +432,7 @@ impl Claims for Event {
 
 /// One running instance a node offers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceOffer {
     pub service_hash: ServiceHash,
     pub sid: Option<String>,
@@ -510,105 +554,5 @@ impl ServiceRecord {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use ExecutionStatus::*;
-
-    #[test]
-    fn only_legal_transitions_are_allowed() {
-        let all = [Created, InProgress, Completed, Failed];
-        let legal = [
-            (Created, InProgress),
-            (Created, Failed),
-            (InProgress, Completed),
-            (InProgress, Failed),
-        ];
-        for from in all {
-            for to in all {
-                assert_eq!(
-                    from.can_become(to),
-                    legal.contains(&(from, to)),
-                    "{from} -> {to}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn transition_stamps_times_and_refuses_reopening() {
-        let key = crate::keys::Keypair::generate().unwrap().public();
-        let req = ExecutionRequest {
-            execution_id: ExecutionId::random(),
-            service_hash: ServiceHash(Hash32::sha256(b"s")),
-            task_key: "t".into(),
-            inputs: Json::null(),
-            requester: key,
-            requester_node: key,
-            parent: None,
-            process: None,
-            tags: vec![],
-            timeout_ms: 1000,
-            created_at: 10,
-        };
-        let mut e = Execution::from_request(&req);
-        e.transition(InProgress, 20).unwrap();
-        e.complete(Json::null(), 30).unwrap();
-        assert_eq!((e.started_at, e.finished_at), (Some(20), Some(30)));
-        assert_eq!(
-            e.fail("late", 40),
-            Err(TransitionError {
-                from: Completed,
-                to: Failed
-            })
-        );
-        assert_eq!(e.error, None);
-        assert_eq!(e.deadline(), 1010);
-    }
-
-    #[test]
-    fn a_request_dated_ahead_is_refused_and_deadlines_count_from_receipt() {
-        use crate::envelope::MAX_CLOCK_SKEW_MS;
-        let key = crate::keys::Keypair::generate().unwrap().public();
-        let now = 1_800_000_000_000u64;
-        let ten_years = 10 * 365 * 24 * 3600 * 1000u64;
-        let mut req = ExecutionRequest {
-            execution_id: ExecutionId::random(),
-            service_hash: ServiceHash(Hash32::sha256(b"s")),
-            task_key: "t".into(),
-            inputs: Json::null(),
-            requester: key,
-            requester_node: key,
-            parent: None,
-            process: None,
-            tags: vec![],
-            timeout_ms: 1000,
-            created_at: now + ten_years,
-        };
-        let err = req.check_times(now).unwrap_err();
-        assert!(
-            matches!(err, RequestTimeError::InTheFuture { ahead_ms, .. } if ahead_ms == ten_years),
-            "{err}"
-        );
-        assert!(err.to_string().contains("clock skew"), "{err}");
-        // Within the skew: accepted, but the deadline counts from the receipt.
-        req.created_at = now + MAX_CLOCK_SKEW_MS;
-        req.check_times(now).unwrap();
-        assert_eq!(Execution::received(&req, now).deadline(), now + 1000);
-        // Created before the receipt: its own (earlier) deadline holds.
-        req.created_at = now - 400;
-        assert_eq!(Execution::received(&req, now).deadline(), now + 600);
-        req.created_at = now - 1000;
-        assert!(matches!(
-            req.check_times(now),
-            Err(RequestTimeError::DeadlinePassed { .. })
-        ));
-    }
-
-    #[test]
-    fn ids_print_as_hex_and_parse_back() {
-        let id = ExecutionId::random();
-        assert_eq!(id.to_string().len(), 32);
-        assert_eq!(id.to_string().parse::<ExecutionId>().unwrap(), id);
-        assert!("xyz".parse::<ExecutionId>().is_err());
-    }
-}
+#[path = "types_tests.rs"]
+mod tests;

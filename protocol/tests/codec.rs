@@ -56,6 +56,9 @@ fn request() -> impl Strategy<Value = ExecutionRequest> {
                 tags,
                 timeout_ms: timeout,
                 created_at: NOW,
+                cause: None,
+                idempotency_key: None,
+                max_price: None,
             },
         )
 }
@@ -91,6 +94,7 @@ fn event() -> impl Strategy<Value = Event> {
         data: Json(data),
         emitter: NODE.public(),
         created_at: NOW,
+        cause: None,
     })
 }
 
@@ -140,6 +144,22 @@ fn work_request() -> impl Strategy<Value = WorkRequest> {
                 reason
             }
         ))),
+        (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..64)).prop_map(|(total, proof)| {
+            WorkRequest::Settle {
+                settlement: sign(
+                    &NODE,
+                    domains::SETTLEMENT,
+                    &mesg_protocol::economy::Settlement {
+                        payer: NODE.public(),
+                        payee: KEY.public(),
+                        total,
+                        method: "credits".into(),
+                        proof,
+                    },
+                ),
+                ack: None,
+            }
+        }),
     ]
 }
 
@@ -163,6 +183,25 @@ fn verify_work(msg: &WorkRequest) -> bool {
             .verify(domains::EXECUTION_RESULT, NOW, MAX_WORK_MESSAGE)
             .is_ok(),
         WorkRequest::Cancel(s) => s.verify(domains::CANCEL, NOW, MAX_WORK_MESSAGE).is_ok(),
+        WorkRequest::PricedResult { result, receipt } => {
+            result
+                .verify(domains::EXECUTION_RESULT, NOW, MAX_WORK_MESSAGE)
+                .is_ok()
+                && receipt
+                    .verify(
+                        domains::RECEIPT,
+                        NOW,
+                        mesg_protocol::economy::MAX_RECEIPT_BYTES,
+                    )
+                    .is_ok()
+        }
+        WorkRequest::Settle { settlement, .. } => settlement
+            .verify(
+                domains::SETTLEMENT,
+                NOW,
+                mesg_protocol::economy::MAX_SETTLEMENT_BYTES,
+            )
+            .is_ok(),
     }
 }
 
@@ -272,6 +311,7 @@ fn an_oversized_message_is_refused_before_decoding() {
         data: Json(json!({"blob": "x".repeat(MAX_GOSSIP_MESSAGE)})),
         emitter: NODE.public(),
         created_at: NOW,
+        cause: None,
     };
     assert!(Signed::sign(&NODE, domains::EVENT, &huge, NOW, 1000, MAX_GOSSIP_MESSAGE).is_err());
 }

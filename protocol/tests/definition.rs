@@ -64,7 +64,16 @@ fn every_field_is_parsed() {
     assert_eq!(send.name.as_deref(), Some("Send"));
     assert_eq!(send.description.as_deref(), Some("Send one email"));
     assert_eq!(send.timeout_ms, Some(30_000));
-    assert_eq!(send.price, Some(0.25));
+    assert_eq!(
+        send.price,
+        Some(mesg_protocol::economy::Price {
+            call: 1000,
+            per_ms: 2,
+            per_kib: 5
+        })
+    );
+    assert_eq!(d.tasks["ping"].price, None);
+    assert_eq!(d.economy.map(|e| e.publisher_share_bps), Some(1000));
     let to = &send.inputs["to"];
     assert_eq!(to.name.as_deref(), Some("Recipient"));
     assert_eq!(to.description.as_deref(), Some("who"));
@@ -109,6 +118,22 @@ fn rendering_back_to_yaml_gives_the_same_definition() {
     let again = ServiceDefinition::from_yaml(&d.to_yaml()).unwrap();
     assert_eq!(again, d);
     d.validate().unwrap();
+}
+
+/// The suggestion is in the message and, for tools, on its own.
+#[test]
+fn an_unknown_field_carries_its_suggestion() {
+    let e = ServiceDefinition::from_yaml("name: x\ntasks:\n  t:\n    timout: 5s\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "4:5: tasks.t.timout: unknown field (did you mean `timeout`?); allowed fields: name, description, inputs, outputs, timeout, price"
+    );
+    assert_eq!(e.0[0].suggestion.as_deref(), Some("timeout"));
+    let e = ServiceDefinition::from_yaml(
+        "name: x\ntasks:\n  t:\n    inputs:\n      a: {type: string}\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.0[0].suggestion.as_deref(), Some("String"), "{e}");
 }
 
 /// (yaml, expected path, a word the message must contain)
@@ -331,14 +356,19 @@ const MALFORMED: &[(&str, &str, &str)] = &[
         "24h",
     ),
     (
-        "name: x\ntasks:\n  t:\n    price: -2\n",
+        "name: x\ntasks:\n  t:\n    price: 2\n",
         "tasks.t.price",
-        "non-negative",
+        "expected a mapping of micro-credits",
     ),
     (
-        "name: x\ntasks:\n  t:\n    price: cheap\n",
-        "tasks.t.price",
-        "non-negative",
+        "name: x\ntasks:\n  t:\n    price: {call: -2}\n",
+        "tasks.t.price.call",
+        "negative",
+    ),
+    (
+        "name: x\ntasks:\n  t:\n    price: {call: cheap}\n",
+        "tasks.t.price.call",
+        "expected a whole number of micro-credits",
     ),
     (
         "name: x\nevents:\n  e:\n    datas: {}\n",
@@ -435,13 +465,29 @@ fn hash_stability_vectors() {
         r#"{"configuration":{"args":[],"command":null,"env":{},"image":null,"ports":[],"volumes":[],"volumesFrom":[]},"dependencies":{},"description":null,"events":{},"name":"x","repository":null,"sid":null,"tasks":{}}"#
     );
     let full = ServiceDefinition::from_yaml(FULL).unwrap();
+    // Without a price nor an `economy` section, a definition keeps the hash it had
+    // before prices existed (these two were computed then).
+    let unpriced_full = ServiceDefinition::from_yaml(
+        &FULL
+            .replace("    price: {call: 1000, per_ms: 2, per_kib: 5}\n", "")
+            .replace("economy:\n  publisher_share_bps: 1000\n", ""),
+    )
+    .unwrap();
+    let task = ServiceDefinition::from_yaml("name: x\ntasks:\n  t: {}\n").unwrap();
     let vectors = [
         (minimal.service_hash(&pkg).to_string(), "MINIMAL"),
         (full.service_hash(&pkg).to_string(), "FULL"),
+        (
+            unpriced_full.service_hash(&pkg).to_string(),
+            "FULL without a price",
+        ),
+        (task.service_hash(&pkg).to_string(), "a free task"),
     ];
     let expected = [
         "4BD6FSainCV4weV8owEGqqgzpARAGXmEVMe4nQTZXshd",
-        "6B7pX4DeHa7BpJTUhjzQEhyyrFG14vc74taCXxdBrMcu",
+        "TNQhNKMEGyPxY4eADpAwxWNSbwwk7pMwtchrs9yUkv6",
+        "Ccbnd7jSLcU422x2igDFsj6tu4o4mUPdUqAwCipzkFMZ",
+        "BGJcDwhroogjMEBWxR5y4vc7dYLqFWfrBvB19EYyUdaF",
     ];
     for ((got, name), want) in vectors.iter().zip(expected) {
         assert_eq!(got, want, "{name} hash changed");

@@ -346,6 +346,76 @@ fn top_level_errors_and_unknown_services_are_reported() {
     .unwrap();
 }
 
+/// Unknown fields of a process file name the closest allowed field, as they do in
+/// `mesg.yml` (both languages walk their files with the same walker).
+#[test]
+fn unknown_fields_suggest_what_was_meant() {
+    let yaml = "name: p\nsetps: []\n";
+    let errors = ProcessDefinition::from_yaml(yaml, &env(), &services)
+        .unwrap_err()
+        .0;
+    let e = errors.iter().find(|e| e.path == "setps").expect("setps");
+    assert_eq!(
+        e.to_string(),
+        "2:1: setps: unknown field (did you mean `steps`?); allowed fields: name, max_depth, rate_limit, steps"
+    );
+    assert_eq!(e.suggestion.as_deref(), Some("steps"));
+
+    let yaml = "name: p\nsteps:\n  - key: t\n    triger: {service: echo, event: tick}\n  - filter: {path: count, gtee: 2}\n  - task: {service: kv, task: get, inputs: {key: a}, retires: 2}\n";
+    let errors = ProcessDefinition::from_yaml(yaml, &env(), &services)
+        .unwrap_err()
+        .0;
+    for (path, meant) in [
+        ("steps[0].triger", "trigger"),
+        ("steps[1] (step1).filter.gtee", "gte"),
+        ("steps[2] (step2).task.retires", "retries"),
+    ] {
+        let e = errors
+            .iter()
+            .find(|e| e.path == path)
+            .unwrap_or_else(|| panic!("no error at {path}: {errors:?}"));
+        assert!(
+            e.message.starts_with(&format!(
+                "unknown field (did you mean `{meant}`?); allowed fields: "
+            )),
+            "{e}"
+        );
+        assert_eq!(e.suggestion.as_deref(), Some(meant));
+    }
+    // Nothing close: no suggestion, the allowed fields still listed.
+    let e = ProcessDefinition::from_yaml("name: p\nsteps: []\nzzzzz: 1\n", &env(), &services)
+        .unwrap_err();
+    let unknown = e.0.iter().find(|e| e.path == "zzzzz").unwrap();
+    assert_eq!(
+        unknown.message,
+        "unknown field; allowed fields: name, max_depth, rate_limit, steps"
+    );
+    assert_eq!(unknown.suggestion, None);
+}
+
+/// An empty name was refused without saying why (the error list was empty).
+#[test]
+fn an_empty_name_is_reported() {
+    let e = ProcessDefinition::from_yaml(
+        "name: \"\"\nsteps:\n  - trigger: {service: echo, event: tick}\n",
+        &env(),
+        &services,
+    )
+    .unwrap_err();
+    assert_eq!(e.to_string(), "1:7: name: must not be empty");
+}
+
+/// A list expected and something else given says what was given.
+#[test]
+fn a_wrong_type_says_what_was_expected_and_what_was_given() {
+    let e =
+        ProcessDefinition::from_yaml("name: p\nsteps: {a: 1}\n", &env(), &services).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "2:8: steps: expected a list of steps, got a mapping"
+    );
+}
+
 #[test]
 fn a_definition_round_trips_through_json() {
     let p = ProcessDefinition::from_yaml(FULL, &env(), &services).unwrap();

@@ -217,6 +217,7 @@ impl Service {
         let body = EmitEventRequest {
             event: event.to_string(),
             data,
+            execution_id: None,
         };
         self.post_with_retry(EVENTS_PATH, &body).await
     }

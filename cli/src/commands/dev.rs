@@ -9,11 +9,12 @@ use super::Ctx;
 use super::events::event_summary;
 use super::executions::{changed_at, execution_summary};
 use super::service::{self, LogPrinter};
-use super::views::{self, InstanceView};
+use super::views;
 use crate::client::Client;
 use crate::inputs;
 use crate::output::{Paint, errln, format_clock, outln, pe, po};
-use mesg_protocol::{EnvHash, Event, Execution, InstanceHash, ServiceHash, now_ms};
+use mesg_api_types::InstanceView;
+use mesg_protocol::{EnvHash, Event, Execution, InstanceHash, now_ms};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -245,27 +246,25 @@ pub async fn run(ctx: &Ctx, dir: &Path, env: &[(String, String)]) -> anyhow::Res
     );
     let before: Vec<String> = views::list_instances(client)
         .await
-        .map(|list| list.into_iter().map(|i| i.hash).collect())
+        .map(|list| list.into_iter().map(|i| i.hash.to_string()).collect())
         .unwrap_or_default();
     // From here on, an interrupt no longer kills the process: it leads to the clean-up.
     let mut interrupt = Interrupt::new()?;
-    let instance = match service::start_instance(client, &service.hash, &env).await {
+    let instance = match service::start_instance(client, &service.hash.to_string(), &env).await {
         Ok((i, _)) => i,
         Err(e) => {
             // The node may have recorded the instance before its containers failed to
             // start: remove it (by the hash it has for this service and env) so that a
             // failed `dev` leaves nothing running; unless it was there before `dev`.
-            if let Ok(hash) = service.hash.parse::<ServiceHash>() {
-                let env_hash = EnvHash::of(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                let instance = InstanceHash::of(&hash, &env_hash).to_string();
-                if !before.contains(&instance) {
-                    let _ = service::delete_instance(client, &instance, true).await;
-                }
+            let env_hash = EnvHash::of(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let instance = InstanceHash::of(&service.hash, &env_hash).to_string();
+            if !before.contains(&instance) {
+                let _ = service::delete_instance(client, &instance, true).await;
             }
             return Err(e);
         }
     };
-    let hash = instance.hash.clone();
+    let hash = instance.hash.to_string();
     errln!(
         "{} instance {} ({})",
         pe(Paint::Green, "started"),
@@ -293,13 +292,13 @@ pub async fn run(ctx: &Ctx, dir: &Path, env: &[(String, String)]) -> anyhow::Res
     tasks.spawn(follow_logs(client.clone(), hash.clone(), ctx.json()));
     tasks.spawn(follow_events(
         client.clone(),
-        service.hash.clone(),
+        service.hash.to_string(),
         ctx.json(),
         labels.clone(),
     ));
     tasks.spawn(follow_executions(
         client.clone(),
-        service.hash.clone(),
+        service.hash.to_string(),
         ctx.json(),
         labels,
     ));

@@ -2,6 +2,7 @@
 
 use super::executions::duration_of;
 use super::views;
+use super::why;
 use super::{Ctx, Exit, print_json};
 use crate::accounts;
 use crate::args::ExecArgs;
@@ -30,8 +31,11 @@ pub async fn run(ctx: &Ctx, args: ExecArgs) -> anyhow::Result<()> {
         None => inputs::parse_data_args(&args.data).map_err(anyhow::Error::msg)?,
     };
     let client = ctx.client()?;
-    let wait = [("wait", args.wait)];
-    let value: Value = match &ctx.global.account {
+    // One cheap call first: with no provider known anywhere, the execution is created
+    // without waiting, so that the user is warned at once (then waited for).
+    let unprovided = why::provider_known(client, &args.service).await == Some(false);
+    let wait = [("wait", args.wait && !unprovided)];
+    let request = match &ctx.global.account {
         None => {
             let body = json!({
                 "service": args.service,
@@ -40,24 +44,49 @@ pub async fn run(ctx: &Ctx, args: ExecArgs) -> anyhow::Result<()> {
                 "tags": args.tags,
                 "timeout_ms": args.timeout,
                 "parent": args.parent,
+                "max_price": args.max_price,
             });
-            client
-                .json(client.post(&["v1", "executions"]).query(&wait).json(&body))
-                .await?
+            let mut request = client.post(&["v1", "executions"]).query(&wait).json(&body);
+            if let Some(key) = &args.idempotency_key {
+                request = request.header("Idempotency-Key", key);
+            }
+            request
         }
         Some(account) => {
             let signed = sign_request(client, account, &args, inputs).await?;
             client
-                .json(
-                    client
-                        .post(&["v1", "executions", "signed"])
-                        .query(&wait)
-                        .json(&signed),
-                )
-                .await?
+                .post(&["v1", "executions", "signed"])
+                .query(&wait)
+                .json(&signed)
         }
     };
-    let execution: Execution = views::decode(&value, "execution")?;
+    let response = client.send(request).await?;
+    let replayed = response
+        .headers()
+        .get("idempotent-replayed")
+        .is_some_and(|v| v == "true");
+    let mut value: Value = response
+        .json()
+        .await
+        .map_err(|e| anyhow!("the node answered with unexpected JSON: {e}"))?;
+    let mut execution: Execution = views::decode(&value, "execution")?;
+    if replayed && !ctx.json() {
+        errln!(
+            "{} idempotency key `{}` already names execution {} ({}): nothing new was run",
+            pe(Paint::Cyan, "note:"),
+            args.idempotency_key.as_deref().unwrap_or_default(),
+            execution.id,
+            execution.status
+        );
+    }
+    if unprovided {
+        let id = execution.id.to_string();
+        why::warn_if_unprovided(client, &id, &args.service).await;
+        if args.wait {
+            value = wait_for(client, &execution).await?;
+            execution = views::decode(&value, "execution")?;
+        }
+    }
     if ctx.json() {
         print_json(&value);
     } else {
@@ -94,6 +123,29 @@ pub async fn run(ctx: &Ctx, args: ExecArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Wait for an execution to end (as `POST ...?wait=true` would have): until its timeout
+/// and a second have passed.
+async fn wait_for(client: &Client, e: &Execution) -> anyhow::Result<Value> {
+    let until = now_ms() + e.timeout_ms + 1000;
+    let id = e.id.to_string();
+    loop {
+        let left = until.saturating_sub(now_ms()).max(1);
+        let v: Value = client
+            .json(
+                client
+                    .get(&["v1", "executions", &id, "wait"])
+                    .query(&[("timeout_ms", left.min(3_600_000))]),
+            )
+            .await?;
+        let done = v["status"]
+            .as_str()
+            .is_none_or(|s| s == "Completed" || s == "Failed");
+        if done || now_ms() >= until {
+            return Ok(v);
+        }
+    }
 }
 
 fn print_outcome(e: &Execution, waited: bool) {
@@ -147,10 +199,7 @@ async fn sign_request(
         .parse()
         .map_err(|e| anyhow!("the node's public key is invalid: {e}"))?;
     let (service, _) = views::get_service(client, &args.service).await?;
-    let service_hash: ServiceHash = service
-        .hash
-        .parse()
-        .map_err(|e| anyhow!("the node answered an invalid service hash: {e}"))?;
+    let service_hash: ServiceHash = service.hash;
     let Some(task) = service.definition.tasks.get(&args.task) else {
         return Err(ApiError {
             status: 0,
@@ -182,8 +231,12 @@ async fn sign_request(
         .transpose()
         .map_err(anyhow::Error::msg)?;
     let now = now_ms();
+    let execution_id = match &args.idempotency_key {
+        Some(k) => mesg_protocol::control::idempotent_execution_id(&key.public(), k),
+        None => ExecutionId::random(),
+    };
     let request = ExecutionRequest {
-        execution_id: ExecutionId::random(),
+        execution_id,
         service_hash,
         task_key: args.task.clone(),
         inputs: Json(inputs),
@@ -194,6 +247,9 @@ async fn sign_request(
         tags: args.tags.clone(),
         timeout_ms,
         created_at: now,
+        cause: None,
+        idempotency_key: args.idempotency_key.clone(),
+        max_price: args.max_price,
     };
     let ttl = timeout_ms.saturating_add(SIGNED_SLACK_MS).min(MAX_TTL_MS);
     Signed::sign(

@@ -1,4 +1,4 @@
-//! `mesg executions list|show|watch|cancel|verify`.
+//! `mesg executions list|show|watch|cancel|verify` (`why` is in `why.rs`).
 
 use super::views::{self, service_label};
 use super::{Ctx, Exit, print_json};
@@ -9,9 +9,8 @@ use crate::output::{
     format_timestamp, outln, pe, po, pretty_json, short, status_paint,
 };
 use anyhow::anyhow;
-use mesg_protocol::envelope::EnvelopeError;
-use mesg_protocol::types::domains;
-use mesg_protocol::wire::MAX_WORK_MESSAGE;
+use mesg_api_types::CancelExecution;
+use mesg_protocol::evidence::{mismatches, verify_result};
 use mesg_protocol::{
     Execution, ExecutionId, ExecutionResult, ExecutionStatus, Outcome, Signed, now_ms,
 };
@@ -224,6 +223,12 @@ pub fn print_execution(e: &Execution, labels: &HashMap<String, String>) {
             .unwrap_or_default();
         w("finished", format!("{}{took}", format_timestamp(f)));
     }
+    if let Some(cap) = e.max_price {
+        w("max price", format!("{cap} µc"));
+    }
+    if let Some(c) = &e.cost {
+        w("cost", views::format_cost(c));
+    }
     outln!("inputs:");
     outln!("{}", pretty_json(&e.inputs.0, 2));
     if let Some(o) = &e.outputs {
@@ -249,6 +254,10 @@ pub async fn show(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
     let e: Execution = views::decode(&v, "execution")?;
     let labels = views::service_labels(client).await;
     print_execution(&e, &labels);
+    if let Some(line) = super::ledger::receipt_line(&v) {
+        outln!("{:<16}{line}", "receipt:");
+    }
+    super::why::print_waiting(&v, &e.id.to_string());
     Ok(())
 }
 
@@ -352,7 +361,7 @@ pub async fn cancel(ctx: &Ctx, id: &str, reason: Option<String>) -> anyhow::Resu
     let id = resolve_id(client, id).await?;
     let mut request = client.post(&["v1", "executions", &id, "cancel"]);
     if let Some(r) = reason {
-        request = request.json(&json!({ "reason": r }));
+        request = request.json(&CancelExecution { reason: Some(r) });
     }
     let v: Value = client.json(request).await?;
     if ctx.json() {
@@ -374,82 +383,6 @@ pub async fn cancel(ctx: &Ctx, id: &str, reason: Option<String>) -> anyhow::Resu
 
 // ------------------------------------------------------------------- verify
 
-/// The outcome of checking a signed result.
-#[derive(Debug)]
-pub struct Verdict {
-    pub result: Result<ExecutionResult, String>,
-    /// Why the validity window did not hold now, when the signature still checks out.
-    pub note: Option<String>,
-}
-
-/// Verify a signed result: version, domain, signature, and that the signer is the
-/// executor the result names. A result is evidence kept after the fact: its validity
-/// window limits replays on the wire, so when the window is over (or, with a skewed
-/// clock, not begun), the signature is checked as of the time it was issued.
-pub fn verify_result(signed: &Signed<ExecutionResult>, now: u64) -> Verdict {
-    match signed.verify(domains::EXECUTION_RESULT, now, MAX_WORK_MESSAGE) {
-        Ok(r) => Verdict {
-            result: Ok(r),
-            note: None,
-        },
-        Err(e @ (EnvelopeError::Expired { .. } | EnvelopeError::NotYetValid { .. })) => {
-            match signed.verify(
-                domains::EXECUTION_RESULT,
-                signed.header.issued_at,
-                MAX_WORK_MESSAGE,
-            ) {
-                Ok(r) => Verdict {
-                    result: Ok(r),
-                    note: Some(e.to_string()),
-                },
-                Err(e) => Verdict {
-                    result: Err(e.to_string()),
-                    note: None,
-                },
-            }
-        }
-        Err(e) => Verdict {
-            result: Err(e.to_string()),
-            note: None,
-        },
-    }
-}
-
-/// Where a (valid) result disagrees with the execution it should answer.
-pub fn mismatches(result: &ExecutionResult, id: &str, record: Option<&Execution>) -> Vec<String> {
-    let mut out = Vec::new();
-    if result.execution_id.to_string() != id {
-        out.push(format!(
-            "the result answers execution {}, not {id}",
-            result.execution_id
-        ));
-    }
-    if let Some(e) = record {
-        if e.service_hash != result.service_hash || e.task_key != result.task_key {
-            out.push("the result names another service or task than the execution".into());
-        }
-        if let Some(executor) = e.executor
-            && executor != result.executor
-        {
-            out.push(format!(
-                "the execution's executor is {executor}, but the result was signed by {}",
-                result.executor
-            ));
-        }
-        let outcome_status = match result.outcome {
-            Outcome::Completed { .. } => ExecutionStatus::Completed,
-            Outcome::Failed { .. } => ExecutionStatus::Failed,
-        };
-        if e.status.is_final() && e.status != outcome_status {
-            out.push(format!(
-                "the execution is {} but the signed outcome is {}",
-                e.status, outcome_status
-            ));
-        }
-    }
-    out
-}
-
 pub async fn verify(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
     let client = ctx.client()?;
     let id = resolve_id(client, id).await?;
@@ -466,10 +399,12 @@ pub async fn verify(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
         Err(_) => None,
     };
     let verdict = verify_result(&signed, now_ms());
-    let problems = match &verdict.result {
+    let mut problems = match &verdict.result {
         Ok(r) => mismatches(r, &id, record.as_ref()),
         Err(e) => vec![format!("signature invalid: {e}")],
     };
+    let receipt = super::receipt_check::check(client, &id, &signed, record.as_ref()).await?;
+    problems.extend(receipt.problems.iter().cloned());
     let valid = problems.is_empty();
     let h = &signed.header;
     if ctx.json() {
@@ -490,6 +425,7 @@ pub async fn verify(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
             "outcome": outcome,
             "issued_at": h.issued_at,
             "expires_at": h.expires_at,
+            "receipt": receipt.json,
         }));
     } else {
         outln!("execution:  {id}");
@@ -518,6 +454,9 @@ pub async fn verify(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
             format_age(now_ms(), h.issued_at),
             format_timestamp(h.expires_at)
         );
+        for line in &receipt.lines {
+            outln!("{line}");
+        }
         if valid {
             outln!(
                 "{} (ed25519, signed by the executor {})",
@@ -543,6 +482,8 @@ pub async fn verify(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mesg_protocol::types::domains;
+    use mesg_protocol::wire::MAX_WORK_MESSAGE;
     use mesg_protocol::{Hash32, Json, Keypair, ServiceHash};
 
     const NOW: u64 = 1_800_000_000_000;

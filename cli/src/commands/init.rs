@@ -6,6 +6,165 @@ use mesg_protocol::definition::{MAX_NAME_LEN, is_valid_sid};
 use std::io::Write;
 use std::path::Path;
 
+/// The language of a new service (`mesg service init --lang`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Lang {
+    /// One static binary FROM scratch, built with the `mesg-sdk` crate (or any language
+    /// that makes a static binary).
+    #[default]
+    Rust,
+    /// main.py with the Python SDK copied in as `mesg/`, FROM mesg-runtime-python.
+    Python,
+    /// main.js with the JavaScript SDK copied in as `mesg/`, FROM mesg-runtime-node.
+    Js,
+    /// service.sh: plain sh and wget, FROM mesg-runtime-busybox.
+    Shell,
+}
+
+impl Lang {
+    /// The registry-free base image the service builds FROM (none for Rust).
+    pub fn base_image(self) -> Option<&'static str> {
+        match self {
+            Lang::Rust => None,
+            Lang::Python => Some("mesg-runtime-python"),
+            Lang::Js => Some("mesg-runtime-node"),
+            Lang::Shell => Some("mesg-runtime-busybox"),
+        }
+    }
+}
+
+/// The Python SDK (sdk/python/mesg), copied into Python services.
+const PYTHON_SDK: &[(&str, &str)] = &[
+    (
+        "mesg/__init__.py",
+        include_str!("../../../sdk/python/mesg/__init__.py"),
+    ),
+    (
+        "mesg/_http.py",
+        include_str!("../../../sdk/python/mesg/_http.py"),
+    ),
+    (
+        "mesg/application.py",
+        include_str!("../../../sdk/python/mesg/application.py"),
+    ),
+    (
+        "mesg/definition.py",
+        include_str!("../../../sdk/python/mesg/definition.py"),
+    ),
+    (
+        "mesg/service.py",
+        include_str!("../../../sdk/python/mesg/service.py"),
+    ),
+    ("mesg/py.typed", ""),
+];
+
+/// The JavaScript SDK (sdk/js/src), copied into JavaScript services.
+const JS_SDK: &[(&str, &str)] = &[
+    (
+        "mesg/index.js",
+        include_str!("../../../sdk/js/src/index.js"),
+    ),
+    ("mesg/http.js", include_str!("../../../sdk/js/src/http.js")),
+    (
+        "mesg/service.js",
+        include_str!("../../../sdk/js/src/service.js"),
+    ),
+    (
+        "mesg/application.js",
+        include_str!("../../../sdk/js/src/application.js"),
+    ),
+    (
+        "mesg/definition.js",
+        include_str!("../../../sdk/js/src/definition.js"),
+    ),
+];
+
+const PYTHON_MAIN: &str = r#"# A mesg Service in Python: the `hello` task of mesg.yml, which emits `greeted`.
+# The SDK is the `mesg` directory beside this file (standard library only; docs/sdks.md).
+
+import logging
+import os
+
+from mesg import Service
+
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+service = Service.from_env()  # MESG_ENDPOINT, MESG_TOKEN... set by the node
+greeting = os.environ.get("GREETING", "Hello")
+
+
+@service.task("hello")
+def hello(task):
+    name = task.inputs["name"]
+    service.emit("greeted", {"name": name})  # attributed to this execution
+    return {"message": f"{greeting}, {name}!"}
+
+
+# Runs tasks concurrently, reconnects when the node restarts, retries results; checks
+# first that every task of mesg.yml has a handler.
+service.listen()
+"#;
+
+const JS_MAIN: &str = r#"// A mesg Service in JavaScript: the `hello` task of mesg.yml, which emits `greeted`.
+// The SDK is the `mesg` directory beside this file (no dependencies; docs/sdks.md).
+import { Service } from './mesg/index.js';
+
+const service = Service.fromEnv(); // MESG_ENDPOINT, MESG_TOKEN... set by the node
+const greeting = process.env.GREETING ?? 'Hello';
+
+service.task('hello', async (task) => {
+  const { name } = task.inputs;
+  await service.emit('greeted', { name }); // attributed to this execution
+  return { message: `${greeting}, ${name}!` };
+});
+
+// Runs tasks concurrently, reconnects when the node restarts, retries results; checks
+// first that every task of mesg.yml has a handler.
+await service.listen();
+"#;
+
+const JS_PACKAGE: &str = r#"{ "private": true, "type": "module" }
+"#;
+
+const SHELL_MAIN: &str = r#"#!/bin/sh
+# A mesg Service in plain sh with busybox's wget and sed (docs/service-api.md): the
+# `hello` task of mesg.yml, which emits `greeted`. No SDK: this is the service API by hand.
+auth="Authorization: Bearer $MESG_TOKEN"
+json="Content-Type: application/json"
+greeting="${GREETING:-Hello}"
+
+post() { # path body
+  until wget -q -O /dev/null --header "$auth" --header "$json" --post-data "$2" "$MESG_ENDPOINT$1"; do
+    sleep 1 # the node is restarting (or refused: see its log)
+  done
+}
+
+field() { # line key: the value of a string field without quotes or backslashes
+  printf '%s' "$1" | sed -n "s/.*\"$2\":\"\([^\"\\\\]*\)\".*/\1/p"
+}
+
+hello() { # execution_id line
+  name="$(field "$2" name)"
+  post /v1/service/events "{\"event\":\"greeted\",\"data\":{\"name\":\"$name\"},\"execution_id\":\"$1\"}"
+  post /v1/service/results "{\"execution_id\":\"$1\",\"outputs\":{\"message\":\"$greeting, $name!\"}}"
+}
+
+echo "listening for tasks on $MESG_ENDPOINT"
+while true; do
+  # One JSON object per line; each task runs in the background.
+  wget -q -O - --header "$auth" "$MESG_ENDPOINT/v1/service/tasks" | while IFS= read -r line; do
+    case "$line" in
+      *'"type":"task"'*)
+        id="$(field "$line" execution_id)"
+        case "$(field "$line" task)" in
+          hello) hello "$id" "$line" & ;;
+          *) post /v1/service/results "{\"execution_id\":\"$id\",\"error\":\"unknown task\"}" & ;;
+        esac ;;
+    esac
+  done
+  sleep 1 # the stream broke: reconnect
+done
+"#;
+
 /// A sid from a name: lowercase, runs of other characters become one `-`.
 pub fn sid_from_name(name: &str) -> Option<String> {
     let mut sid = String::new();
@@ -96,6 +255,86 @@ ENTRYPOINT ["/{bin}"]
     )
 }
 
+/// The Dockerfile of a Python, JavaScript or shell service.
+pub fn script_dockerfile(lang: Lang) -> String {
+    let (image, entry) = match lang {
+        Lang::Python => (
+            "mesg-runtime-python:3.11",
+            r#"["/usr/local/bin/python3", "/service/main.py"]"#,
+        ),
+        Lang::Js => (
+            "mesg-runtime-node:20",
+            r#"["/usr/local/bin/node", "/service/main.js"]"#,
+        ),
+        Lang::Shell | Lang::Rust => (
+            "mesg-runtime-busybox:1",
+            r#"["/bin/sh", "/service/service.sh"]"#,
+        ),
+    };
+    let repo = image.split(':').next().unwrap_or(image);
+    format!(
+        r#"# The service's image, built on the node without any registry. {repo} is a
+# FROM-scratch image made on the node's machine from its own interpreter (see README.md);
+# the node must allow it: mesg-node --allow-image {repo}
+FROM {image}
+COPY . /service
+WORKDIR /service
+ENTRYPOINT {entry}
+"#
+    )
+}
+
+pub fn script_readme(name: &str, sid: Option<&str>, lang: Lang) -> String {
+    let id = sid.unwrap_or("SERVICE_HASH");
+    let (what, file, base) = match lang {
+        Lang::Python => ("Python (3.11, standard library only)", "main.py", "python"),
+        Lang::Js => ("JavaScript (Node 20, no dependencies)", "main.js", "node"),
+        Lang::Shell | Lang::Rust => (
+            "plain sh with busybox's wget and sed",
+            "service.sh",
+            "busybox",
+        ),
+    };
+    let sdk = match lang {
+        Lang::Python => {
+            "\nThe `mesg` directory is the Python SDK (sdk/python in the mesg repository),\ncopied here so that the image needs no package index; docs/sdks.md documents it.\n"
+        }
+        Lang::Js => {
+            "\nThe `mesg` directory is the JavaScript SDK (sdk/js/src in the mesg repository),\ncopied here so that the image needs no package registry; docs/sdks.md documents it.\n"
+        }
+        _ => {
+            "\nNo SDK: `service.sh` speaks the node's service API (docs/service-api.md) with wget.\n"
+        }
+    };
+    format!(
+        r#"# {name}
+
+A mesg Service in {what}: `mesg.yml` declares its tasks and events, `{file}`
+implements them, the `Dockerfile` builds its image.
+{sdk}
+## The base image
+
+The image builds `FROM mesg-runtime-{base}`, which no registry serves: it is assembled on
+the node's machine from that machine's own files by `testnet/images/runtime-bases.sh
+{base}` (in the mesg repository; docs/sdks.md says how, and how to make one from Debian
+packages). A node builds only FROM images it built itself or that its operator allowed,
+so start the node with
+
+```sh
+mesg-node --allow-image mesg-runtime-{base}     # or MESG_ALLOW_IMAGES=mesg-runtime-{base}
+```
+
+## Run
+
+```sh
+mesg service validate                  # check mesg.yml
+mesg service dev                       # deploy, start, follow logs, events and executions
+mesg exec {id} hello -d name=Ada --wait   # in another terminal
+```
+"#
+    )
+}
+
 pub const DOCKERIGNORE: &str = r#"# Left out of the service package: the build context that mesg hashes, sends to the
 # node and builds the image from. The image needs only mesg.yml, the Dockerfile and the
 # binary; mesg.yml and the Dockerfile are always included.
@@ -166,8 +405,8 @@ mesg exec {id} hello -d name=Ada --wait   # in another terminal
     )
 }
 
-/// Create the service files in `dir`; nothing is written if any of them exists.
-pub fn run(dir: &Path, name: Option<&str>) -> anyhow::Result<()> {
+/// Create the service files in `dir` for `lang`; nothing is written if any of them exists.
+pub fn run(dir: &Path, name: Option<&str>, lang: Lang) -> anyhow::Result<()> {
     let name = match name {
         Some(n) => n.trim().to_string(),
         None => {
@@ -190,12 +429,7 @@ pub fn run(dir: &Path, name: Option<&str>) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| "service".into())
         .replace('.', "-");
-    let files: Vec<(&str, String)> = vec![
-        ("mesg.yml", mesg_yml(&name, sid.as_deref())),
-        ("Dockerfile", dockerfile(&bin)),
-        (".dockerignore", DOCKERIGNORE.to_string()),
-        ("README.md", readme(&name, sid.as_deref(), &bin)),
-    ];
+    let files = files(&name, sid.as_deref(), &bin, lang);
     let existing: Vec<String> = files
         .iter()
         .map(|(f, _)| dir.join(f))
@@ -211,6 +445,10 @@ pub fn run(dir: &Path, name: Option<&str>) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for (file, content) in &files {
         let path = dir.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
         // create_new: a file that appeared since the check above is not overwritten either.
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -227,10 +465,51 @@ pub fn run(dir: &Path, name: Option<&str>) -> anyhow::Result<()> {
         dir.display(),
         files.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(", ")
     );
-    outln!("next: build the `{bin}` binary into that directory (see its README.md), then:");
+    match lang.base_image() {
+        None => {
+            outln!("next: build the `{bin}` binary into that directory (see its README.md), then:")
+        }
+        Some(base) => outln!(
+            "next: the image builds FROM {base}: make it on the node's machine (testnet/images/runtime-bases.sh) and start the node with --allow-image {base} (see its README.md), then:"
+        ),
+    }
     outln!("  mesg service validate {}", dir.display());
     outln!("  mesg service dev {}", dir.display());
     Ok(())
+}
+
+/// Every file of a new service in `lang`, by path relative to its directory.
+pub fn files(name: &str, sid: Option<&str>, bin: &str, lang: Lang) -> Vec<(&'static str, String)> {
+    let mut files: Vec<(&'static str, String)> = vec![("mesg.yml", mesg_yml(name, sid))];
+    match lang {
+        Lang::Rust => {
+            files.push(("Dockerfile", dockerfile(bin)));
+            files.push((".dockerignore", DOCKERIGNORE.to_string()));
+            files.push(("README.md", readme(name, sid, bin)));
+        }
+        Lang::Python => {
+            files.push(("Dockerfile", script_dockerfile(lang)));
+            files.push((".dockerignore", ".git\n__pycache__\n*.pyc\n*.md\n".into()));
+            files.push(("README.md", script_readme(name, sid, lang)));
+            files.push(("main.py", PYTHON_MAIN.to_string()));
+            files.extend(PYTHON_SDK.iter().map(|(p, c)| (*p, c.to_string())));
+        }
+        Lang::Js => {
+            files.push(("Dockerfile", script_dockerfile(lang)));
+            files.push((".dockerignore", ".git\nnode_modules\n*.md\n".into()));
+            files.push(("README.md", script_readme(name, sid, lang)));
+            files.push(("main.js", JS_MAIN.to_string()));
+            files.push(("package.json", JS_PACKAGE.to_string()));
+            files.extend(JS_SDK.iter().map(|(p, c)| (*p, c.to_string())));
+        }
+        Lang::Shell => {
+            files.push(("Dockerfile", script_dockerfile(lang)));
+            files.push((".dockerignore", ".git\n*.md\n".into()));
+            files.push(("README.md", script_readme(name, sid, lang)));
+            files.push(("service.sh", SHELL_MAIN.to_string()));
+        }
+    }
+    files
 }
 
 #[cfg(test)]
@@ -262,10 +541,81 @@ mod tests {
     }
 
     #[test]
+    fn every_language_scaffolds_a_valid_service() {
+        for lang in [Lang::Rust, Lang::Python, Lang::Js, Lang::Shell] {
+            let dir = tempfile::tempdir().unwrap();
+            let svc = dir.path().join("hello");
+            run(&svc, Some("Hello"), lang).unwrap();
+            let def = mesg_protocol::ServiceDefinition::from_yaml(
+                &std::fs::read_to_string(svc.join("mesg.yml")).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(def.tasks.keys().collect::<Vec<_>>(), vec!["hello"]);
+            let dockerfile = std::fs::read_to_string(svc.join("Dockerfile")).unwrap();
+            match lang.base_image() {
+                None => assert!(dockerfile.contains("FROM scratch")),
+                Some(base) => assert!(
+                    dockerfile.contains(&format!("FROM {base}:")),
+                    "{dockerfile}"
+                ),
+            }
+            // The program parses, where its interpreter is on this machine.
+            let check: Option<(&str, Vec<&str>, &str)> = match lang {
+                Lang::Rust => None,
+                Lang::Python => Some(("python3", vec!["-m", "py_compile"], "main.py")),
+                Lang::Js => Some(("node", vec!["--check"], "main.js")),
+                Lang::Shell => Some(("sh", vec!["-n"], "service.sh")),
+            };
+            if let Some((cmd, args, file)) = check
+                && let Ok(out) = std::process::Command::new(cmd)
+                    .args(&args)
+                    .arg(svc.join(file))
+                    .env("PYTHONDONTWRITEBYTECODE", "1")
+                    .output()
+            {
+                assert!(
+                    out.status.success(),
+                    "{cmd} {file}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn python_and_js_services_carry_the_sdk_and_check_their_handlers() {
+        let dir = tempfile::tempdir().unwrap();
+        let py = dir.path().join("py");
+        run(&py, Some("py"), Lang::Python).unwrap();
+        for (path, content) in PYTHON_SDK {
+            assert_eq!(&std::fs::read_to_string(py.join(path)).unwrap(), content);
+        }
+        // The SDK's own reader finds the template's task, so its handler check passes.
+        if let Ok(out) = std::process::Command::new("python3")
+            .current_dir(&py)
+            .args([
+                "-B",
+                "-c",
+                "from mesg import read_definition; print(read_definition('mesg.yml').tasks)",
+            ])
+            .output()
+        {
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "['hello']");
+        }
+        let js = dir.path().join("js");
+        run(&js, Some("js"), Lang::Js).unwrap();
+        for (path, content) in JS_SDK {
+            assert_eq!(&std::fs::read_to_string(js.join(path)).unwrap(), content);
+        }
+    }
+
+    #[test]
     fn init_refuses_to_overwrite_anything() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("Dockerfile"), "FROM mine").unwrap();
-        let err = run(dir.path(), Some("x")).unwrap_err().to_string();
+        let err = run(dir.path(), Some("x"), Lang::Rust)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not overwriting"), "{err}");
         assert!(err.contains("Dockerfile"), "{err}");
         assert!(!dir.path().join("mesg.yml").exists());

@@ -1,16 +1,22 @@
 //! One module per command group; [`run`] dispatches.
 
 pub mod account;
+pub mod context;
 pub mod dev;
 pub mod events;
 pub mod exec;
 pub mod executions;
 pub mod init;
+pub mod ledger;
 pub mod network;
 pub mod node;
 pub mod process;
+pub mod process_limits;
+pub mod receipt_check;
+pub mod search;
 pub mod service;
 pub mod views;
+pub mod why;
 
 use crate::args::{
     Command, ExecutionsCommand, Global, NodeCommand, ProcessCommand, ServiceCommand,
@@ -56,9 +62,29 @@ impl Ctx {
         if let Some(c) = self.client.get() {
             return Ok(c);
         }
-        let c = Client::new(&self.global.node, self.global.token.clone())?;
+        let g = &self.global;
+        let target = match (&g.node, &g.context) {
+            // Nothing to look up: no contexts file is read.
+            (Some(node), None) => crate::contexts::Target {
+                node: node.clone(),
+                token: g.token.clone(),
+                node_data_dir: g.node_data_dir.clone(),
+                context: None,
+            },
+            _ => {
+                let (_, contexts) = crate::contexts::load_default()?;
+                crate::contexts::resolve(
+                    &contexts,
+                    g.context.as_deref(),
+                    g.node.as_deref(),
+                    g.token.as_deref(),
+                    g.node_data_dir.as_deref(),
+                )?
+            }
+        };
+        let c = Client::new(&target.node, target.token)?;
         let c = match (c.token_given(), c.is_loopback()) {
-            (false, true) => c.with_local_token(self.global.node_data_dir.clone())?,
+            (false, true) => c.with_local_token(target.node_data_dir)?,
             _ => c,
         };
         Ok(self.client.get_or_init(|| c))
@@ -68,7 +94,7 @@ impl Ctx {
 pub async fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Service(cmd) => match cmd {
-            ServiceCommand::Init { dir, name } => init::run(&dir, name.as_deref()),
+            ServiceCommand::Init { dir, name, lang } => init::run(&dir, name.as_deref(), lang),
             ServiceCommand::Validate { path } => service::validate(&path),
             ServiceCommand::Deploy {
                 dir,
@@ -78,6 +104,7 @@ pub async fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
             } => service::deploy_cmd(ctx, &dir, start, &env, private).await,
             ServiceCommand::List { network: false } => service::list(ctx).await,
             ServiceCommand::List { network: true } => network::services(ctx).await,
+            ServiceCommand::Search(args) => search::run(ctx, &args).await,
             ServiceCommand::Show { id } => service::show(ctx, &id).await,
             ServiceCommand::Start { id, env } => service::start(ctx, &id, &env).await,
             ServiceCommand::Stop {
@@ -101,6 +128,7 @@ pub async fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
             ExecutionsCommand::Watch { filter } => executions::watch(ctx, &filter).await,
             ExecutionsCommand::Cancel { id, reason } => executions::cancel(ctx, &id, reason).await,
             ExecutionsCommand::Verify { id } => executions::verify(ctx, &id).await,
+            ExecutionsCommand::Why { id } => why::why(ctx, &id).await,
         },
         Command::Events(args) => events::run(ctx, &args).await,
         Command::Process(cmd) => match cmd {
@@ -114,8 +142,11 @@ pub async fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
             ProcessCommand::Delete { id } => process::delete(ctx, &id).await,
         },
         Command::Peers => network::peers(ctx).await,
+        Command::Ledger { command } => ledger::run(ctx, command).await,
         Command::Node(NodeCommand::Info) => node::info(ctx).await,
         Command::Account(cmd) => account::run(ctx, cmd),
+        Command::Context(cmd) => context::run(&ctx.global, cmd),
+        Command::Completions { shell } => context::completions(shell),
     }
 }
 

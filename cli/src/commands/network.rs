@@ -1,8 +1,9 @@
 //! `mesg peers` and `mesg service list --network`: what the node knows of the network.
 
-use super::views::{self, NetworkNodeView, NetworkServiceView, PeerView};
+use super::views;
 use super::{Ctx, print_json};
 use crate::output::{Cell, Paint, SHORT, Table, format_duration_ms, outln, short};
+use mesg_api_types::{NetworkServiceList, NetworkServiceView, PeerList};
 use serde_json::Value;
 
 /// A round-trip time: `850 µs`, `12.3 ms`.
@@ -33,8 +34,7 @@ pub async fn peers(ctx: &Ctx) -> anyhow::Result<()> {
         print_json(&v);
         return Ok(());
     }
-    let peers: Vec<PeerView> = views::decode(&v["peers"], "peer list")?;
-    let nodes: Vec<NetworkNodeView> = views::decode(&v["nodes"], "node list")?;
+    let PeerList { nodes, peers } = views::decode(&v, "peer list")?;
     if peers.is_empty() && nodes.is_empty() {
         outln!(
             "no peers: this node is alone. Start it with `mesg-node --bootstrap ADDR` to join a network; `mesg node info` prints the addresses others can bootstrap from"
@@ -57,7 +57,7 @@ pub async fn peers(ctx: &Ctx) -> anyhow::Result<()> {
             let node = nodes
                 .iter()
                 .find(|n| n.peer_id == p.peer_id)
-                .map(|n| short(&n.node, SHORT))
+                .map(|n| short(&n.node.to_string(), SHORT))
                 .unwrap_or_else(|| "-".into());
             table.row(vec![
                 p.peer_id.clone().into(),
@@ -96,7 +96,7 @@ pub async fn peers(ctx: &Ctx) -> anyhow::Result<()> {
                 let label = s
                     .sid
                     .clone()
-                    .unwrap_or_else(|| short(&s.service_hash, SHORT));
+                    .unwrap_or_else(|| short(&s.service_hash.to_string(), SHORT));
                 if s.in_flight > 0 {
                     format!("{label} ({} in flight)", s.in_flight)
                 } else {
@@ -105,7 +105,7 @@ pub async fn peers(ctx: &Ctx) -> anyhow::Result<()> {
             })
             .collect();
         table.row(vec![
-            short(&n.node, SHORT).into(),
+            short(&n.node.to_string(), SHORT).into(),
             n.peer_id.clone().into(),
             if services.is_empty() {
                 "-".to_string().into()
@@ -129,7 +129,7 @@ pub async fn services(ctx: &Ctx) -> anyhow::Result<()> {
         print_json(&v);
         return Ok(());
     }
-    let services: Vec<NetworkServiceView> = views::decode(&v["services"], "service list")?;
+    let services = views::decode::<NetworkServiceList>(&v, "service list")?.services;
     if services.is_empty() {
         outln!(
             "no service runs in the network yet, on this node or on the nodes it knows (`mesg peers` shows them)"
@@ -147,7 +147,7 @@ pub async fn services(ctx: &Ctx) -> anyhow::Result<()> {
     ]);
     let publisher = |s: &NetworkServiceView| match (&s.sid, &s.publisher) {
         (None, _) => "-".to_string(),
-        (Some(_), Some(p)) => short(p, SHORT),
+        (Some(_), Some(p)) => short(&p.to_string(), SHORT),
         (Some(_), None) => "(unpublished)".to_string(),
     };
     for s in &services {
@@ -157,7 +157,7 @@ pub async fn services(ctx: &Ctx) -> anyhow::Result<()> {
                 (
                     s.sid.clone().unwrap_or_else(|| "-".into()),
                     publisher(s),
-                    short(&s.service_hash, SHORT),
+                    short(&s.service_hash.to_string(), SHORT),
                     s.providers.len().to_string(),
                 )
             } else {
@@ -169,7 +169,7 @@ pub async fn services(ctx: &Ctx) -> anyhow::Result<()> {
                 by.into(),
                 hash.into(),
                 count.into(),
-                short(&p.node, SHORT).into(),
+                short(&p.node.to_string(), SHORT).into(),
                 p.peer_id.clone().into(),
                 p.in_flight.to_string().into(),
             ]);
@@ -178,7 +178,7 @@ pub async fn services(ctx: &Ctx) -> anyhow::Result<()> {
             table.row(vec![
                 s.sid.clone().unwrap_or_else(|| "-".into()).into(),
                 publisher(s).into(),
-                short(&s.service_hash, SHORT).into(),
+                short(&s.service_hash.to_string(), SHORT).into(),
                 "0".into(),
             ]);
         }

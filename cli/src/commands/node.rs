@@ -1,7 +1,9 @@
 //! `mesg node info`.
 
+use super::views;
 use super::{Ctx, print_json};
 use crate::output::{Paint, outln, po};
+use mesg_api_types::NodeInfo;
 use serde_json::Value;
 
 pub async fn info(ctx: &Ctx) -> anyhow::Result<()> {
@@ -11,24 +13,18 @@ pub async fn info(ctx: &Ctx) -> anyhow::Result<()> {
         print_json(&v);
         return Ok(());
     }
-    let s = |key: &str| v[key].as_str().unwrap_or("-").to_string();
+    let info: NodeInfo = views::decode(&v, "node info")?;
     outln!("node:         {}", client.base());
-    outln!("public key:   {}", s("public_key"));
-    outln!("peer id:      {}", s("peer_id"));
-    outln!("version:      {}", s("version"));
-    outln!("data dir:     {}", s("data_dir"));
-    outln!("api:          {}", s("api"));
-    outln!("service api:  {}", s("service_api"));
-    let addrs: Vec<&str> = v["listen_addrs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    if addrs.is_empty() {
+    outln!("public key:   {}", info.public_key);
+    outln!("peer id:      {}", info.peer_id);
+    outln!("version:      {}", info.version);
+    outln!("data dir:     {}", info.data_dir);
+    outln!("api:          {}", info.api);
+    outln!("service api:  {}", info.service_api);
+    if info.listen_addrs.is_empty() {
         outln!("listening:    -");
     } else {
-        for (i, a) in addrs.iter().enumerate() {
+        for (i, a) in info.listen_addrs.iter().enumerate() {
             outln!(
                 "{}{a}",
                 if i == 0 {
@@ -39,23 +35,28 @@ pub async fn info(ctx: &Ctx) -> anyhow::Result<()> {
             );
         }
     }
-    let docker = &v["docker"];
-    if docker["available"].as_bool() == Some(true) {
-        outln!(
-            "docker:       {} (engine {}, API {})",
-            po(Paint::Green, "available"),
-            docker["version"].as_str().unwrap_or("?"),
-            docker["api_version"].as_str().unwrap_or("?")
-        );
-    } else {
-        outln!(
-            "docker:       {}: {}",
-            po(Paint::Red, "unavailable"),
-            docker["error"].as_str().unwrap_or("unknown reason")
-        );
-        outln!(
-            "              services cannot be deployed or started until Docker runs on the node's machine"
-        );
+    match &info.docker {
+        Some(docker) if docker.available => {
+            outln!(
+                "docker:       {} (engine {}, API {})",
+                po(Paint::Green, "available"),
+                docker.version.as_deref().unwrap_or("?"),
+                docker.api_version.as_deref().unwrap_or("?")
+            );
+        }
+        docker => {
+            outln!(
+                "docker:       {}: {}",
+                po(Paint::Red, "unavailable"),
+                docker
+                    .as_ref()
+                    .and_then(|d| d.error.as_deref())
+                    .unwrap_or("unknown reason")
+            );
+            outln!(
+                "              services cannot be deployed or started until Docker runs on the node's machine"
+            );
+        }
     }
     Ok(())
 }

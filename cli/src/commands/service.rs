@@ -1,6 +1,6 @@
 //! `mesg service validate|deploy|list|show|start|stop|delete|logs`.
 
-use super::views::{self, InstanceView, LogLine, ServiceView, bold, painted_status};
+use super::views::{self, bold, painted_status};
 use super::{Ctx, Exit, print_json};
 use crate::client::{ApiError, Client};
 use crate::inputs;
@@ -9,6 +9,10 @@ use crate::output::{
     format_timestamp, outln, pe, po, short, status_paint,
 };
 use anyhow::Context;
+use mesg_api_types::{
+    InstanceView, LogLine, PUBLISHER_CLAIM_HEADER, ServiceList, ServiceView, StartInstance,
+    StopInstance,
+};
 use mesg_package::{DEFAULT_MAX_PACKAGE_BYTES, Package};
 use mesg_protocol::{DefinitionErrors, ServiceDefinition, now_ms};
 use serde_json::{Value, json};
@@ -98,6 +102,9 @@ pub fn validate(path: &Path) -> anyhow::Result<()> {
 /// Package `dir`, check its definition here, send it and follow the build. Returns the
 /// deployed service (typed, and as the node answered). A `private` package is not served
 /// to the node's peers.
+/// Chunks of a deploy's upload (each one moves the progress shown).
+const UPLOAD_CHUNK: usize = 64 * 1024;
+
 pub async fn deploy(ctx: &Ctx, dir: &Path, private: bool) -> anyhow::Result<(ServiceView, Value)> {
     let client = ctx.client()?;
     let pkg = Package::from_dir(dir, DEFAULT_MAX_PACKAGE_BYTES)
@@ -134,11 +141,30 @@ pub async fn deploy(ctx: &Ctx, dir: &Path, private: bool) -> anyhow::Result<(Ser
     if private {
         request = request.query(&[("private", true)]);
     }
+    // Sent in chunks, so that a terminal shows the upload's progress (a large build
+    // context on a slow link otherwise looks stuck).
+    let progress = std::sync::Arc::new(progress);
+    let total = tar.len() as u64;
+    let body = {
+        let progress = progress.clone();
+        let mut sent = 0u64;
+        let tar = bytes::Bytes::from(tar);
+        let chunks: Vec<bytes::Bytes> = (0..tar.len())
+            .step_by(UPLOAD_CHUNK)
+            .map(|at| tar.slice(at..(at + UPLOAD_CHUNK).min(tar.len())))
+            .collect();
+        futures::stream::iter(chunks.into_iter().map(move |chunk| {
+            sent += chunk.len() as u64;
+            progress.bytes("uploading the package", sent, total);
+            Ok::<_, std::io::Error>(chunk)
+        }))
+    };
     let mut request = request
         .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
-        .body(tar);
+        .header(reqwest::header::CONTENT_LENGTH, total)
+        .body(reqwest::Body::wrap_stream(body));
     if let Some(claim) = claim {
-        request = request.header("x-mesg-publisher-claim", claim);
+        request = request.header(PUBLISHER_CLAIM_HEADER, claim);
     }
     let response = client.send(request).await?;
     let mut lines = client.lines(response);
@@ -174,21 +200,66 @@ pub async fn start_instance(
     service: &str,
     env: &BTreeMap<String, String>,
 ) -> anyhow::Result<(InstanceView, Value)> {
-    let v: Value = client
-        .json(
+    start_instance_with(client, service, env, None).await
+}
+
+/// Start an instance; with `progress`, the node's steps (fetching a service known only
+/// from the network, the bytes received, its image's build) are shown as they happen.
+pub async fn start_instance_with(
+    client: &Client,
+    service: &str,
+    env: &BTreeMap<String, String>,
+    progress: Option<&Progress>,
+) -> anyhow::Result<(InstanceView, Value)> {
+    let body = StartInstance {
+        service: service.to_string(),
+        env: env.clone(),
+        limits: None,
+    };
+    let Some(progress) = progress else {
+        let v: Value = client
+            .json(client.post(&["v1", "instances"]).json(&body))
+            .await?;
+        return Ok((views::decode(&v, "instance")?, v));
+    };
+    let response = client
+        .send(
             client
                 .post(&["v1", "instances"])
-                .json(&json!({"service": service, "env": env})),
+                .query(&[("progress", true)])
+                .json(&body),
         )
         .await?;
-    Ok((views::decode(&v, "instance")?, v))
+    let mut lines = client.lines(response);
+    while let Some(line) = lines.next().await {
+        let line = line?;
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        match v["type"].as_str() {
+            Some("progress") => progress.step(v["message"].as_str().unwrap_or_default()),
+            Some("done") => {
+                let instance = v["instance"].clone();
+                return Ok((views::decode(&instance, "instance")?, instance));
+            }
+            Some("error") => return Err(ApiError::from_value(&v["error"]).into()),
+            _ => {}
+        }
+    }
+    anyhow::bail!(
+        "the node at {} ended the start without saying whether it succeeded; check `mesg service list`",
+        client.base()
+    )
 }
 
 fn print_started(instance: &InstanceView) {
     outln!(
         "started instance {} of {}: {}",
         instance.hash,
-        instance.sid.as_deref().unwrap_or(&instance.service),
+        instance
+            .sid
+            .clone()
+            .unwrap_or_else(|| instance.service.to_string()),
         painted_status(instance.status())
     );
     if let Some(reason) = instance.state.as_ref().and_then(|s| s.reason.as_deref()) {
@@ -239,7 +310,8 @@ pub async fn deploy_cmd(
         }
         return Ok(());
     }
-    let (instance, raw_instance) = start_instance(ctx.client()?, &service.hash, &env).await?;
+    let (instance, raw_instance) =
+        start_instance(ctx.client()?, &service.hash.to_string(), &env).await?;
     if ctx.json() {
         print_json(&json!({"service": raw, "instance": raw_instance}));
     } else {
@@ -257,7 +329,7 @@ pub async fn list(ctx: &Ctx) -> anyhow::Result<()> {
         print_json(&v);
         return Ok(());
     }
-    let services: Vec<ServiceView> = views::decode(&v["services"], "service list")?;
+    let services = views::decode::<ServiceList>(&v, "service list")?.services;
     if services.is_empty() {
         outln!("no services on this node; deploy one with `mesg service deploy DIR`");
         return Ok(());
@@ -289,12 +361,12 @@ pub async fn list(ctx: &Ctx) -> anyhow::Result<()> {
         table.row(vec![
             s.sid.clone().unwrap_or_else(|| "-".into()).into(),
             s.sid_publisher
-                .as_deref()
-                .map(|p| short(p, SHORT))
+                .as_ref()
+                .map(|p| short(&p.to_string(), SHORT))
                 .unwrap_or_else(|| "-".into())
                 .into(),
             s.name.clone().into(),
-            short(&s.hash, SHORT).into(),
+            short(&s.hash.to_string(), SHORT).into(),
             s.definition.tasks.len().to_string().into(),
             inst,
             format_age(now, s.deployed_at).into(),
@@ -373,6 +445,10 @@ pub async fn show(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
             Some(ms) => outln!("    timeout:  {}", format_duration_ms(ms)),
             None => outln!("    timeout:  60 s (default)"),
         }
+        outln!("    price:    {}", views::format_price(t.price));
+    }
+    if let Some(e) = def.economy {
+        outln!("publisher share: {}", views::format_share(e));
     }
     outln!("{}", bold("events:"));
     if def.events.is_empty() {
@@ -401,9 +477,9 @@ pub async fn show(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
         ]);
         for i in &instances {
             table.row(vec![
-                short(&i.hash, SHORT).into(),
+                short(&i.hash.to_string(), SHORT).into(),
                 Cell::painted(i.status(), status_paint(i.status())),
-                i.desired.clone().into(),
+                i.desired.as_str().into(),
                 (if i.connected { "yes" } else { "no" }).into(),
                 i.in_flight.to_string().into(),
                 views::format_env(&i.env).into(),
@@ -416,7 +492,7 @@ pub async fn show(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
         }
         for i in &instances {
             if let Some(reason) = i.state.as_ref().and_then(|s| s.reason.as_deref()) {
-                outln!("  {}: {reason}", short(&i.hash, SHORT));
+                outln!("  {}: {reason}", short(&i.hash.to_string(), SHORT));
             }
         }
     }
@@ -429,7 +505,14 @@ pub async fn start(ctx: &Ctx, id: &str, env: &[(String, String)]) -> anyhow::Res
     let env = inputs::env_map(env).map_err(anyhow::Error::msg)?;
     let client = ctx.client()?;
     let id = views::resolve_service(client, id).await?;
-    let (instance, raw) = start_instance(client, &id, &env).await?;
+    // A service this node has not built yet is fetched from a peer and built first:
+    // seconds to minutes, so say so while it lasts.
+    let progress = Progress::new(&format!(
+        "starting an instance of {id} (a service known only from the network is fetched from a peer and built first)"
+    ));
+    let started = start_instance_with(client, &id, &env, Some(&progress)).await;
+    progress.finish();
+    let (instance, raw) = started?;
     if ctx.json() {
         print_json(&raw);
     } else {
@@ -445,7 +528,7 @@ pub async fn stop_instance(
 ) -> anyhow::Result<(InstanceView, Value)> {
     let mut request = client.post(&["v1", "instances", id, "stop"]);
     if let Some(ms) = grace_ms {
-        request = request.json(&json!({ "grace_ms": ms }));
+        request = request.json(&StopInstance { grace_ms: Some(ms) });
     }
     let v: Value = client.json(request).await?;
     Ok((views::decode(&v, "instance")?, v))
@@ -508,7 +591,7 @@ pub async fn stop(
     }
     // Delete by hash: the id may have named the service, which no longer resolves if
     // something else changed in between.
-    let (i, raw) = delete_instance(client, &instance.hash, keep_data).await?;
+    let (i, raw) = delete_instance(client, &instance.hash.to_string(), keep_data).await?;
     report_deleted(ctx, &i, &raw, keep_data);
     Ok(())
 }

@@ -1,197 +1,14 @@
-//! What the API answers, typed for human output (`--json` prints the answers as they come),
-//! and small helpers shared by the commands.
+//! Reading the API's answers for human output (`--json` prints the answers as they come;
+//! their types are `mesg-api-types`, the node's own), and small helpers shared by the
+//! commands.
 
 use crate::client::Client;
 use crate::output::{Paint, po};
-use mesg_protocol::ServiceDefinition;
-use mesg_protocol::process::ProcessDefinition;
+use mesg_api_types::{InstanceList, InstanceView, ServiceView};
 use mesg_protocol::schema::{ParamMap, Parameter};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
-
-/// `GET /v1/services/{id}` (the node's `ServiceView`).
-#[derive(Debug, Clone, Deserialize)]
-pub struct ServiceView {
-    pub hash: String,
-    pub sid: Option<String>,
-    pub name: String,
-    pub definition: ServiceDefinition,
-    pub package_hash: String,
-    pub package_size: u64,
-    pub publisher: String,
-    /// Who published the sid; None: unpublished (usable by hash only).
-    #[serde(default)]
-    pub sid_publisher: Option<String>,
-    pub image: Option<String>,
-    pub deployed_at: u64,
-}
-
-impl ServiceView {
-    /// `echo` or the name when the service has no sid.
-    pub fn label(&self) -> &str {
-        self.sid.as_deref().unwrap_or(&self.name)
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct InstanceState {
-    pub status: String,
-    pub reason: Option<String>,
-}
-
-/// `GET /v1/instances/{id}` (the node's `InstanceView`).
-#[derive(Debug, Clone, Deserialize)]
-pub struct InstanceView {
-    pub hash: String,
-    pub service: String,
-    pub sid: Option<String>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    pub desired: String,
-    pub state: Option<InstanceState>,
-    #[serde(default)]
-    pub connected: bool,
-    #[serde(default)]
-    pub in_flight: u64,
-    pub created_at: u64,
-}
-
-impl InstanceView {
-    /// Docker's view when known, else what the node wants.
-    pub fn status(&self) -> &str {
-        self.state
-            .as_ref()
-            .map(|s| s.status.as_str())
-            .unwrap_or(&self.desired)
-    }
-}
-
-/// One line of container output.
-#[derive(Debug, Clone, Deserialize)]
-pub struct LogLine {
-    pub key: String,
-    pub stream: String,
-    pub text: String,
-}
-
-/// `GET /v1/processes/{id}` (the node's `ProcessView`).
-#[derive(Debug, Clone, Deserialize)]
-pub struct ProcessView {
-    pub id: String,
-    pub name: String,
-    pub definition: ProcessDefinition,
-    /// Service hash of each step's service (trigger and tasks), by step key.
-    #[serde(default)]
-    pub services: BTreeMap<String, String>,
-    pub created_at: u64,
-    #[serde(default)]
-    pub runs_running: u64,
-}
-
-/// One attempt of a task step: one execution.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct AttemptView {
-    pub execution_id: String,
-    pub started_at: u64,
-    pub finished_at: Option<u64>,
-    pub error: Option<String>,
-}
-
-/// One step of a run.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct StepRunView {
-    /// running, waiting (for a retry), done, filtered or failed.
-    pub status: String,
-    pub output: Option<Value>,
-    pub error: Option<String>,
-    #[serde(default)]
-    pub attempts: Vec<AttemptView>,
-    pub started_at: u64,
-    pub finished_at: Option<u64>,
-    pub retry_at: Option<u64>,
-}
-
-/// `GET /v1/runs/{id}` (the node's `Run`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct RunView {
-    pub id: String,
-    pub process: String,
-    /// running, completed or failed.
-    pub status: String,
-    pub error: Option<String>,
-    pub trigger_execution: Option<String>,
-    #[serde(default)]
-    pub steps: BTreeMap<String, StepRunView>,
-    pub started_at: u64,
-    pub finished_at: Option<u64>,
-}
-
-impl RunView {
-    /// When the run last changed: the latest time it or one of its steps records.
-    pub fn changed_at(&self) -> u64 {
-        let mut t = self.finished_at.unwrap_or(self.started_at);
-        for s in self.steps.values() {
-            t = t.max(s.finished_at.unwrap_or(s.started_at));
-            for a in &s.attempts {
-                t = t.max(a.finished_at.unwrap_or(a.started_at));
-            }
-        }
-        t
-    }
-}
-
-/// A connection of `GET /v1/peers`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct PeerView {
-    pub peer_id: String,
-    #[serde(default)]
-    pub addrs: Vec<String>,
-    #[serde(default)]
-    pub connected: bool,
-}
-
-/// A service a node announces.
-#[derive(Debug, Clone, Deserialize)]
-pub struct OfferView {
-    pub service_hash: String,
-    pub sid: Option<String>,
-    #[serde(default)]
-    pub in_flight: u64,
-}
-
-/// A node known from its announcements (`GET /v1/peers`, `nodes`).
-#[derive(Debug, Clone, Deserialize)]
-pub struct NetworkNodeView {
-    pub node: String,
-    pub peer_id: String,
-    #[serde(default)]
-    pub services: Vec<OfferView>,
-    pub expires_in_ms: u64,
-    pub rtt_us: Option<f64>,
-}
-
-/// A provider of a service in `GET /v1/network/services`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ProviderView {
-    pub node: String,
-    pub peer_id: String,
-    #[serde(default)]
-    pub in_flight: u64,
-}
-
-/// A service of `GET /v1/network/services`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct NetworkServiceView {
-    pub service_hash: String,
-    pub sid: Option<String>,
-    /// Who published the sid; None: unpublished (usable by hash only).
-    #[serde(default)]
-    pub publisher: Option<String>,
-    #[serde(default)]
-    pub providers: Vec<ProviderView>,
-}
 
 /// Decode an API answer already fetched as JSON.
 pub fn decode<T: DeserializeOwned>(v: &Value, what: &str) -> anyhow::Result<T> {
@@ -209,7 +26,7 @@ pub async fn get_service(client: &Client, id: &str) -> anyhow::Result<(ServiceVi
 
 pub async fn list_instances(client: &Client) -> anyhow::Result<Vec<InstanceView>> {
     let v: Value = client.json(client.get(&["v1", "instances"])).await?;
-    decode(&v["instances"], "instance list")
+    Ok(decode::<InstanceList>(&v, "instance list")?.instances)
 }
 
 /// The one hash among `hashes` that starts with `prefix`; an error when several do.
@@ -254,12 +71,15 @@ pub async fn resolve_instance(client: &Client, id: &str) -> anyhow::Result<Strin
     let instances = list_instances(client).await?;
     if instances
         .iter()
-        .any(|i| i.sid.as_deref() == Some(id) || i.service == id)
+        .any(|i| i.sid.as_deref() == Some(id) || i.service.to_string() == id)
     {
         return Ok(id.to_string());
     }
-    let hashes = instances.iter().map(|i| i.hash.as_str());
-    Ok(unique_prefix(id, hashes, "instance")?.unwrap_or_else(|| id.to_string()))
+    let hashes: Vec<String> = instances.iter().map(|i| i.hash.to_string()).collect();
+    Ok(
+        unique_prefix(id, hashes.iter().map(String::as_str), "instance")?
+            .unwrap_or_else(|| id.to_string()),
+    )
 }
 
 /// Service hash -> a short label (sid, else name), to show services by name in tables.
@@ -348,6 +168,43 @@ pub fn format_env(env: &BTreeMap<String, String>) -> String {
 /// Bold on stdout.
 pub fn bold(s: &str) -> String {
     po(Paint::Bold, s)
+}
+
+/// A task's price for `mesg service show`.
+pub fn format_price(price: Option<mesg_protocol::economy::Price>) -> String {
+    match price {
+        Some(p) => format!(
+            "{p} (micro-credits; run with --max-price of at least {})",
+            p.minimum()
+        ),
+        None => "free".to_string(),
+    }
+}
+
+/// The publisher's share of each amount: "10.00% (1000 bps)".
+pub fn format_share(e: mesg_protocol::economy::Economy) -> String {
+    let bps = e.publisher_share_bps;
+    format!("{}.{:02}% of each amount ({bps} bps)", bps / 100, bps % 100)
+}
+
+/// What an execution cost: "4015 µc (1 call, 1500 ms, 3000 bytes out (3 KiB) at 1000 µc
+/// per call + 2 µc per ms + 5 µc per KiB out)", and the cap when it cut the amount.
+pub fn format_cost(c: &mesg_protocol::economy::Cost) -> String {
+    let u = &c.usage;
+    let capped = match c.max_price {
+        Some(cap) if c.capped() => format!("; capped at max_price {cap} µc"),
+        _ => String::new(),
+    };
+    format!(
+        "{} µc ({} call{}, {} ms, {} bytes out ({} KiB) at {}{capped})",
+        c.amount,
+        u.calls,
+        if u.calls == 1 { "" } else { "s" },
+        u.duration_ms,
+        u.bytes_out,
+        u.kib_out(),
+        c.price
+    )
 }
 
 #[cfg(test)]

@@ -48,6 +48,7 @@ pub fn mesg_in(home: Option<&Path>, args: &[&str]) -> Run {
         .env_remove("MESG_NODE")
         .env_remove("MESG_TOKEN")
         .env_remove("MESG_ACCOUNT")
+        .env_remove("MESG_CONTEXT")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null());
     match home {
@@ -60,6 +61,13 @@ pub fn mesg_in(home: Option<&Path>, args: &[&str]) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Run `mesg --node URL ARGS...` (a test talking to one of several real nodes).
+pub fn on(url: &str, args: &[&str]) -> Run {
+    let mut full = vec!["--node", url];
+    full.extend_from_slice(args);
+    mesg(&full)
 }
 
 pub fn mesg(args: &[&str]) -> Run {

@@ -16,8 +16,14 @@ use super::{ApiErr, bearer, constant_time_eq};
 use axum::extract::Request;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 
-/// Paths anyone may read without the token: the API's own description.
-const PUBLIC_PATHS: &[&str] = &["/v1/openapi.json"];
+/// Paths anyone may read without the token: the API's own description. The dashboard's
+/// static files (`/ui`, `/ui/...`: no data in them) are public too, see [`is_public`].
+pub const PUBLIC_PATHS: &[&str] = &["/v1/openapi.json"];
+
+/// Whether `path` may be read without the token.
+pub fn is_public(path: &str) -> bool {
+    PUBLIC_PATHS.contains(&path) || super::ui::is_ui_path(path)
+}
 
 /// What a request must show to be served.
 #[derive(Debug, Clone)]
@@ -34,7 +40,7 @@ impl AccessPolicy {
         let headers = req.headers();
         let host = self.check_host(headers)?;
         check_origin(headers, host)?;
-        if !PUBLIC_PATHS.contains(&req.uri().path()) {
+        if !is_public(req.uri().path()) {
             let ok = bearer(headers).is_some_and(|t| constant_time_eq(t, &self.token));
             if !ok {
                 return Err(ApiErr::new(
@@ -192,6 +198,19 @@ mod tests {
         assert_eq!(
             code(p.check(&req("GET", "/v1/openapi.json", &[host]))),
             "ok"
+        );
+        // The dashboard's static files hold no data; its calls for data need the token.
+        for page in ["/ui", "/ui/", "/ui/assets/app.js"] {
+            assert_eq!(code(p.check(&req("GET", page, &[host]))), "ok", "{page}");
+        }
+        assert_eq!(code(p.check(&req("GET", "/uix", &[host]))), "unauthorized");
+        // Host and Origin are still checked on the dashboard.
+        let evil = ("host", "evil.example");
+        assert_eq!(code(p.check(&req("GET", "/ui", &[evil]))), "bad_host");
+        let foreign = ("origin", "https://evil.example");
+        assert_eq!(
+            code(p.check(&req("GET", "/ui", &[host, foreign]))),
+            "forbidden_origin"
         );
     }
 

@@ -7,6 +7,7 @@ pub mod guard;
 pub mod serve;
 pub mod service;
 pub mod sources;
+pub mod ui;
 
 use crate::engine::EngineError;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -104,9 +105,11 @@ pub fn status_of(e: &EngineError) -> StatusCode {
         "not_owner" => StatusCode::FORBIDDEN,
         "unauthorized" => StatusCode::UNAUTHORIZED,
         "busy" | "docker_unavailable" | "no_provider" => StatusCode::SERVICE_UNAVAILABLE,
-        "build_failed" => StatusCode::UNPROCESSABLE_ENTITY,
+        "build_failed" | "idempotency_key_reused" => StatusCode::UNPROCESSABLE_ENTITY,
         "runtime_error" | "network_error" => StatusCode::BAD_GATEWAY,
-        "store_error" => StatusCode::INTERNAL_SERVER_ERROR,
+        "store_error" | "ledger_error" => StatusCode::INTERNAL_SERVER_ERROR,
+        "nothing_owed" => StatusCode::CONFLICT,
+        "settlement_refused" => StatusCode::BAD_GATEWAY,
         "timeout" => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::BAD_REQUEST,
     }

@@ -35,6 +35,9 @@ pub enum EngineError {
     InvalidLimits(#[from] crate::runtime::limits::LimitError),
     #[error("{0}")]
     Conflict(String),
+    /// An idempotency key already names another request (same requester).
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
     #[error("execution {0} is not running on this instance")]
     NotOwner(ExecutionId),
     #[error("signature: {0}")]
@@ -56,16 +59,49 @@ pub enum EngineError {
     #[error("timed out: {0}")]
     Timeout(String),
     #[error(transparent)]
-    Name(#[from] super::names::NameError),
+    Name(#[from] super::services::names::NameError),
     #[error("{0}")]
     BadClaim(#[from] mesg_protocol::ClaimError),
     /// A signed request dated too far ahead of this node's clock, or already past its
     /// deadline.
     #[error("{0}")]
     RequestTime(#[from] mesg_protocol::RequestTimeError),
+    /// A priced task asked for without a spending cap, or with a cap below its least cost.
+    #[error("{}", price_above_cap_message(service, task, price, *max_price))]
+    PriceAboveCap {
+        service: ServiceHash,
+        task: String,
+        price: mesg_protocol::economy::Price,
+        max_price: Option<u64>,
+    },
+    /// The economy's ledger (a credit limit reached, a corrupt record, an overflow).
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
+    /// A settlement refused or with nothing to settle.
+    #[error(transparent)]
+    Settle(#[from] crate::ledger::SettleError),
     /// A signed envelope issued too far ahead of this node's clock.
     #[error("signature: {0}: check the signer's clock")]
     NotYetValid(mesg_protocol::EnvelopeError),
+}
+
+/// "Task `t` of service S costs at least 1000 µc a call (its price: ...), above the
+/// request's max_price of 500 µc: raise max_price to at least 1000".
+fn price_above_cap_message(
+    service: &ServiceHash,
+    task: &str,
+    price: &mesg_protocol::economy::Price,
+    max_price: Option<u64>,
+) -> String {
+    let least = price.minimum();
+    match max_price {
+        None => format!(
+            "price above cap: task `{task}` of service {service} is priced ({price}) and the request sets no spending cap: set max_price (`mesg exec --max-price N`, in micro-credits) to at least {least}"
+        ),
+        Some(cap) => format!(
+            "price above cap: task `{task}` of service {service} costs at least {least} µc a call ({price}), above the request's max_price of {cap} µc: raise max_price to at least {least}"
+        ),
+    }
 }
 
 impl EngineError {
@@ -83,6 +119,7 @@ impl EngineError {
             EngineError::BadRequest(_) => "bad_request",
             EngineError::InvalidLimits(_) => "invalid_limits",
             EngineError::Conflict(_) => "conflict",
+            EngineError::IdempotencyKeyReused(_) => "idempotency_key_reused",
             EngineError::NotOwner(_) => "not_owner",
             EngineError::BadSignature(_) => "bad_signature",
             EngineError::Replayed => "replayed",
@@ -106,7 +143,12 @@ impl EngineError {
             EngineError::Network(_) => "network_error",
             EngineError::Timeout(_) => "timeout",
             EngineError::Name(e) => e.code(),
+            EngineError::PriceAboveCap { .. } => "price_above_cap",
             EngineError::BadClaim(_) => "bad_publisher_claim",
+            EngineError::Ledger(crate::ledger::LedgerError::CreditLimit { .. }) => "credit_limit",
+            EngineError::Ledger(_) => "ledger_error",
+            EngineError::Settle(crate::ledger::SettleError::NothingOwed { .. }) => "nothing_owed",
+            EngineError::Settle(_) => "settlement_refused",
             EngineError::RequestTime(mesg_protocol::RequestTimeError::InTheFuture { .. })
             | EngineError::NotYetValid(_) => "clock_skew",
             EngineError::RequestTime(mesg_protocol::RequestTimeError::DeadlinePassed {

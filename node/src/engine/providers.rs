@@ -4,7 +4,6 @@
 use mesg_protocol::{
     Announcement, PublicKey, PublisherClaim, ServiceHash, ServiceOffer, SignedClaim, now_ms,
 };
-use serde::Serialize;
 use std::collections::HashMap;
 
 /// A failed provider is tried last for this long.
@@ -53,6 +52,19 @@ struct NodeEntry {
     addrs: Vec<String>,
     services: Vec<ServiceOffer>,
     expires_at: u64,
+    /// When this node applied the announcement (ms).
+    seen_at: u64,
+}
+
+/// One offer of a service, by whom, and when it was heard (what the catalogue lists).
+#[derive(Debug, Clone)]
+pub struct OfferSeen {
+    pub node: PublicKey,
+    pub offer: ServiceOffer,
+    /// This node's own instance.
+    pub local: bool,
+    pub last_seen_ms_ago: u64,
+    pub expires_in_ms: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -87,6 +99,13 @@ impl Decaying {
     }
 }
 
+/// The nodes known now, by whether they announce a service (see [`ProviderTable::census`]).
+#[derive(Debug, Default, Clone)]
+pub struct Census {
+    pub providers: Vec<PublicKey>,
+    pub without: Vec<PublicKey>,
+}
+
 #[derive(Debug, Default)]
 pub struct ProviderTable {
     nodes: HashMap<PublicKey, NodeEntry>,
@@ -95,40 +114,16 @@ pub struct ProviderTable {
     choices: std::sync::atomic::AtomicU64,
 }
 
-/// One choice in this many puts the second-best provider first: a provider that failed
+/// One first choice in this many is the second-best provider: a provider that failed
 /// during an outage is ranked behind the others, and without a probe it would never show
 /// that it is back (the pause scenario: never within 60 s). A probe that fails fails over
-/// before any Ack, so it costs latency, never an execution.
+/// before any Ack, so it costs latency, never an execution. Counted only by
+/// [`ProviderTable::first_choice`], the choice that is acted on: when every lookup counted
+/// (two per execution), the probe could land on the lookup whose order is not used, every
+/// time, and a provider back from an outage got no work (a CI run of the pause scenario).
 const EXPLORE_EVERY: u64 = 16;
 
-#[derive(Debug, Clone, Serialize)]
-pub struct ProviderView {
-    pub node: PublicKey,
-    pub peer_id: String,
-    pub sid: Option<String>,
-    pub instance_hash: String,
-    pub in_flight: u32,
-    pub expires_in_ms: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct NetworkServiceView {
-    pub service_hash: ServiceHash,
-    pub sid: Option<String>,
-    /// Who published the sid (a verified claim); None: unpublished, usable by hash only.
-    pub publisher: Option<PublicKey>,
-    pub providers: Vec<ProviderView>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeView {
-    pub node: PublicKey,
-    pub peer_id: String,
-    pub addrs: Vec<String>,
-    pub services: Vec<ServiceOffer>,
-    pub expires_in_ms: u64,
-    pub rtt_us: Option<f64>,
-}
+pub use mesg_api_types::{NetworkServiceView, NodeView, ProviderView};
 
 impl ProviderTable {
     /// Apply an announcement (already verified). Returns the services it adds that were
@@ -172,6 +167,7 @@ impl ProviderTable {
                 addrs: a.addrs.iter().take(MAX_ADDRS_PER_NODE).cloned().collect(),
                 services,
                 expires_at: now + a.ttl_ms.min(MAX_ANNOUNCE_TTL_MS),
+                seen_at: now,
             },
         );
         (true, new)
@@ -218,10 +214,24 @@ impl ProviderTable {
         v
     }
 
+    /// The provider a new execution is offered to first: the best, except one time in
+    /// [`EXPLORE_EVERY`] the second best (a probe).
+    pub fn first_choice(&self, service: &ServiceHash, me: &PublicKey) -> Option<PublicKey> {
+        let mut out = self.candidates(service, me);
+        let n = self
+            .choices
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if out.len() > 1 && n % EXPLORE_EVERY == EXPLORE_EVERY - 1 {
+            out.swap(0, 1);
+        }
+        out.into_iter().next()
+    }
+
     /// Providers of `service` other than `me`, best first: no recent failure, then least
     /// score, then fastest. The score is mostly what this node knows: executions it sent
     /// there that have not ended, recent sends, the measured round trip; the provider's
-    /// own claim of load counts for little and at most [`MAX_CLAIMED_LOAD`].
+    /// own claim of load counts for little and at most [`MAX_CLAIMED_LOAD`]. No side
+    /// effect.
     pub fn candidates(&self, service: &ServiceHash, me: &PublicKey) -> Vec<PublicKey> {
         let now = now_ms();
         let mut out: Vec<(bool, f64, u64, PublicKey)> = self
@@ -252,13 +262,25 @@ impl ProviderTable {
             })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
-        let n = self
-            .choices
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if out.len() > 1 && n % EXPLORE_EVERY == EXPLORE_EVERY - 1 {
-            out.swap(0, 1);
-        }
         out.into_iter().map(|c| c.3).collect()
+    }
+
+    /// Other nodes known now (unexpired), split into those announcing `service` and the
+    /// others; no side effect (unlike [`ProviderTable::candidates`]).
+    pub fn census(&self, service: &ServiceHash, me: &PublicKey) -> Census {
+        let now = now_ms();
+        let mut census = Census::default();
+        for (k, n) in &self.nodes {
+            if k == me || n.expires_at <= now {
+                continue;
+            }
+            if n.services.iter().any(|s| &s.service_hash == service) {
+                census.providers.push(*k);
+            } else {
+                census.without.push(*k);
+            }
+        }
+        census
     }
 
     pub fn succeeded(&mut self, node: &PublicKey, rtt_us: f64) {
@@ -302,6 +324,7 @@ impl ProviderTable {
             addrs: Vec::new(),
             services: local.to_vec(),
             expires_at: now + 1,
+            seen_at: now,
         };
         let nodes = self
             .nodes
@@ -333,6 +356,35 @@ impl ProviderTable {
         }
         let mut out: Vec<_> = by_service.into_values().collect();
         out.sort_by(|a, b| a.sid.cmp(&b.sid).then(a.service_hash.cmp(&b.service_hash)));
+        out
+    }
+
+    /// Every unexpired offer of other nodes, and `local` (this node's, as `me`): a node
+    /// does not hear its own announcements.
+    pub fn offers(&self, me: PublicKey, local: &[ServiceOffer]) -> Vec<OfferSeen> {
+        let now = now_ms();
+        let mut out: Vec<OfferSeen> = local
+            .iter()
+            .map(|o| OfferSeen {
+                node: me,
+                offer: o.clone(),
+                local: true,
+                last_seen_ms_ago: 0,
+                expires_in_ms: 0,
+            })
+            .collect();
+        for (k, n) in &self.nodes {
+            if *k == me || n.expires_at <= now {
+                continue;
+            }
+            out.extend(n.services.iter().map(|o| OfferSeen {
+                node: *k,
+                offer: o.clone(),
+                local: false,
+                last_seen_ms_ago: now.saturating_sub(n.seen_at),
+                expires_in_ms: n.expires_at - now,
+            }));
+        }
         out
     }
 
@@ -422,214 +474,5 @@ impl ProviderTable {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use mesg_protocol::{Hash32, InstanceHash, Keypair};
-
-    fn offer(service: u8, in_flight: u32) -> ServiceOffer {
-        ServiceOffer {
-            service_hash: ServiceHash(Hash32::sha256(&[service])),
-            sid: Some(format!("s{service}")),
-            instance_hash: InstanceHash(Hash32::sha256(&[service, 1])),
-            in_flight,
-            claim: None,
-        }
-    }
-
-    fn announce(node: PublicKey, seq: u64, services: Vec<ServiceOffer>) -> Announcement {
-        Announcement {
-            node,
-            seq,
-            addrs: vec![],
-            services,
-            ttl_ms: 10_000,
-        }
-    }
-
-    #[test]
-    fn least_loaded_first_failed_last_and_stale_announcements_ignored() {
-        let me = Keypair::generate().unwrap().public();
-        let (a, b, c) = (
-            Keypair::generate().unwrap().public(),
-            Keypair::generate().unwrap().public(),
-            Keypair::generate().unwrap().public(),
-        );
-        let mut t = ProviderTable::default();
-        let s = ServiceHash(Hash32::sha256(&[1]));
-        assert_eq!(t.apply(&announce(a, 2, vec![offer(1, 5)])).1, vec![s]);
-        t.apply(&announce(b, 1, vec![offer(1, 1)]));
-        t.apply(&announce(c, 1, vec![offer(2, 0)]));
-        t.apply(&announce(me, 1, vec![offer(1, 0)]));
-        assert_eq!(t.candidates(&s, &me), vec![b, a]);
-        t.failed(&b);
-        assert_eq!(t.candidates(&s, &me), vec![a, b]);
-        // An older announcement of `a` does not replace the newer one.
-        assert!(!t.apply(&announce(a, 1, vec![])).0);
-        assert_eq!(t.candidates(&s, &me), vec![a, b]);
-        // Work we sent counts as load.
-        t.succeeded(&b, 100.0);
-        for _ in 0..10 {
-            t.sending(&a);
-        }
-        assert_eq!(t.candidates(&s, &me), vec![b, a]);
-        // A failed node that announces again is not penalised any more.
-        t.failed(&b);
-        assert_eq!(t.candidates(&s, &me), vec![a, b]);
-        t.apply(&announce(b, 2, vec![offer(1, 1)]));
-        assert_eq!(t.candidates(&s, &me), vec![b, a]);
-    }
-
-    #[test]
-    fn a_provider_lying_about_its_load_does_not_attract_all_work() {
-        let me = Keypair::generate().unwrap().public();
-        let (liar, honest) = (
-            Keypair::generate().unwrap().public(),
-            Keypair::generate().unwrap().public(),
-        );
-        let s = ServiceHash(Hash32::sha256(&[1]));
-        let mut t = ProviderTable::default();
-        t.apply(&announce(liar, 1, vec![offer(1, 0)]));
-        t.apply(&announce(honest, 1, vec![offer(1, 1_000_000)]));
-        // One execution at a time (each ends before the next): the claims alone would
-        // send every one to the liar.
-        let mut to_liar = 0;
-        for _ in 0..20 {
-            let first = t.candidates(&s, &me)[0];
-            t.sending(&first);
-            t.succeeded(&first, 1_000.0);
-            t.ended(&first);
-            if first == liar {
-                to_liar += 1;
-            }
-        }
-        assert!((5..=15).contains(&to_liar), "{to_liar} of 20 to the liar");
-        // Work in flight that we sent counts fully, claims at most MAX_CLAIMED_LOAD.
-        let mut t = ProviderTable::default();
-        t.apply(&announce(liar, 1, vec![offer(1, 0)]));
-        t.apply(&announce(honest, 1, vec![offer(1, 1_000_000)]));
-        for _ in 0..3 {
-            t.sending(&liar);
-        }
-        assert_eq!(t.candidates(&s, &me)[0], honest);
-    }
-
-    #[test]
-    fn observed_failures_outweigh_claims_and_survive_a_fresh_announcement() {
-        let me = Keypair::generate().unwrap().public();
-        let (liar, honest) = (
-            Keypair::generate().unwrap().public(),
-            Keypair::generate().unwrap().public(),
-        );
-        let s = ServiceHash(Hash32::sha256(&[1]));
-        let mut t = ProviderTable::default();
-        t.apply(&announce(liar, 1, vec![offer(1, 0)]));
-        t.apply(&announce(honest, 1, vec![offer(1, 50)]));
-        assert_eq!(t.candidates(&s, &me)[0], liar);
-        // It accepted work and never answered: a strike.
-        t.failed(&liar);
-        t.failed(&liar);
-        // Announcing again lifts the penalty, not the strikes.
-        t.apply(&announce(liar, 2, vec![offer(1, 0)]));
-        assert_eq!(t.candidates(&s, &me), vec![honest, liar]);
-        // A slow provider (measured) loses to a fast one whatever they claim.
-        let slow = Keypair::generate().unwrap().public();
-        let fast = Keypair::generate().unwrap().public();
-        let mut t = ProviderTable::default();
-        t.apply(&announce(slow, 1, vec![offer(1, 0)]));
-        t.apply(&announce(fast, 1, vec![offer(1, 1_000)]));
-        t.succeeded(&slow, 200_000.0);
-        t.succeeded(&fast, 500.0);
-        assert_eq!(t.candidates(&s, &me), vec![fast, slow]);
-    }
-
-    #[test]
-    fn a_provider_back_from_an_outage_gets_work_again_once_the_others_are_busier() {
-        let me = Keypair::generate().unwrap().public();
-        let (back, busy) = (
-            Keypair::generate().unwrap().public(),
-            Keypair::generate().unwrap().public(),
-        );
-        let s = ServiceHash(Hash32::sha256(&[1]));
-        let mut t = ProviderTable::default();
-        t.apply(&announce(back, 1, vec![offer(1, 0)]));
-        t.apply(&announce(busy, 1, vec![offer(1, 0)]));
-        // An outage under load: every execution in flight there failed at once.
-        for _ in 0..80 {
-            t.failed(&back);
-        }
-        // It announces again (reachable); meanwhile all work went to the other one.
-        t.apply(&announce(back, 2, vec![offer(1, 0)]));
-        for _ in 0..30 {
-            t.sending(&busy);
-            t.ended(&busy);
-        }
-        assert_eq!(t.candidates(&s, &me)[0], back);
-        // A provider that keeps failing still comes after an idle one.
-        let idle = Keypair::generate().unwrap().public();
-        t.apply(&announce(idle, 1, vec![offer(1, 0)]));
-        assert_eq!(t.candidates(&s, &me)[0], idle);
-    }
-
-    #[test]
-    fn one_choice_in_sixteen_probes_the_second_best() {
-        let me = Keypair::generate().unwrap().public();
-        let (down, up) = (
-            Keypair::generate().unwrap().public(),
-            Keypair::generate().unwrap().public(),
-        );
-        let s = ServiceHash(Hash32::sha256(&[1]));
-        let mut t = ProviderTable::default();
-        t.apply(&announce(down, 1, vec![offer(1, 0)]));
-        t.apply(&announce(up, 1, vec![offer(1, 0)]));
-        t.failed(&down);
-        let probes = (0..32).filter(|_| t.candidates(&s, &me)[0] == down).count();
-        assert_eq!(probes, 2);
-    }
-
-    #[test]
-    fn expired_providers_are_evicted_and_the_table_is_capped() {
-        let me = Keypair::generate().unwrap().public();
-        let s = ServiceHash(Hash32::sha256(&[1]));
-        let mut t = ProviderTable::default();
-        let a = Keypair::generate().unwrap().public();
-        let mut ann = announce(a, 1, vec![offer(1, 0)]);
-        ann.ttl_ms = 10_000_000;
-        ann.addrs = (0..100).map(|i| format!("/ip4/8.8.8.8/tcp/{i}")).collect();
-        ann.services = (0..=255u8).chain(0..=255u8).map(|i| offer(i, 0)).collect();
-        t.apply(&ann);
-        t.sending(&a);
-        t.ended(&a);
-        let view = &t.nodes_view()[0];
-        assert!(view.expires_in_ms <= MAX_ANNOUNCE_TTL_MS, "ttl capped");
-        assert_eq!(view.addrs.len(), MAX_ADDRS_PER_NODE);
-        assert_eq!(view.services.len(), MAX_SERVICES_PER_NODE);
-        assert_eq!(t.evict_expired(now_ms()), 0);
-        assert_eq!(t.evict_expired(now_ms() + MAX_ANNOUNCE_TTL_MS + 1), 1);
-        assert!(t.is_empty());
-        assert!(t.stats.is_empty(), "stats of evicted nodes go too");
-        assert!(t.candidates(&s, &me).is_empty());
-
-        // Full: a new node is refused until expired ones are evicted.
-        let mut t = ProviderTable::default();
-        for _ in 0..MAX_NODES {
-            let k = Keypair::generate().unwrap().public();
-            t.nodes.insert(
-                k,
-                NodeEntry {
-                    seq: 1,
-                    addrs: vec![],
-                    services: vec![],
-                    expires_at: now_ms() + 60_000,
-                },
-            );
-        }
-        let late = Keypair::generate().unwrap().public();
-        assert!(!t.apply(&announce(late, 1, vec![offer(1, 0)])).0);
-        assert_eq!(t.len(), MAX_NODES);
-        for n in t.nodes.values_mut().take(10) {
-            n.expires_at = 0;
-        }
-        assert!(t.apply(&announce(late, 1, vec![offer(1, 0)])).0);
-        assert_eq!(t.len(), MAX_NODES - 9);
-    }
-}
+#[path = "providers_tests.rs"]
+mod tests;

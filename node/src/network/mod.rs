@@ -7,12 +7,24 @@
 //! sends bounded commands and awaits oneshot replies; what peers send comes out as
 //! [`NetworkEvent`]s on a bounded channel. The swarm task never touches Docker or the
 //! store; it checks what it can check alone (sizes, frames, signatures of gossip and
-//! records) and leaves decisions to the engine.
+//! records) and leaves decisions to the engine. The task ends when the node's shutdown
+//! token is cancelled, after closing its connections.
+//!
+//! Files: `handle` (commands in), `swarm` (the task and its loop), `behaviour` (the
+//! protocols and their settings), `requests` (work and packages), `gossip`, `kademlia`,
+//! `peers` (bootstrap, redials, the peer list), `codec` (length-prefixed frames).
 
 pub mod addrs;
+mod behaviour;
 mod codec;
+mod gossip;
+mod handle;
+mod kademlia;
+mod peers;
+mod requests;
 mod swarm;
 
+pub use handle::NetworkHandle;
 pub use swarm::spawn;
 
 use libp2p::request_response::ResponseChannel;
@@ -21,9 +33,7 @@ use mesg_protocol::ServiceHash;
 use mesg_protocol::messages::{
     GossipMessage, PackageRequest, PackageResponse, WorkRequest, WorkResponse,
 };
-use serde::Serialize;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
 
 /// Gossip topic of announcements (format 2: offers carry their publisher's claim).
 pub const ANNOUNCE_TOPIC: &str = "mesg/announce/2";
@@ -114,6 +124,17 @@ pub enum NetError {
     Address(String),
 }
 
+impl NetError {
+    /// What went wrong, without the peer it names (for a line that names it already).
+    pub fn reason(&self) -> String {
+        match self {
+            NetError::Unreachable { reason, .. } => reason.clone(),
+            NetError::Request { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// What peers send us, for the engine to handle.
 #[derive(Debug)]
 pub enum NetworkEvent {
@@ -137,201 +158,4 @@ pub enum NetworkEvent {
     PeerDisconnected(PeerId),
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct PeerInfo {
-    pub peer_id: String,
-    pub addrs: Vec<String>,
-    pub connected: bool,
-}
-
-#[derive(Debug)]
-pub(crate) enum Command {
-    SendWork {
-        peer: PeerId,
-        request: WorkRequest,
-        reply: oneshot::Sender<Result<WorkResponse, NetError>>,
-    },
-    RespondWork {
-        channel: ResponseChannel<WorkResponse>,
-        response: WorkResponse,
-    },
-    SendPackage {
-        peer: PeerId,
-        request: PackageRequest,
-        reply: oneshot::Sender<Result<PackageResponse, NetError>>,
-    },
-    RespondPackage {
-        channel: ResponseChannel<PackageResponse>,
-        response: PackageResponse,
-    },
-    Publish {
-        topic: String,
-        data: Vec<u8>,
-        reply: oneshot::Sender<Result<(), NetError>>,
-    },
-    Subscribe {
-        topic: String,
-        subscribe: bool,
-    },
-    StartProviding {
-        key: Vec<u8>,
-    },
-    GetProviders {
-        key: Vec<u8>,
-        reply: oneshot::Sender<Result<Vec<PeerId>, NetError>>,
-    },
-    PutRecord {
-        key: Vec<u8>,
-        value: Vec<u8>,
-    },
-    GetRecord {
-        key: Vec<u8>,
-        reply: oneshot::Sender<Result<Vec<u8>, NetError>>,
-    },
-    AddAddresses {
-        peer: PeerId,
-        addrs: Vec<Multiaddr>,
-    },
-    Dial {
-        addr: Multiaddr,
-        reply: oneshot::Sender<Result<(), NetError>>,
-    },
-    Peers {
-        reply: oneshot::Sender<Vec<PeerInfo>>,
-    },
-    ListenAddrs {
-        reply: oneshot::Sender<Vec<Multiaddr>>,
-    },
-}
-
-/// Cheap to clone; every clone talks to the same swarm task.
-#[derive(Debug, Clone)]
-pub struct NetworkHandle {
-    tx: mpsc::Sender<Command>,
-    local_peer: PeerId,
-}
-
-impl NetworkHandle {
-    pub fn local_peer(&self) -> PeerId {
-        self.local_peer
-    }
-
-    async fn call<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, NetError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(make(tx))
-            .await
-            .map_err(|_| NetError::Stopped)?;
-        rx.await.map_err(|_| NetError::Stopped)
-    }
-
-    async fn tell(&self, cmd: Command) {
-        // A stopped network only happens at shutdown; nothing to report then.
-        let _ = self.tx.send(cmd).await;
-    }
-
-    /// Send a work request and wait for the peer's immediate answer.
-    pub async fn send_work(
-        &self,
-        peer: PeerId,
-        request: WorkRequest,
-    ) -> Result<WorkResponse, NetError> {
-        self.call(|reply| Command::SendWork {
-            peer,
-            request,
-            reply,
-        })
-        .await?
-    }
-
-    pub async fn respond_work(
-        &self,
-        channel: ResponseChannel<WorkResponse>,
-        response: WorkResponse,
-    ) {
-        self.tell(Command::RespondWork { channel, response }).await
-    }
-
-    pub async fn send_package(
-        &self,
-        peer: PeerId,
-        request: PackageRequest,
-    ) -> Result<PackageResponse, NetError> {
-        self.call(|reply| Command::SendPackage {
-            peer,
-            request,
-            reply,
-        })
-        .await?
-    }
-
-    pub async fn respond_package(
-        &self,
-        channel: ResponseChannel<PackageResponse>,
-        response: PackageResponse,
-    ) {
-        self.tell(Command::RespondPackage { channel, response })
-            .await
-    }
-
-    /// Publish an encoded [`GossipMessage`] frame on a topic.
-    pub async fn publish(&self, topic: String, data: Vec<u8>) -> Result<(), NetError> {
-        self.call(|reply| Command::Publish { topic, data, reply })
-            .await?
-    }
-
-    pub async fn subscribe(&self, topic: String) {
-        self.tell(Command::Subscribe {
-            topic,
-            subscribe: true,
-        })
-        .await
-    }
-
-    pub async fn unsubscribe(&self, topic: String) {
-        self.tell(Command::Subscribe {
-            topic,
-            subscribe: false,
-        })
-        .await
-    }
-
-    pub async fn start_providing(&self, key: Vec<u8>) {
-        self.tell(Command::StartProviding { key }).await
-    }
-
-    pub async fn providers(&self, key: Vec<u8>) -> Result<Vec<PeerId>, NetError> {
-        self.call(|reply| Command::GetProviders { key, reply })
-            .await?
-    }
-
-    pub async fn put_record(&self, key: Vec<u8>, value: Vec<u8>) {
-        self.tell(Command::PutRecord { key, value }).await
-    }
-
-    pub async fn get_record(&self, key: Vec<u8>) -> Result<Vec<u8>, NetError> {
-        self.call(|reply| Command::GetRecord { key, reply }).await?
-    }
-
-    /// Addresses of a peer learned elsewhere (its signed announcement): filtered and
-    /// capped ([`addrs::filter_remote`]), remembered for routing and dialled when not
-    /// connected (until [`MAX_REDIALS`] dials in a row failed).
-    pub async fn add_addresses(&self, peer: PeerId, addrs: Vec<Multiaddr>) {
-        self.tell(Command::AddAddresses { peer, addrs }).await
-    }
-
-    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
-        self.call(|reply| Command::Dial { addr, reply }).await?
-    }
-
-    pub async fn peers(&self) -> Result<Vec<PeerInfo>, NetError> {
-        self.call(|reply| Command::Peers { reply }).await
-    }
-
-    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
-        self.call(|reply| Command::ListenAddrs { reply }).await
-    }
-}
+pub use mesg_api_types::PeerInfo;

@@ -21,10 +21,15 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
 pub mod docker;
+#[cfg(any(test, feature = "test-fakes"))]
+pub mod fake;
 pub mod limits;
 pub mod policy;
+mod status;
 
 pub use docker::DockerRuntime;
+#[cfg(any(test, feature = "test-fakes"))]
+pub use fake::FakeRuntime;
 pub use policy::{ContainerPolicy, PolicyError};
 
 /// Labels put on every Docker object the runtime creates.
@@ -40,24 +45,9 @@ pub mod labels {
 /// DNS alias of the node on an instance network when the node itself runs in a container.
 pub const NODE_ALIAS: &str = "mesg-node";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResourceLimits {
-    /// Bytes.
-    pub memory: Option<i64>,
-    /// CPUs in billionths (1_000_000_000 = one CPU).
-    pub nano_cpus: Option<i64>,
-    pub pids: Option<i64>,
-}
-
-impl Default for ResourceLimits {
-    fn default() -> Self {
-        ResourceLimits {
-            memory: Some(512 * 1024 * 1024),
-            nano_cpus: Some(1_000_000_000),
-            pids: Some(512),
-        }
-    }
-}
+// Limits an Application may ask for (its default is the node's default: 512 MiB, 1 CPU,
+// 512 pids), also kept with each instance in the store: the API's type, one serde form.
+pub use mesg_api_types::ResourceLimits;
 
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -98,50 +88,23 @@ pub struct InstanceSpec {
     pub limits: Option<ResourceLimits>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InstanceStatus {
-    /// Containers are being created or (re)started.
-    Starting,
-    Running,
-    /// Some containers run, some do not.
-    Partial,
-    /// A container exited and will not be restarted any more (restart cap reached).
-    Crashed,
-    Stopped,
-    /// No container of this instance exists.
-    Missing,
+impl InstanceSpec {
+    /// Overrides may only use keys the definition declares.
+    pub(crate) fn check_env(&self) -> Result<(), RuntimeError> {
+        let declared = &self.definition.configuration.env;
+        match self.env.keys().find(|k| !declared.contains_key(*k)) {
+            Some(key) => Err(RuntimeError::UndeclaredEnv {
+                key: key.clone(),
+                declared: declared.keys().cloned().collect(),
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContainerState {
-    /// `service` or the dependency key.
-    pub key: String,
-    pub name: String,
-    pub running: bool,
-    pub restarting: bool,
-    pub exit_code: Option<i64>,
-    pub restart_count: i64,
-    /// Docker's state text (`running`, `exited`, ...).
-    pub state: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InstanceState {
-    pub status: InstanceStatus,
-    /// Why, in words: e.g. "container `service` exited with code 3 after 5 restarts".
-    pub reason: Option<String>,
-    pub containers: Vec<ContainerState>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogLine {
-    /// `service` or the dependency key.
-    pub key: String,
-    /// `stdout` or `stderr`.
-    pub stream: String,
-    pub text: String,
-}
+// What the runtime reports of an instance's containers and their output is what the API
+// shows: the API's types.
+pub use mesg_api_types::{ContainerState, InstanceState, InstanceStatus, LogLine};
 
 /// Something that happened to a container of this node.
 #[derive(Debug, Clone, PartialEq, Eq)]

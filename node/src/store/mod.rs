@@ -5,28 +5,31 @@
 //! [`Store::persist`] after their writes; concurrent callers share one flush (group
 //! commit), so durability costs one fsync per batch, not one per execution.
 
+use crate::processes::{ProcessRecord, Run};
 use futures::future::BoxFuture;
 use mesg_protocol::envelope::Signed;
 use mesg_protocol::{
-    Event, Execution, ExecutionId, ExecutionRequest, ExecutionResult, ExecutionStatus,
+    Event, Execution, ExecutionId, ExecutionRequest, ExecutionResult, ExecutionStatus, Hash32,
     InstanceHash, PublicKey, ServiceHash, ServiceRecord,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-mod sled_store;
+mod sled;
 
-pub use sled_store::SledStore;
+pub use self::sled::SledStore;
 
 /// Version of the on-disk layout. A store written by another version is refused.
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: execution records, signed requests and events carry an idempotency key and a cause
+/// (issue 16); a version-1 store is refused with a clear message, not misread.
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
-    Db(#[from] sled::Error),
+    Db(#[from] ::sled::Error),
     #[error(
-        "the store at {path} has schema version {found}; this build reads version {SCHEMA_VERSION} only"
+        "the store at {path} has schema version {found}; this build reads version {SCHEMA_VERSION} only: run the mesg-node release that wrote it, or start this one with a new --data-dir"
     )]
     SchemaVersion { path: String, found: u32 },
     #[error("corrupt record in `{tree}`: {message}")]
@@ -55,12 +58,8 @@ pub struct ServiceEntry {
     pub deployed_at: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DesiredState {
-    Running,
-    Stopped,
-}
+// Whether an instance should run: kept in the store, shown by the API (one serde form).
+pub use mesg_api_types::DesiredState;
 
 /// An instance this node runs (or ran): what it takes to start it again after a restart.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,9 +89,6 @@ pub struct ExecutionFilter {
     pub limit: usize,
 }
 
-/// A raw key and value of a blob tree.
-pub type KeyValue = (Vec<u8>, Vec<u8>);
-
 /// A result waiting to be delivered to the requester's node (executor side).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxEntry {
@@ -105,6 +101,11 @@ pub struct OutboxEntry {
 /// The node's durable state. Reads and writes are synchronous and fast (sled); call
 /// [`Store::persist`] before acknowledging anything that was written.
 pub trait Store: Send + Sync + 'static {
+    /// The tree named `name` of the same database, for a component that keeps its own
+    /// records with multi-record transactions (the economy's ledger): one flush
+    /// ([`Store::persist`]) makes them durable with the rest.
+    fn tree(&self, name: &'static str) -> Result<::sled::Tree, StoreError>;
+
     /// Wait until every write made before this call is on disk.
     fn persist(&self) -> BoxFuture<'static, Result<(), StoreError>>;
 
@@ -144,7 +145,17 @@ pub trait Store: Send + Sync + 'static {
     /// entries, until at most `keep` executions remain; at most `batch` in one call.
     /// Executions that have not ended, and those whose result is still owed to their
     /// requester (outbox), are kept. Returns how many were removed.
-    fn prune_executions(&self, keep: usize, batch: usize) -> Result<usize, StoreError>;
+    /// Executions created with an idempotency key at or after `keyed_kept_since` are kept
+    /// too (their key must still answer).
+    fn prune_executions(
+        &self,
+        keep: usize,
+        batch: usize,
+        keyed_kept_since: u64,
+    ) -> Result<usize, StoreError>;
+    /// Remove one finished execution (an idempotency key's, once the key expired and is
+    /// used again). Refused for an execution still running or whose result is owed.
+    fn remove_execution(&self, id: &ExecutionId) -> Result<(), StoreError>;
 
     /// The signed result of a finished execution (kept by both executor and requester).
     fn put_result(
@@ -154,10 +165,26 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     fn result(&self, id: &ExecutionId) -> Result<Option<Signed<ExecutionResult>>, StoreError>;
 
+    /// One entry per execution and requester node (`entry.requester_node`).
     fn put_outbox(&self, id: &ExecutionId, entry: &OutboxEntry) -> Result<(), StoreError>;
-    fn outbox_entry(&self, id: &ExecutionId) -> Result<Option<OutboxEntry>, StoreError>;
-    fn remove_outbox(&self, id: &ExecutionId) -> Result<(), StoreError>;
+    fn outbox_entry(
+        &self,
+        id: &ExecutionId,
+        node: &PublicKey,
+    ) -> Result<Option<OutboxEntry>, StoreError>;
+    fn remove_outbox(&self, id: &ExecutionId, node: &PublicKey) -> Result<(), StoreError>;
     fn outbox(&self) -> Result<Vec<(ExecutionId, OutboxEntry)>, StoreError>;
+    /// Another node asked for this execution (same requester and idempotency key, same
+    /// request) while it was under way here: it is owed a copy of the result, signed for
+    /// its own request (`request_digest`), when the execution ends.
+    fn add_owed_copy(
+        &self,
+        id: &ExecutionId,
+        node: &PublicKey,
+        request_digest: &Hash32,
+    ) -> Result<(), StoreError>;
+    /// The nodes owed a copy of this execution's result; forgets them.
+    fn take_owed_copies(&self, id: &ExecutionId) -> Result<Vec<(PublicKey, Hash32)>, StoreError>;
 
     /// Record an event; keeps the newest `keep` events.
     fn put_event(&self, event: &Event, keep: usize) -> Result<(), StoreError>;
@@ -175,9 +202,23 @@ pub trait Store: Send + Sync + 'static {
     /// Forget nonces whose envelopes expired before `now`; returns how many.
     fn purge_nonces(&self, now: u64) -> Result<usize, StoreError>;
 
-    /// Small named blobs for other modules (processes, network state).
+    /// Store a process record (replacing the one with its id).
+    fn put_process(&self, record: &ProcessRecord) -> Result<(), StoreError>;
+    fn process(&self, id: &str) -> Result<Option<ProcessRecord>, StoreError>;
+    /// Every stored process. A record that does not decode is logged and left out, so
+    /// one bad record does not stop the others from running.
+    fn processes(&self) -> Result<Vec<ProcessRecord>, StoreError>;
+    fn delete_process(&self, id: &str) -> Result<(), StoreError>;
+    /// Store a run (replacing the one with its id) and list it under its process.
+    fn put_run(&self, run: &Run) -> Result<(), StoreError>;
+    fn run(&self, id: &str) -> Result<Option<Run>, StoreError>;
+    /// Runs still running (to resume them after a restart); unreadable ones are left out.
+    fn running_runs(&self) -> Result<Vec<Run>, StoreError>;
+    /// Runs of a process, newest first, at most `limit`; unreadable ones are left out.
+    fn process_runs(&self, process: &str, limit: usize) -> Result<Vec<Run>, StoreError>;
+
+    /// Small named trees of raw bytes, for modules without typed trees (name pins and
+    /// publisher claims).
     fn put_blob(&self, tree: &'static str, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
     fn blob(&self, tree: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
-    fn blobs(&self, tree: &'static str) -> Result<Vec<KeyValue>, StoreError>;
-    fn delete_blob(&self, tree: &'static str, key: &[u8]) -> Result<(), StoreError>;
 }

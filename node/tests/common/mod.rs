@@ -12,6 +12,22 @@ pub struct Api {
 }
 
 impl Api {
+    /// The value of the metric `name` (full name, no labels) on the node's `/metrics`.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     pub fn new(node: &NodeProcess) -> Api {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(auth) = node.auth_header() {
@@ -35,6 +51,38 @@ impl Api {
             .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Wait until `sid` is announced in the network this node sees.
+    pub async fn wait_announced(&self, sid: &str) {
+        for _ in 0..300 {
+            let (_, v) = self.get("/v1/network/services").await;
+            if v["services"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|s| s["sid"] == sid))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{sid} never announced");
+    }
+
+    /// Wait until this node knows a provider of `sid` in the network (other than itself);
+    /// its service hash.
+    pub async fn provider_of(&self, sid: &str) -> mesg_protocol::ServiceHash {
+        for _ in 0..300 {
+            let (_, v) = self.get("/v1/network/services").await;
+            if let Some(s) = v["services"]
+                .as_array()
+                .and_then(|a| a.iter().find(|s| s["sid"] == sid))
+                && !s["providers"].as_array().is_none_or(|p| p.is_empty())
+            {
+                return s["service_hash"].as_str().unwrap().parse().unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no provider of {sid} announced in time");
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {

@@ -18,6 +18,7 @@ use mesg_testkit::NodeProcess;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// How the rogue answers the executions routed to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,9 @@ pub struct Rogue {
     /// Execution requests (`Submit`) it received.
     pub submits: Arc<AtomicUsize>,
     handler: tokio::task::JoinHandle<()>,
+    /// Stops its swarm task ([`Rogue::shutdown`]); none for another handle on the same
+    /// rogue ([`Rogue::from_parts`]), which does not own the swarm.
+    stop: Option<CancellationToken>,
 }
 
 impl Rogue {
@@ -47,6 +51,7 @@ impl Rogue {
     /// A rogue with `key` (e.g. the same identity again after [`Rogue::shutdown`]),
     /// connected to `target`.
     pub async fn join_as(key: Keypair, target: &NodeProcess, on_submit: OnSubmit) -> Rogue {
+        let stop = CancellationToken::new();
         let (net, mut events) = network::spawn(
             &key,
             NetworkConfig {
@@ -56,6 +61,7 @@ impl Rogue {
                 ..NetworkConfig::default()
             },
             &mut Default::default(),
+            stop.clone(),
         )
         .expect("rogue network");
         let submits = Arc::new(AtomicUsize::new(0));
@@ -97,6 +103,7 @@ impl Rogue {
             net,
             submits,
             handler,
+            stop: Some(stop),
         };
         let target_peer = target.node_info()["peer_id"]
             .as_str()
@@ -127,6 +134,7 @@ impl Rogue {
             net,
             submits: Arc::new(AtomicUsize::new(0)),
             handler: tokio::spawn(async {}),
+            stop: None,
         }
     }
 
@@ -191,6 +199,7 @@ impl Rogue {
             data: Json(data),
             emitter: self.public(),
             created_at: now_ms(),
+            cause: None,
         }
     }
 
@@ -217,8 +226,12 @@ impl Rogue {
     pub async fn shutdown(self) {
         self.handler.abort();
         let _ = self.handler.await;
+        // The swarm task closes its connections, then ends.
+        if let Some(stop) = &self.stop {
+            stop.cancel();
+            self.net.stopped().await;
+        }
         drop(self.net);
-        // Let the swarm task notice and close its connections.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -327,6 +340,39 @@ pub async fn wait_known(api: &crate::Api, node: &PublicKey) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the node never listed {key}");
+}
+
+/// Submit `signed` to `to`, retrying while the connection is being set up; the answer.
+pub async fn submit_until_answered(
+    rogue: &Rogue,
+    to: network::PeerId,
+    signed: Signed<mesg_protocol::ExecutionRequest>,
+) -> mesg_protocol::messages::WorkResponse {
+    let mut answer = Err(network::NetError::Stopped);
+    for _ in 0..50 {
+        answer = rogue
+            .net
+            .send_work(
+                to,
+                mesg_protocol::messages::WorkRequest::Submit(signed.clone()),
+            )
+            .await;
+        if answer.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    answer.expect("the victim answers")
+}
+
+/// The code and message of a refusal (panics on any other answer).
+pub fn refused(
+    answer: mesg_protocol::messages::WorkResponse,
+) -> (mesg_protocol::messages::RejectCode, String) {
+    match answer {
+        mesg_protocol::messages::WorkResponse::Rejected(r) => (r.code, r.message),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
 }
 
 /// Sign `payload` like [`Signed::sign`] but with a chosen nonce (an honest signer never

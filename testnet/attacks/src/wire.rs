@@ -14,6 +14,7 @@ use mesg_protocol::{
 use mesg_testkit::NodeProcess;
 use serde_json::{Value, json};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// A tar whose entries are (name, size written in the header, PAX `size` if any, bytes
 /// actually present): what no honest packer writes.
@@ -132,6 +133,7 @@ impl Rogue {
                 ..NetworkConfig::default()
             },
             &mut Default::default(),
+            CancellationToken::new(),
         )
         .expect("rogue network");
         tokio::spawn(async move { while events.recv().await.is_some() {} });
@@ -216,6 +218,9 @@ pub fn request(
         tags: vec![],
         timeout_ms: 10_000,
         created_at,
+        cause: None,
+        idempotency_key: None,
+        max_price: None,
     }
 }
 

@@ -45,6 +45,9 @@ async fn racing_and_reused_ids_never_answer_500() {
         tags: Vec::new(),
         timeout_ms: 10_000,
         created_at: now_ms(),
+        cause: None,
+        idempotency_key: None,
+        max_price: None,
     };
     let signed = Signed::sign(
         &account,

@@ -21,6 +21,9 @@ struct Case {
     mentions: &'static str,
 }
 
+/// A process file up to the `max_price` of its task step.
+const STEP_CAP_TRIGGER: &str = "name: p\nsteps:\n  - trigger: {service: echo, event: tick}\n  - task: {service: echo, task: echo, ";
+
 fn json_body(v: Value) -> Option<(&'static str, Vec<u8>)> {
     Some(("application/json", v.to_string().into_bytes()))
 }
@@ -123,6 +126,26 @@ fn cases() -> Vec<Case> {
             ),
             status: 400,
             mentions: "nano_cpus",
+        },
+        // A process step's spending cap past 64 bits, negative, or a float: refused
+        // with the field named, never wrapped or rounded into a cap.
+        Case {
+            method: "POST",
+            path: "/v1/processes",
+            body: json_body(json!({"definition": format!(
+                "{STEP_CAP_TRIGGER}max_price: -99999999999999999999999}}\n"
+            )})),
+            status: 400,
+            mentions: "max_price",
+        },
+        Case {
+            method: "POST",
+            path: "/v1/processes",
+            body: json_body(json!({"definition": format!(
+                "{STEP_CAP_TRIGGER}max_price: 1.0e300}}\n"
+            )})),
+            status: 400,
+            mentions: "max_price",
         },
         Case {
             method: "POST",

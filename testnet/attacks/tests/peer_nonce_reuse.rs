@@ -26,6 +26,9 @@ fn request(rogue: &Rogue, service: ServiceHash, message: &str) -> ExecutionReque
         tags: vec![],
         timeout_ms: 10_000,
         created_at: now_ms(),
+        cause: None,
+        idempotency_key: None,
+        max_price: None,
     }
 }
 

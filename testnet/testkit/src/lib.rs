@@ -1,5 +1,9 @@
 //! Helpers shared by the integration tests, benchmarks and scenario runners.
 
+mod priced;
+
+pub use priced::{ServiceCopy, priced_echo};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,8 +18,8 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The directory of an example service (`echo`, `kv`, `faulty`), ready to deploy: its
-/// mesg.yml, Dockerfile and static binary. Builds them on first use in this process
+/// The directory of an example service (`echo`, `kv`, `faulty`, `py-echo`, `js-echo`),
+/// ready to deploy: its mesg.yml, Dockerfile and static binary (or script and SDK). Builds them on first use in this process
 /// (`testnet/build.sh services`; a no-op when nothing changed).
 pub fn service_dir(name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
@@ -31,6 +35,46 @@ pub fn service_dir(name: &str) -> PathBuf {
     );
     dir
 }
+
+/// The base images of the Python and JavaScript example services (`mesg-runtime-python`,
+/// `mesg-runtime-node`; not `mesg-runtime-busybox`, which needs apt), assembled from this machine's interpreters on first use in this
+/// process (`testnet/images/runtime-bases.sh`; a no-op when they are up to date). Nodes
+/// that run those services need [`RUNTIME_ALLOW_ARGS`].
+pub fn runtime_bases() {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let script = workspace_root().join("testnet/images/runtime-bases.sh");
+        for which in ["python", "node"] {
+            let out = Command::new(&script)
+                .arg(which)
+                .output()
+                .map_err(|e| format!("{}: {e}", script.display()))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "{} {which} failed:\n{}{}",
+                    script.display(),
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = built {
+        panic!("building the runtime base images failed: {e}");
+    }
+}
+
+/// `mesg-node` arguments that allow the runtime base images (built here, but not by the
+/// node, so its image policy refuses them otherwise).
+pub const RUNTIME_ALLOW_ARGS: [&str; 6] = [
+    "--allow-image",
+    "mesg-runtime-python",
+    "--allow-image",
+    "mesg-runtime-node",
+    "--allow-image",
+    "mesg-runtime-busybox",
+];
 
 fn run_build(what: &str) -> Result<(), String> {
     let script = workspace_root().join("testnet/build.sh");
@@ -237,7 +281,21 @@ impl NodeProcess {
             log_path: data_dir.join("node.log"),
             _tmp: Some(TempDirGuard(data_dir)),
         };
-        node.spawn();
+        // A port picked free can be taken before the node binds it (an outgoing
+        // connection of another node gets it as its ephemeral port): pick others then.
+        for attempt in 0.. {
+            match node.try_spawn() {
+                Ok(()) => break,
+                Err(log) if attempt < 4 && log.contains("cannot listen on") => {
+                    eprintln!("mesg-node could not bind a port picked free; other ports");
+                    node.api_port = free_port();
+                    node.service_port = free_port();
+                    node.p2p_port = free_port();
+                    let _ = std::fs::remove_file(&node.log_path);
+                }
+                Err(log) => panic!("{log}"),
+            }
+        }
         node
     }
 
@@ -298,6 +356,14 @@ impl NodeProcess {
     }
 
     fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn() {
+            panic!("{log}");
+        }
+    }
+
+    /// Start the node process and wait until its API answers; the error is the reason
+    /// with the node's log when it exited first.
+    fn try_spawn(&mut self) -> Result<(), String> {
         if let Ok(mut nodes) = STARTED_NODES.lock() {
             nodes.insert(self.api_url(), self.data_dir.clone());
         }
@@ -330,7 +396,7 @@ impl NodeProcess {
             .spawn()
             .expect("spawn mesg-node");
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready()?;
         if self.public_key.is_empty() {
             self.public_key = self.node_info()["public_key"]
                 .as_str()
@@ -338,18 +404,20 @@ impl NodeProcess {
                 .to_string();
             docker_cleanup(&self.public_key);
         }
+        Ok(())
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             if std::net::TcpStream::connect(("127.0.0.1", self.api_port)).is_ok() {
-                return;
+                return Ok(());
             }
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!("mesg-node exited with {status}:\n{}", self.log());
+                self.child = None;
+                return Err(format!("mesg-node exited with {status}:\n{}", self.log()));
             }
             assert!(
                 std::time::Instant::now() < deadline,
@@ -378,11 +446,51 @@ impl NodeProcess {
         }
     }
 
+    /// SIGSTOP: the process is frozen (its connections stay open, nothing answers), as
+    /// a paused provider; [`NodeProcess::resume`] lets it go on.
+    pub fn pause(&self) {
+        if let Some(pid) = self.pid() {
+            let ok = Command::new("kill")
+                .args(["-STOP", &pid.to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "cannot SIGSTOP mesg-node {pid}");
+        }
+    }
+
+    /// SIGCONT after [`NodeProcess::pause`].
+    pub fn resume(&self) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .args(["-CONT", &pid.to_string()])
+                .status();
+        }
+    }
+
     /// SIGTERM and wait.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill").arg(child.id().to_string()).status();
             let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait at most `within` for the node to exit: its exit status, or
+    /// `None` when it still ran at the end (it is killed then).
+    pub fn terminate(&mut self, within: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").arg(child.id().to_string()).status();
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
 

@@ -1,0 +1,373 @@
+//! The executor's side of the ledger: reserve a request's cap before its task runs,
+//! release it at the end, issue the receipt of a priced execution (once per execution),
+//! and record what the requester answered.
+
+use super::records::{IssuedReceipt, ReceiptStatus, Reservation, key};
+use super::{
+    EntryKind, Ledger, LedgerError, TxResult, abort, add, read_account, shift, tx_enc, tx_get,
+    write_account,
+};
+use mesg_protocol::economy::{Cost, CumulativeAck, MAX_RECEIPT_BYTES, PairState, UsageReceipt};
+use mesg_protocol::envelope::Signed;
+use mesg_protocol::messages::ReceiptAnswer;
+use mesg_protocol::types::domains;
+use mesg_protocol::{ExecutionId, Hash32, PublicKey, ServiceHash, now_ms};
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+
+/// How long a receipt's signature is valid: as long as a result's.
+const RECEIPT_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// What the executor knows of a completed priced execution, to receipt it.
+#[derive(Debug, Clone)]
+pub struct IssueInput {
+    pub execution_id: ExecutionId,
+    pub request_digest: Hash32,
+    pub result_digest: Hash32,
+    pub service_hash: ServiceHash,
+    pub task_key: String,
+    pub cost: Cost,
+    pub requester: PublicKey,
+    /// The service's publisher and its share of the amount (µc), if any.
+    pub publisher: Option<(PublicKey, u64)>,
+}
+
+impl Ledger {
+    /// Reserve `amount` (a request's cap) against `peer` for execution `id`, unless what
+    /// the peer owes, what is reserved and this amount pass its credit limit. Idempotent
+    /// per execution.
+    pub fn reserve(
+        &self,
+        peer: &PublicKey,
+        id: &ExecutionId,
+        amount: u64,
+    ) -> Result<(), LedgerError> {
+        let default_limit = self.default_limit;
+        self.transact(|t| {
+            if t.get(key::execution(key::RESERVED, id))?.is_some() {
+                return Ok(());
+            }
+            let mut account = read_account(t, peer)?;
+            let limit = account.limit.unwrap_or(default_limit);
+            let owed = account.owed();
+            let total = owed
+                .checked_add(account.reserved)
+                .and_then(|x| x.checked_add(amount));
+            if total.is_none_or(|total| total > limit) {
+                return abort(LedgerError::CreditLimit {
+                    peer: *peer,
+                    owed,
+                    reserved: account.reserved,
+                    cost: amount,
+                    limit,
+                });
+            }
+            account.reserved = add(account.reserved, amount).or_else(abort)?;
+            write_account(t, peer, &account)?;
+            t.insert(
+                &key::execution(key::RESERVED, id)[..],
+                tx_enc(&Reservation {
+                    peer: *peer,
+                    amount,
+                })?,
+            )?;
+            self.append(
+                t,
+                EntryKind::Reserve,
+                *peer,
+                Some(*id),
+                amount,
+                String::new(),
+            )
+        })
+        .map_err(LedgerError::from)
+    }
+
+    /// Let go of execution `id`'s reservation, if it has one (it ended, failed or was
+    /// receipted). Idempotent.
+    pub fn release(&self, id: &ExecutionId, reason: &str) -> Result<(), LedgerError> {
+        self.transact(|t| self.release_in(t, id, reason))
+            .map_err(LedgerError::from)
+    }
+
+    fn release_in(&self, t: &TransactionalTree, id: &ExecutionId, reason: &str) -> TxResult<()> {
+        let k = key::execution(key::RESERVED, id);
+        let Some(r) = tx_get::<Reservation>(t, &k)? else {
+            return Ok(());
+        };
+        t.remove(&k[..])?;
+        let mut account = read_account(t, &r.peer)?;
+        account.reserved = account.reserved.saturating_sub(r.amount);
+        write_account(t, &r.peer, &account)?;
+        self.append(
+            t,
+            EntryKind::Release,
+            r.peer,
+            Some(*id),
+            r.amount,
+            reason.to_string(),
+        )
+    }
+
+    /// The executions holding a reservation (recovery: release those that ended).
+    pub fn reservations(&self) -> Result<Vec<ExecutionId>, LedgerError> {
+        let mut out = Vec::new();
+        for r in self.tree.scan_prefix([key::RESERVED]) {
+            let (k, _) = r?;
+            let id = <[u8; 16]>::try_from(&k[1..])
+                .map_err(|_| LedgerError::Corrupt("reservation key".into()))?;
+            out.push(ExecutionId(id));
+        }
+        Ok(out)
+    }
+
+    /// The receipt of a completed priced execution: issued now (next in the pair's
+    /// chain, the requester debited, the publisher credited its share, the reservation
+    /// released, logged), or the one issued before (never two for one execution).
+    /// The flag says whether it was issued by this call.
+    pub fn issue(&self, input: &IssueInput) -> Result<(IssuedReceipt, bool), LedgerError> {
+        if input.requester == self.node() {
+            return Err(LedgerError::Invalid(
+                "an execution this node requested itself is not receipted".into(),
+            ));
+        }
+        self.transact(|t| {
+            let rk = key::execution(key::ISSUED, &input.execution_id);
+            if let Some(done) = tx_get::<IssuedReceipt>(t, &rk)? {
+                return Ok((done, false));
+            }
+            let pk = key::peer(key::ISSUED_PAIR, &input.requester);
+            let last: Option<PairState> = tx_get(t, &pk)?;
+            let (sequence, prev, before) = match last {
+                Some(s) => (s.sequence + 1, s.hash, s.cumulative),
+                None => (1, Hash32::default(), 0),
+            };
+            let amount = input.cost.amount;
+            let receipt = UsageReceipt {
+                execution_id: input.execution_id,
+                request_digest: input.request_digest,
+                result_digest: input.result_digest,
+                service_hash: input.service_hash,
+                task_key: input.task_key.clone(),
+                usage: input.cost.usage,
+                price: input.cost.price,
+                amount,
+                sequence,
+                prev,
+                cumulative: add(before, amount).or_else(abort)?,
+                executor: self.node(),
+                requester: input.requester,
+            };
+            let signed = Signed::sign(
+                &self.key,
+                domains::RECEIPT,
+                &receipt,
+                now_ms(),
+                RECEIPT_TTL_MS,
+                MAX_RECEIPT_BYTES,
+            )
+            .map_err(|e| {
+                ConflictableTransactionError::Abort(LedgerError::Invalid(e.to_string()))
+            })?;
+            t.insert(&pk[..], tx_enc(&receipt.state())?)?;
+            let issued = IssuedReceipt {
+                receipt: signed,
+                requester: input.requester,
+                amount,
+                sequence,
+                status: ReceiptStatus::Issued,
+            };
+            t.insert(&rk[..], tx_enc(&issued)?)?;
+            self.release_in(t, &input.execution_id, "receipted")?;
+            let mut account = read_account(t, &input.requester)?;
+            account.balance = shift(account.balance, amount.into()).or_else(abort)?;
+            account.issued = add(account.issued, amount).or_else(abort)?;
+            account.last_receipt = Some(ReceiptStatus::Issued.label());
+            write_account(t, &input.requester, &account)?;
+            self.append(
+                t,
+                EntryKind::Debit,
+                input.requester,
+                Some(input.execution_id),
+                amount,
+                format!("receipt {sequence}"),
+            )?;
+            if let Some((publisher, share)) = input.publisher
+                && share > 0
+                && publisher != self.node()
+            {
+                let mut p = read_account(t, &publisher)?;
+                p.balance = shift(p.balance, -i128::from(share)).or_else(abort)?;
+                p.shares = add(p.shares, share).or_else(abort)?;
+                write_account(t, &publisher, &p)?;
+                self.append(
+                    t,
+                    EntryKind::Credit,
+                    publisher,
+                    Some(input.execution_id),
+                    share,
+                    "publisher share".into(),
+                )?;
+            }
+            Ok((issued, true))
+        })
+        .map_err(LedgerError::from)
+    }
+
+    /// The receipt issued for an execution, if any.
+    pub fn issued(&self, id: &ExecutionId) -> Result<Option<IssuedReceipt>, LedgerError> {
+        match self.tree.get(key::execution(key::ISSUED, id))? {
+            Some(v) => Ok(Some(super::dec(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Record the requester's answer to the receipt of execution `id`: its
+    /// acknowledgement (verified, see [`Ledger::apply_ack_in`]), and the receipt held or
+    /// rejected (logged with the reason, shown on the account).
+    pub fn record_answer(
+        &self,
+        id: &ExecutionId,
+        answer: &ReceiptAnswer,
+    ) -> Result<(), LedgerError> {
+        let Some(issued) = self.issued(id)? else {
+            return Err(LedgerError::Invalid(format!("no receipt issued for {id}")));
+        };
+        let latest = match answer {
+            ReceiptAnswer::Acked { ack } => Some(ack),
+            ReceiptAnswer::Held { latest } | ReceiptAnswer::Rejected { latest, .. } => {
+                latest.as_ref()
+            }
+        };
+        let ack = match latest {
+            Some(signed) => Some((self.check_ack(signed, &issued.requester)?, signed)),
+            None => None,
+        };
+        self.transact(|t| {
+            let rk = key::execution(key::ISSUED, id);
+            let Some(mut rec) = tx_get::<IssuedReceipt>(t, &rk)? else {
+                return Ok(());
+            };
+            let peer = rec.requester;
+            if let Some((ack, signed)) = &ack {
+                self.apply_ack_in(t, ack, signed)?;
+            }
+            let mut account = read_account(t, &peer)?;
+            match answer {
+                ReceiptAnswer::Acked { .. } => rec.status = ReceiptStatus::Accepted,
+                ReceiptAnswer::Held { .. } if rec.status == ReceiptStatus::Issued => {
+                    rec.status = ReceiptStatus::Held;
+                }
+                ReceiptAnswer::Rejected { code, reason, .. }
+                    if !matches!(rec.status, ReceiptStatus::Rejected { .. }) =>
+                {
+                    rec.status = ReceiptStatus::Rejected {
+                        code: code.clone(),
+                        reason: reason.clone(),
+                    };
+                    account.rejected += 1;
+                    self.append(
+                        t,
+                        EntryKind::Reject,
+                        peer,
+                        Some(*id),
+                        rec.amount,
+                        format!("{code}: {reason}"),
+                    )?;
+                }
+                _ => {}
+            }
+            account.last_receipt = Some(rec.status.label());
+            write_account(t, &peer, &account)?;
+            t.insert(&rk[..], tx_enc(&rec)?)?;
+            Ok(())
+        })
+        .map_err(LedgerError::from)
+    }
+
+    /// Apply a verified acknowledgement of a requester node, inside a transaction: only a
+    /// later one counts; what it owes (`cumulative − rejected`) and what it rejected only
+    /// grow, never past what this node issued; the rejected part leaves the balance.
+    pub(crate) fn apply_ack_in(
+        &self,
+        t: &TransactionalTree,
+        ack: &CumulativeAck,
+        signed: &Signed<CumulativeAck>,
+    ) -> TxResult<()> {
+        let peer = ack.pair.requester;
+        let mut account = read_account(t, &peer)?;
+        if ack.sequence <= account.ack_sequence {
+            return Ok(());
+        }
+        let issued: Option<PairState> = tx_get(t, &key::peer(key::ISSUED_PAIR, &peer))?;
+        if issued.is_none_or(|s| ack.sequence > s.sequence || ack.cumulative > s.cumulative) {
+            return abort(LedgerError::Invalid(
+                "the acknowledgement is beyond what this node issued".into(),
+            ));
+        }
+        let owed = ack.owed();
+        if owed < account.acked || ack.rejected < account.voided {
+            return abort(LedgerError::Invalid(
+                "the acknowledgement takes back what an earlier one acknowledged".into(),
+            ));
+        }
+        let (acked, voided) = (owed - account.acked, ack.rejected - account.voided);
+        account.acked = owed;
+        account.voided = ack.rejected;
+        account.ack_sequence = ack.sequence;
+        account.balance = shift(account.balance, -i128::from(voided)).or_else(abort)?;
+        write_account(t, &peer, &account)?;
+        t.insert(&key::peer(key::ACK, &peer)[..], tx_enc(signed)?)?;
+        if acked > 0 {
+            self.append(
+                t,
+                EntryKind::Accept,
+                peer,
+                None,
+                acked,
+                format!("acknowledged up to receipt {}", ack.sequence),
+            )?;
+        }
+        if voided > 0 {
+            self.append(
+                t,
+                EntryKind::Reject,
+                peer,
+                None,
+                voided,
+                format!(
+                    "voided: the peer rejected {} µc of receipts in total",
+                    ack.rejected
+                ),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The latest acknowledgement received from a requester node.
+    pub fn latest_ack_from(
+        &self,
+        requester: &PublicKey,
+    ) -> Result<Option<Signed<CumulativeAck>>, LedgerError> {
+        match self.tree.get(key::peer(key::ACK, requester))? {
+            Some(v) => Ok(Some(super::dec(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Verify an acknowledgement: signed by `requester` for the pair (this node, it).
+    pub(crate) fn check_ack(
+        &self,
+        signed: &Signed<CumulativeAck>,
+        requester: &PublicKey,
+    ) -> Result<CumulativeAck, LedgerError> {
+        let ack = signed
+            .verify(domains::CUMULATIVE_ACK, now_ms(), MAX_RECEIPT_BYTES)
+            .map_err(|e| LedgerError::Invalid(format!("acknowledgement: {e}")))?;
+        if ack.pair.requester != *requester || ack.pair.executor != self.node() {
+            return Err(LedgerError::Invalid(
+                "acknowledgement of another pair of nodes".into(),
+            ));
+        }
+        Ok(ack)
+    }
+}

@@ -1,0 +1,287 @@
+//! The economy's ledger: what this node is owed and owes, per peer, in its own sled tree
+//! next to the store's (one database, so one flush makes both durable).
+//!
+//! It keeps a hash-chained log of entries signed by the node's key, per-peer accounts
+//! (balance, reserved, credit limit, accepted and settled totals) and the state of each
+//! pair's receipt chain in both directions. Everything that moves money is one sled
+//! transaction (receipt + pair state + account + log entry): a crash at any point books a
+//! receipt exactly once, and a receipt delivered twice is recognised by its hash.
+//!
+//! - `records.rs`: what is stored (accounts, log entries, receipt records) and the keys.
+//! - `executor.rs`: the executor's side: reserve, release, issue receipts, record answers.
+//! - `requester.rs`: the requester's side: book, hold or reject a receipt.
+//! - `settle.rs`: the [`SettlementMethod`] trait and its first method, `credits`.
+//!
+//! The model (docs/economy.md): for one receipt of amount A from executor E to requester
+//! R with publisher P and share s: E books R +A and P −s; R books E −A. A balance is
+//! positive when the peer owes this node.
+
+mod executor;
+mod records;
+mod requester;
+mod settle;
+#[cfg(test)]
+mod tests;
+
+pub use executor::IssueInput;
+pub use records::{
+    Account, AccountView, Entry, EntryKind, IssuedReceipt, LogRecord, ReceiptStatus,
+    ReceivedReceipt,
+};
+pub use requester::Booking;
+pub use settle::{Credits, SettleError, SettlementMethod};
+
+use mesg_protocol::{ExecutionId, Hash32, Keypair, PublicKey, now_ms};
+use records::{Head, dec, enc, key};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+
+/// Default credit limit of a peer on this node: 10^9 µc (1,000 credits).
+pub const DEFAULT_CREDIT_LIMIT: u64 = 1_000_000_000;
+/// Largest `limit` of one log listing.
+pub const MAX_LOG_LIMIT: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger database: {0}")]
+    Db(#[from] sled::Error),
+    #[error("corrupt ledger record: {0}")]
+    Corrupt(String),
+    #[error(
+        "credit limit: {peer} owes {owed} µc, {reserved} µc reserved, this call may cost {cost} µc, limit {limit} µc"
+    )]
+    CreditLimit {
+        peer: PublicKey,
+        owed: u64,
+        reserved: u64,
+        cost: u64,
+        limit: u64,
+    },
+    #[error("the amount overflows 64 bits of micro-credits")]
+    Overflow,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<TransactionError<LedgerError>> for LedgerError {
+    fn from(e: TransactionError<LedgerError>) -> LedgerError {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => LedgerError::Db(e),
+        }
+    }
+}
+
+pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<LedgerError>>;
+
+pub(crate) fn abort<T>(e: LedgerError) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+/// The ledger of one node. Cheap to share behind an `Arc`.
+pub struct Ledger {
+    key: Keypair,
+    tree: sled::Tree,
+    default_limit: u64,
+    /// One transaction at a time: every transaction touches the log's head, and sled's
+    /// optimistic transactions retrying against each other under load can livelock
+    /// (seen with two booking threads on a 2-core node). Each is short (no I/O).
+    writing: std::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("node", &self.key.public())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ledger {
+    /// The ledger kept in `tree` (the store's `ledger` tree), signed with `key`.
+    pub fn new(key: Keypair, tree: sled::Tree, default_limit: u64) -> Ledger {
+        Ledger {
+            key,
+            tree,
+            default_limit,
+            writing: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// Run a transaction on the ledger's tree, one at a time (see `writing`).
+    pub(crate) fn transact<T>(
+        &self,
+        f: impl Fn(&TransactionalTree) -> TxResult<T>,
+    ) -> Result<T, TransactionError<LedgerError>> {
+        let _one = self
+            .writing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.tree.transaction(f)
+    }
+
+    pub fn node(&self) -> PublicKey {
+        self.key.public()
+    }
+
+    pub fn default_limit(&self) -> u64 {
+        self.default_limit
+    }
+
+    /// One peer's account (a zero account if it has none).
+    pub fn account(&self, peer: &PublicKey) -> Result<Account, LedgerError> {
+        Ok(match self.tree.get(key::account(peer))? {
+            Some(v) => dec(&v)?,
+            None => Account::default(),
+        })
+    }
+
+    /// Every account, with its effective limit.
+    pub fn accounts(&self) -> Result<Vec<AccountView>, LedgerError> {
+        let mut out = Vec::new();
+        for r in self.tree.scan_prefix([key::ACCOUNT]) {
+            let (k, v) = r?;
+            let peer = key::peer_of(&k[1..])?;
+            let account: Account = dec(&v)?;
+            out.push(AccountView::new(peer, account, self.default_limit));
+        }
+        Ok(out)
+    }
+
+    /// The last `limit` log entries, newest first.
+    pub fn log(&self, limit: usize) -> Result<Vec<LogRecord>, LedgerError> {
+        let mut out = Vec::new();
+        for r in self
+            .tree
+            .scan_prefix([key::LOG])
+            .rev()
+            .take(limit.min(MAX_LOG_LIMIT))
+        {
+            let (_, v) = r?;
+            out.push(dec(&v)?);
+        }
+        Ok(out)
+    }
+
+    /// Set (Some) or remove (None) a peer's own credit limit. Logged.
+    pub fn set_limit(&self, peer: &PublicKey, limit: Option<u64>) -> Result<(), LedgerError> {
+        self.transact(|t| {
+            let mut account = read_account(t, peer)?;
+            account.limit = limit;
+            write_account(t, peer, &account)?;
+            Ok(())
+        })
+        .map_err(LedgerError::from)
+    }
+
+    /// Check the log's chain and signatures from the first entry: the number of entries,
+    /// or what is wrong.
+    pub fn verify_log(&self) -> Result<u64, LedgerError> {
+        let mut prev = Hash32::default();
+        let mut n = 0u64;
+        for r in self.tree.scan_prefix([key::LOG]) {
+            let (_, v) = r?;
+            let rec: LogRecord = dec(&v)?;
+            if rec.entry.prev != prev || rec.entry.seq != n + 1 {
+                return Err(LedgerError::Corrupt(format!(
+                    "log entry {} does not follow entry {n}",
+                    rec.entry.seq
+                )));
+            }
+            if rec.hash() != rec.hash || !self.node().verify(&rec.hash.0, &rec.signature) {
+                return Err(LedgerError::Corrupt(format!(
+                    "log entry {} is not signed by this node",
+                    rec.entry.seq
+                )));
+            }
+            prev = rec.hash;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Log entries that name an execution (tests and audits: how often it was booked).
+    pub fn entries_of(&self, id: &ExecutionId) -> Result<Vec<Entry>, LedgerError> {
+        let mut out = Vec::new();
+        for r in self.tree.scan_prefix([key::LOG]) {
+            let (_, v) = r?;
+            let rec: LogRecord = dec(&v)?;
+            if rec.entry.execution_id == Some(*id) {
+                out.push(rec.entry);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Append a signed entry to the log, inside the caller's transaction.
+    pub(crate) fn append(
+        &self,
+        t: &TransactionalTree,
+        kind: EntryKind,
+        peer: PublicKey,
+        execution_id: Option<ExecutionId>,
+        amount: u64,
+        reason: String,
+    ) -> TxResult<()> {
+        let head: Head = match t.get(key::HEAD)? {
+            Some(v) => dec(&v).map_err(ConflictableTransactionError::Abort)?,
+            None => Head::default(),
+        };
+        let entry = Entry {
+            seq: head.seq + 1,
+            prev: head.hash,
+            time: now_ms(),
+            kind,
+            peer,
+            execution_id,
+            amount,
+            reason,
+        };
+        let record = LogRecord::sign(&self.key, entry);
+        t.insert(&key::log(record.entry.seq)[..], tx_enc(&record)?)?;
+        t.insert(
+            key::HEAD,
+            tx_enc(&Head {
+                seq: record.entry.seq,
+                hash: record.hash,
+            })?,
+        )?;
+        Ok(())
+    }
+}
+
+pub(crate) fn tx_enc<T: serde::Serialize>(v: &T) -> TxResult<Vec<u8>> {
+    enc(v).map_err(ConflictableTransactionError::Abort)
+}
+
+pub(crate) fn tx_get<T: serde::de::DeserializeOwned>(
+    t: &TransactionalTree,
+    k: &[u8],
+) -> TxResult<Option<T>> {
+    match t.get(k)? {
+        Some(v) => Ok(Some(dec(&v).map_err(ConflictableTransactionError::Abort)?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn read_account(t: &TransactionalTree, peer: &PublicKey) -> TxResult<Account> {
+    Ok(tx_get(t, &key::account(peer))?.unwrap_or_default())
+}
+
+pub(crate) fn write_account(
+    t: &TransactionalTree,
+    peer: &PublicKey,
+    account: &Account,
+) -> TxResult<()> {
+    t.insert(&key::account(peer)[..], tx_enc(account)?)?;
+    Ok(())
+}
+
+/// `a + b` in µc, or [`LedgerError::Overflow`].
+pub(crate) fn add(a: u64, b: u64) -> Result<u64, LedgerError> {
+    a.checked_add(b).ok_or(LedgerError::Overflow)
+}
+
+/// A signed balance moved by `delta` µc (positive or negative), checked.
+pub(crate) fn shift(balance: i64, delta: i128) -> Result<i64, LedgerError> {
+    i64::try_from(i128::from(balance) + delta).map_err(|_| LedgerError::Overflow)
+}

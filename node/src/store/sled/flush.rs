@@ -1,0 +1,74 @@
+//! Group commit: writers ask for a flush after their writes, and everyone waiting when a
+//! flush starts shares it, so durability costs one fsync per batch, not one per write.
+
+use crate::store::StoreError;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot};
+
+/// How many times the flusher yields to ready tasks before it flushes.
+const FLUSH_GATHER_YIELDS: usize = 3;
+
+type FlushWaiter = oneshot::Sender<Result<(), String>>;
+
+/// The task that flushes the database for everyone waiting.
+#[derive(Debug)]
+pub(super) struct Flusher {
+    requests: mpsc::Sender<FlushWaiter>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Flusher {
+    /// Start flushing `db` on request. Must be called inside a tokio runtime.
+    pub(super) fn spawn(db: sled::Db) -> Flusher {
+        let (requests, mut rx) = mpsc::channel::<FlushWaiter>(4096);
+        let task = tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                // Everyone already waiting shares this flush: their writes happened before
+                // they asked, so before the flush starts.
+                let mut waiters = vec![first];
+                // Let the tasks that are ready run first: under load, more writers ask
+                // for a flush within microseconds and share this one. When nothing else
+                // is ready, the yields return at once and a lone writer does not wait.
+                for _ in 0..FLUSH_GATHER_YIELDS {
+                    while let Ok(w) = rx.try_recv() {
+                        waiters.push(w);
+                    }
+                    tokio::task::yield_now().await;
+                }
+                while let Ok(w) = rx.try_recv() {
+                    waiters.push(w);
+                }
+                let result = db
+                    .flush_async()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                for w in waiters {
+                    let _ = w.send(result.clone());
+                }
+            }
+        });
+        Flusher { requests, task }
+    }
+
+    /// Wait until every write made before this call is on disk.
+    pub(super) fn persist(&self) -> BoxFuture<'static, Result<(), StoreError>> {
+        let tx = self.requests.clone();
+        async move {
+            let (done, wait) = oneshot::channel();
+            tx.send(done).await.map_err(|_| StoreError::FlusherGone)?;
+            wait.await
+                .map_err(|_| StoreError::FlusherGone)?
+                .map_err(|e| StoreError::Db(sled::Error::Io(std::io::Error::other(e))))
+        }
+        .boxed()
+    }
+
+    /// Stop the flusher once the flushes asked for are done.
+    pub(super) async fn stop(self) {
+        let Flusher { requests, task } = self;
+        drop(requests);
+        let _ = task.await;
+    }
+}
