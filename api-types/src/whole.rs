@@ -6,8 +6,8 @@
 //! and still refuse `5.5`, negatives for unsigned fields and values out of range, with the
 //! field's usual error.
 
-use serde::de::{Deserializer, Error, Unexpected};
 use serde::Deserialize;
+use serde::de::{Deserializer, Error, Unexpected};
 
 fn whole<E: Error>(n: serde_json::Number, min: i128, max: i128) -> Result<i128, E> {
     let value = if let Some(u) = n.as_u64() {
@@ -74,7 +74,10 @@ mod tests {
     fn whole_numbers_are_read_in_either_spelling() {
         assert_eq!(read(r#"{"n": 259585.0}"#).unwrap().n, Some(259585));
         assert_eq!(read(r#"{"n": 259585}"#).unwrap().n, Some(259585));
-        assert_eq!(read(r#"{"n": 18446744073709551615}"#).unwrap().n, Some(u64::MAX));
+        assert_eq!(
+            read(r#"{"n": 18446744073709551615}"#).unwrap().n,
+            Some(u64::MAX)
+        );
         assert_eq!(read(r#"{"i": -3.0}"#).unwrap().i, Some(-3));
         assert_eq!(read(r#"{"n": null}"#).unwrap().n, None);
         assert_eq!(read(r#"{}"#).unwrap().n, None);
@@ -85,7 +88,10 @@ mod tests {
         assert!(read(r#"{"n": 1.5}"#).unwrap_err().contains("whole number"));
         assert!(read(r#"{"n": -1}"#).unwrap_err().contains("range"));
         assert!(read(r#"{"n": 1e300}"#).unwrap_err().contains("range"));
-        assert_eq!(read(r#"{"n": 1.0e19}"#).unwrap().n, Some(10_000_000_000_000_000_000));
+        assert_eq!(
+            read(r#"{"n": 1.0e19}"#).unwrap().n,
+            Some(10_000_000_000_000_000_000)
+        );
         assert!(read(r#"{"n": "7"}"#).is_err());
     }
 
