@@ -4,15 +4,14 @@
 
 use super::records::{IssuedReceipt, ReceiptStatus, Reservation, key};
 use super::{
-    EntryKind, Ledger, LedgerError, TxResult, abort, add, read_account, shift, tx_enc, tx_get,
-    write_account,
+    EntryKind, Ledger, LedgerError, Staged, TxResult, abort, add, read_account, shift, tx_enc,
+    tx_get, write_account,
 };
 use mesg_protocol::economy::{Cost, CumulativeAck, MAX_RECEIPT_BYTES, PairState, UsageReceipt};
 use mesg_protocol::envelope::Signed;
 use mesg_protocol::messages::ReceiptAnswer;
 use mesg_protocol::types::domains;
 use mesg_protocol::{ExecutionId, Hash32, PublicKey, ServiceHash, now_ms};
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 /// How long a receipt's signature is valid: as long as a result's.
 const RECEIPT_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
@@ -89,7 +88,7 @@ impl Ledger {
             .map_err(LedgerError::from)
     }
 
-    fn release_in(&self, t: &TransactionalTree, id: &ExecutionId, reason: &str) -> TxResult<()> {
+    fn release_in(&self, t: &Staged, id: &ExecutionId, reason: &str) -> TxResult<()> {
         let k = key::execution(key::RESERVED, id);
         let Some(r) = tx_get::<Reservation>(t, &k)? else {
             return Ok(());
@@ -165,9 +164,7 @@ impl Ledger {
                 RECEIPT_TTL_MS,
                 MAX_RECEIPT_BYTES,
             )
-            .map_err(|e| {
-                ConflictableTransactionError::Abort(LedgerError::Invalid(e.to_string()))
-            })?;
+            .map_err(|e| LedgerError::Invalid(e.to_string()))?;
             t.insert(&pk[..], tx_enc(&receipt.state())?)?;
             let issued = IssuedReceipt {
                 receipt: signed,
@@ -289,7 +286,7 @@ impl Ledger {
     /// grow, never past what this node issued; the rejected part leaves the balance.
     pub(crate) fn apply_ack_in(
         &self,
-        t: &TransactionalTree,
+        t: &Staged,
         ack: &CumulativeAck,
         signed: &Signed<CumulativeAck>,
     ) -> TxResult<()> {

@@ -3,9 +3,10 @@
 //!
 //! It keeps a hash-chained log of entries signed by the node's key, per-peer accounts
 //! (balance, reserved, credit limit, accepted and settled totals) and the state of each
-//! pair's receipt chain in both directions. Everything that moves money is one sled
-//! transaction (receipt + pair state + account + log entry): a crash at any point books a
-//! receipt exactly once, and a receipt delivered twice is recognised by its hash.
+//! pair's receipt chain in both directions. Everything that moves money is one atomic
+//! write (receipt + pair state + account + log entry, one sled batch: `staged.rs`): a
+//! crash at any point books a receipt exactly once, and a receipt delivered twice is
+//! recognised by its hash.
 //!
 //! - `records.rs`: what is stored (accounts, log entries, receipt records) and the keys.
 //! - `executor.rs`: the executor's side: reserve, release, issue receipts, record answers.
@@ -20,6 +21,7 @@ mod executor;
 mod records;
 mod requester;
 mod settle;
+mod staged;
 #[cfg(test)]
 mod tests;
 
@@ -33,7 +35,7 @@ pub use settle::{Credits, SettleError, SettlementMethod};
 
 use mesg_protocol::{ExecutionId, Hash32, Keypair, PublicKey, now_ms};
 use records::{Head, dec, enc, key};
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+pub(crate) use staged::Staged;
 
 /// Default credit limit of a peer on this node: 10^9 µc (1,000 credits).
 pub const DEFAULT_CREDIT_LIMIT: u64 = 1_000_000_000;
@@ -62,19 +64,12 @@ pub enum LedgerError {
     Invalid(String),
 }
 
-impl From<TransactionError<LedgerError>> for LedgerError {
-    fn from(e: TransactionError<LedgerError>) -> LedgerError {
-        match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => LedgerError::Db(e),
-        }
-    }
-}
+/// What a step of one ledger write returns (an error drops the whole write).
+pub(crate) type TxResult<T> = Result<T, LedgerError>;
 
-pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<LedgerError>>;
-
+/// Give up the write with `e` (nothing of it is applied).
 pub(crate) fn abort<T>(e: LedgerError) -> TxResult<T> {
-    Err(ConflictableTransactionError::Abort(e))
+    Err(e)
 }
 
 /// The ledger of one node. Cheap to share behind an `Arc`.
@@ -82,9 +77,9 @@ pub struct Ledger {
     key: Keypair,
     tree: sled::Tree,
     default_limit: u64,
-    /// One transaction at a time: every transaction touches the log's head, and sled's
-    /// optimistic transactions retrying against each other under load can livelock
-    /// (seen with two booking threads on a 2-core node). Each is short (no I/O).
+    /// One write at a time: every write touches the log's head, and each reads the
+    /// tree directly while it stages its changes (see `staged.rs`). Each is short (no
+    /// I/O: signatures and one batch).
     writing: std::sync::Mutex<()>,
 }
 
@@ -107,16 +102,17 @@ impl Ledger {
         }
     }
 
-    /// Run a transaction on the ledger's tree, one at a time (see `writing`).
-    pub(crate) fn transact<T>(
-        &self,
-        f: impl Fn(&TransactionalTree) -> TxResult<T>,
-    ) -> Result<T, TransactionError<LedgerError>> {
+    /// Run one write on the ledger's tree, one at a time (see `writing`): `f` stages its
+    /// changes, applied together when it succeeds, dropped when it fails.
+    pub(crate) fn transact<T>(&self, f: impl FnOnce(&Staged) -> TxResult<T>) -> TxResult<T> {
         let _one = self
             .writing
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.tree.transaction(f)
+        let staged = Staged::over(&self.tree);
+        let out = f(&staged)?;
+        staged.commit()?;
+        Ok(out)
     }
 
     pub fn node(&self) -> PublicKey {
@@ -215,7 +211,7 @@ impl Ledger {
     /// Append a signed entry to the log, inside the caller's transaction.
     pub(crate) fn append(
         &self,
-        t: &TransactionalTree,
+        t: &Staged,
         kind: EntryKind,
         peer: PublicKey,
         execution_id: Option<ExecutionId>,
@@ -223,7 +219,7 @@ impl Ledger {
         reason: String,
     ) -> TxResult<()> {
         let head: Head = match t.get(key::HEAD)? {
-            Some(v) => dec(&v).map_err(ConflictableTransactionError::Abort)?,
+            Some(v) => dec(&v)?,
             None => Head::default(),
         };
         let entry = Entry {
@@ -237,7 +233,7 @@ impl Ledger {
             reason,
         };
         let record = LogRecord::sign(&self.key, entry);
-        t.insert(&key::log(record.entry.seq)[..], tx_enc(&record)?)?;
+        t.insert(key::log(record.entry.seq), tx_enc(&record)?)?;
         t.insert(
             key::HEAD,
             tx_enc(&Head {
@@ -250,29 +246,22 @@ impl Ledger {
 }
 
 pub(crate) fn tx_enc<T: serde::Serialize>(v: &T) -> TxResult<Vec<u8>> {
-    enc(v).map_err(ConflictableTransactionError::Abort)
+    enc(v)
 }
 
-pub(crate) fn tx_get<T: serde::de::DeserializeOwned>(
-    t: &TransactionalTree,
-    k: &[u8],
-) -> TxResult<Option<T>> {
+pub(crate) fn tx_get<T: serde::de::DeserializeOwned>(t: &Staged, k: &[u8]) -> TxResult<Option<T>> {
     match t.get(k)? {
-        Some(v) => Ok(Some(dec(&v).map_err(ConflictableTransactionError::Abort)?)),
+        Some(v) => Ok(Some(dec(&v)?)),
         None => Ok(None),
     }
 }
 
-pub(crate) fn read_account(t: &TransactionalTree, peer: &PublicKey) -> TxResult<Account> {
+pub(crate) fn read_account(t: &Staged, peer: &PublicKey) -> TxResult<Account> {
     Ok(tx_get(t, &key::account(peer))?.unwrap_or_default())
 }
 
-pub(crate) fn write_account(
-    t: &TransactionalTree,
-    peer: &PublicKey,
-    account: &Account,
-) -> TxResult<()> {
-    t.insert(&key::account(peer)[..], tx_enc(account)?)?;
+pub(crate) fn write_account(t: &Staged, peer: &PublicKey, account: &Account) -> TxResult<()> {
+    t.insert(key::account(peer), tx_enc(account)?)?;
     Ok(())
 }
 

@@ -11,8 +11,8 @@
 
 use super::records::{AcceptedPair, ReceiptStatus, ReceivedReceipt, key};
 use super::{
-    EntryKind, Ledger, LedgerError, TxResult, abort, add, dec, read_account, shift, tx_enc, tx_get,
-    write_account,
+    EntryKind, Ledger, LedgerError, Staged, TxResult, abort, add, dec, read_account, shift, tx_enc,
+    tx_get, write_account,
 };
 use mesg_protocol::economy::{
     CumulativeAck, MAX_RECEIPT_BYTES, Pair, PairState, ReceiptReject, ReceiptVerdict, UsageReceipt,
@@ -20,7 +20,6 @@ use mesg_protocol::economy::{
 use mesg_protocol::envelope::Signed;
 use mesg_protocol::types::domains;
 use mesg_protocol::{ExecutionId, Hash32, PublicKey, now_ms};
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 /// Validity of an acknowledgement's signature.
 const ACK_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
@@ -153,7 +152,7 @@ impl Ledger {
     /// new signed acknowledgement, and the receipt leaves the held ones.
     fn advance(
         &self,
-        t: &TransactionalTree,
+        t: &Staged,
         r: &UsageReceipt,
         state: PairState,
         rejected: u64,
@@ -176,7 +175,7 @@ impl Ledger {
             ACK_TTL_MS,
             MAX_RECEIPT_BYTES,
         )
-        .map_err(|e| ConflictableTransactionError::Abort(LedgerError::Invalid(e.to_string())))?;
+        .map_err(|e| LedgerError::Invalid(e.to_string()))?;
         t.insert(
             &key::peer(key::ACCEPTED_PAIR, &r.executor)[..],
             tx_enc(&AcceptedPair {
@@ -191,7 +190,7 @@ impl Ledger {
 
     fn reject_in(
         &self,
-        t: &TransactionalTree,
+        t: &Staged,
         signed: &Signed<UsageReceipt>,
         r: &UsageReceipt,
         reason: &ReceiptReject,

@@ -158,9 +158,7 @@ impl SettlementMethod for Credits {
         });
         match added {
             Ok(d) => Ok(d),
-            Err(sled::transaction::TransactionError::Abort(LedgerError::Invalid(m))) => {
-                Err(SettleError::Refused(m))
-            }
+            Err(LedgerError::Invalid(m)) => Err(SettleError::Refused(m)),
             Err(e) => Err(LedgerError::from(e).into()),
         }
     }
