@@ -78,14 +78,12 @@ impl Ledger {
                 String::new(),
             )
         })
-        .map_err(LedgerError::from)
     }
 
     /// Let go of execution `id`'s reservation, if it has one (it ended, failed or was
     /// receipted). Idempotent.
     pub fn release(&self, id: &ExecutionId, reason: &str) -> Result<(), LedgerError> {
         self.transact(|t| self.release_in(t, id, reason))
-            .map_err(LedgerError::from)
     }
 
     fn release_in(&self, t: &Staged, id: &ExecutionId, reason: &str) -> TxResult<()> {
@@ -207,7 +205,6 @@ impl Ledger {
             }
             Ok((issued, true))
         })
-        .map_err(LedgerError::from)
     }
 
     /// The receipt issued for an execution, if any.
@@ -278,7 +275,6 @@ impl Ledger {
             t.insert(&rk[..], tx_enc(&rec)?)?;
             Ok(())
         })
-        .map_err(LedgerError::from)
     }
 
     /// Apply a verified acknowledgement of a requester node, inside a transaction: only a

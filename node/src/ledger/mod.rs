@@ -166,7 +166,6 @@ impl Ledger {
             write_account(t, peer, &account)?;
             Ok(())
         })
-        .map_err(LedgerError::from)
     }
 
     /// Check the log's chain and signatures from the first entry: the number of entries,

@@ -145,7 +145,6 @@ impl Ledger {
                 }
             }
         })
-        .map_err(LedgerError::from)
     }
 
     /// The pair's chain moves to `state` (`rejected` of it booked nowhere): stored with a

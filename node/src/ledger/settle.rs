@@ -94,7 +94,7 @@ impl SettlementMethod for Credits {
             )?;
             Ok(true)
         });
-        if !booked.map_err(LedgerError::from)? {
+        if !booked? {
             // Already settled: send the last statement again (it may have been lost).
             return match ledger
                 .tree
@@ -159,7 +159,7 @@ impl SettlementMethod for Credits {
         match added {
             Ok(d) => Ok(d),
             Err(LedgerError::Invalid(m)) => Err(SettleError::Refused(m)),
-            Err(e) => Err(LedgerError::from(e).into()),
+            Err(e) => Err(e.into()),
         }
     }
 }
@@ -169,6 +169,5 @@ impl Ledger {
     pub fn record_ack(&self, signed: &Signed<CumulativeAck>) -> Result<(), LedgerError> {
         let ack = self.check_ack(signed, &signed.signer())?;
         self.transact(|t| self.apply_ack_in(t, &ack, signed))
-            .map_err(LedgerError::from)
     }
 }
