@@ -109,7 +109,10 @@ async fn a_banned_provider_gets_no_work_even_after_the_requester_restarts() {
     assert_eq!(rd["banned"], true, "{rd}");
     assert_eq!(rd["ban_reason"], "returned wrong outputs");
     let rb = reputation_of(&api_c, &b.public_key).await.expect("B kept");
-    assert!(rb["successes"].as_u64().unwrap() >= 8, "counts survive: {rb}");
+    assert!(
+        rb["successes"].as_u64().unwrap() >= 8,
+        "counts survive: {rb}"
+    );
     let ran = executors(&api_c, 8).await;
     assert!(ran.iter().all(|x| *x == b.public_key), "{ran:?}");
 
