@@ -123,5 +123,5 @@ async fn a_banned_provider_gets_no_work_even_after_the_requester_restarts() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["banned"], false, "{v}");
     let ran = executors(&api_c, 12).await;
-    assert!(ran.iter().any(|x| *x == d.public_key), "{ran:?}");
+    assert!(ran.contains(&d.public_key), "{ran:?}");
 }

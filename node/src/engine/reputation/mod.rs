@@ -217,7 +217,7 @@ impl Reputation {
     /// Every record, by key.
     pub fn list(&self) -> Vec<(PublicKey, PeerReputation)> {
         let mut out: Vec<_> = self.lock().iter().map(|(k, r)| (*k, r.clone())).collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by_key(|a| a.0);
         out
     }
 
