@@ -1,7 +1,7 @@
 //! Bans and reputation on real nodes and real Docker: a requester that bans one of two
 //! providers of echo sends it nothing, before and after its own restart (the ban is on
 //! disk), shows the ban and what it learned of the other provider in `GET /v1/peers`,
-//! and uses the banned provider again once the ban is lifted.
+//! names bans in `why`, and uses a banned provider again once the ban is lifted.
 
 mod common;
 
@@ -115,6 +115,40 @@ async fn a_banned_provider_gets_no_work_even_after_the_requester_restarts() {
     );
     let ran = executors(&api_c, 8).await;
     assert!(ran.iter().all(|x| *x == b.public_key), "{ran:?}");
+
+    // With every provider banned, an execution waits for one, and `why` says why each
+    // known provider is passed over.
+    let (status, v) = api_c
+        .put(&format!("/v1/peers/{}/ban", b.public_key), json!({}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let id = api_c.exec_async("echo", "echo", json!({"count": 0})).await;
+    let (_, why) = api_c.get(&format!("/v1/executions/{id}/why")).await;
+    let peers = why["peers"].as_array().cloned().unwrap_or_default();
+    for key in [&b.public_key, &d.public_key] {
+        let p = peers
+            .iter()
+            .find(|p| p["node"] == key.as_str())
+            .unwrap_or_else(|| panic!("{key} in {why}"));
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("banned by this node"),
+            "{p}"
+        );
+    }
+    let (_, e) = api_c.get(&format!("/v1/executions/{id}")).await;
+    assert_eq!(e["status"], "Created", "nobody runs it: {e}");
+    let (status, v) = api_c
+        .delete(&format!("/v1/peers/{}/ban", b.public_key))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (_, e) = api_c
+        .get(&format!("/v1/executions/{id}/wait?timeout_ms=20000"))
+        .await;
+    assert_eq!(e["status"], "Completed", "B unbanned takes it: {e}");
+    assert_eq!(e["executor"], b.public_key.as_str(), "{e}");
 
     // Lifted: D gets work again.
     let (status, v) = api_c
