@@ -140,6 +140,22 @@ async fn a_banned_provider_gets_no_work_even_after_the_requester_restarts() {
     }
     let (_, e) = api_c.get(&format!("/v1/executions/{id}")).await;
     assert_eq!(e["status"], "Created", "nobody runs it: {e}");
+    // One that gives up says the providers it knows are banned.
+    let (status, e) = api_c
+        .post(
+            "/v1/executions?wait=true",
+            json!({"service": "echo", "task": "echo", "inputs": {"count": 1}, "timeout_ms": 3000}),
+        )
+        .await;
+    assert_eq!(status, 201, "{e}");
+    assert_eq!(e["status"], "Failed", "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("2 provider(s) of it banned by this node"),
+        "{e}"
+    );
     let (status, v) = api_c
         .delete(&format!("/v1/peers/{}/ban", b.public_key))
         .await;

@@ -125,7 +125,19 @@ impl Router {
                         self.diagnose(&id, |d| d.new_round());
                         continue;
                     }
-                    Idle::GiveUp(reason) => {
+                    Idle::GiveUp(mut reason) => {
+                        let banned = self
+                            .providers()
+                            .census(&service, &me)
+                            .providers
+                            .iter()
+                            .filter(|p| self.reputation.is_banned(p))
+                            .count();
+                        if banned > 0 {
+                            reason.push_str(&format!(
+                                " ({banned} provider(s) of it banned by this node: `mesg peers`)"
+                            ));
+                        }
                         self.take_route(&id);
                         self.ledger.finish(&id, Err(reason), None).await;
                         return;
