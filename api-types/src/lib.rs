@@ -45,7 +45,8 @@ pub use ledger::{
     SetCreditLimit, SettleRequest, Settled,
 };
 pub use network::{
-    NetworkServiceList, NetworkServiceView, NodeView, PeerInfo, PeerList, ProviderView,
+    BanPeer, NetworkServiceList, NetworkServiceView, NodeView, PeerInfo, PeerList,
+    PeerReputationView, ProviderView,
 };
 pub use node::{DockerStatus, NodeInfo};
 pub use processes::{

@@ -32,6 +32,52 @@ pub struct NodeView {
 pub struct PeerList {
     pub nodes: Vec<NodeView>,
     pub peers: Vec<PeerInfo>,
+    /// What this node keeps of the peers it used as providers, and the ones it banned
+    /// (absent from nodes older than this field).
+    #[serde(default)]
+    pub reputation: Vec<PeerReputationView>,
+}
+
+/// What a node keeps of one peer: outcomes of the executions it gave it, verification
+/// verdicts on its results, round trips, and whether it is banned (docs/verification.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PeerReputationView {
+    pub node: PublicKey,
+    pub peer_id: String,
+    /// Results it sent back.
+    pub successes: u64,
+    /// Unreachable, or refused for a reason of its own.
+    pub failures: u64,
+    /// Accepted an execution and sent no result before its deadline.
+    pub timeouts: u64,
+    /// Verification verdicts: its result was in the agreeing group, or not.
+    pub agreed: u64,
+    pub disagreed: u64,
+    /// Agreed verdicts since its last disagreement.
+    pub consecutive_agreed: u64,
+    /// Moving average of its submit round trip (µs), and of the deviation from it.
+    pub rtt_us: Option<f64>,
+    pub rtt_dev_us: Option<f64>,
+    /// Unix ms.
+    pub last_disagreement_at: Option<u64>,
+    pub last_timeout_at: Option<u64>,
+    /// A recent disagreement: chosen after every other provider.
+    pub distrusted: bool,
+    /// Share of its executions adaptive replication would verify (1.0: every one).
+    pub sample_rate: f64,
+    /// Never chosen as a provider; its submits are refused.
+    pub banned: bool,
+    pub ban_reason: Option<String>,
+    /// Unix ms.
+    pub banned_at: Option<u64>,
+}
+
+/// `PUT /v1/peers/{key}/ban`: why (optional, at most 256 bytes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BanPeer {
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// A node that runs an instance of a service.

@@ -169,16 +169,20 @@ pub enum Command {
     /// the network). The format is in docs/processes.md.
     #[command(subcommand)]
     Process(ProcessCommand),
-    /// The peers this node is connected to, and the nodes it knows from their signed
-    /// announcements: what they run, how busy they are, their round-trip time.
+    /// The peers this node is connected to, the nodes it knows from their signed
+    /// announcements (what they run, how busy they are, their round-trip time), the
+    /// reputation it keeps of the peers it used, and bans.
     ///
     /// A node joins a network with `mesg-node --bootstrap ADDR`; `mesg node info` prints
     /// the addresses others can bootstrap from.
     #[command(after_help = "Examples:
   mesg peers
-  mesg peers --json | jq -r '.peers[] | select(.connected) | .peer_id'
-  mesg --node http://10.0.0.5:50052 peers")]
-    Peers,
+  mesg peers ban PEER_KEY --reason 'wrong outputs'
+  mesg peers unban PEER_KEY")]
+    Peers {
+        #[command(subcommand)]
+        command: Option<crate::commands::peers::PeersCommand>,
+    },
     /// About the node.
     #[command(subcommand)]
     Node(NodeCommand),

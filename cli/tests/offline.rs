@@ -275,9 +275,9 @@ fn every_command_has_help_with_examples() {
     }
     // service (init validate deploy list search show start stop delete logs dev), exec,
     // executions (list show watch cancel verify why), events, process (create validate
-    // list show runs run logs delete), peers, node info, account (create list),
+    // list show runs run logs delete), peers (list ban unban), node info, account (create list),
     // context (add list use unset remove), completions, ledger (accounts log settle limit)
-    assert_eq!(leaves, 41);
+    assert_eq!(leaves, 43);
 }
 
 #[test]

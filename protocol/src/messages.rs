@@ -111,6 +111,9 @@ pub enum RejectCode {
     /// The requester node's debt to this executor (owed + reserved + this call's cap)
     /// would pass the credit limit it has here: not retriable on this provider.
     CreditLimit,
+    /// The provider has banned the requester node (its operator's decision, e.g. after
+    /// wrong results): not worth retrying there, another provider may accept.
+    Banned,
 }
 
 impl RejectCode {
@@ -123,6 +126,7 @@ impl RejectCode {
                 | RejectCode::NoInstance
                 | RejectCode::WrongNode
                 | RejectCode::Internal
+                | RejectCode::Banned
         )
     }
 }

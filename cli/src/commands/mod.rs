@@ -10,6 +10,7 @@ pub mod init;
 pub mod ledger;
 pub mod network;
 pub mod node;
+pub mod peers;
 pub mod process;
 pub mod process_limits;
 pub mod receipt_check;
@@ -141,7 +142,7 @@ pub async fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
             ProcessCommand::Logs { id } => process::logs(ctx, &id).await,
             ProcessCommand::Delete { id } => process::delete(ctx, &id).await,
         },
-        Command::Peers => network::peers(ctx).await,
+        Command::Peers { command } => peers::run(ctx, command).await,
         Command::Ledger { command } => ledger::run(ctx, command).await,
         Command::Node(NodeCommand::Info) => node::info(ctx).await,
         Command::Account(cmd) => account::run(ctx, cmd),

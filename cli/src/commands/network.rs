@@ -1,4 +1,4 @@
-//! `mesg peers` and `mesg service list --network`: what the node knows of the network.
+//! `mesg peers` (list) and `mesg service list --network`: what the node knows of the network.
 
 use super::views;
 use super::{Ctx, print_json};
@@ -34,8 +34,12 @@ pub async fn peers(ctx: &Ctx) -> anyhow::Result<()> {
         print_json(&v);
         return Ok(());
     }
-    let PeerList { nodes, peers } = views::decode(&v, "peer list")?;
-    if peers.is_empty() && nodes.is_empty() {
+    let PeerList {
+        nodes,
+        peers,
+        reputation,
+    } = views::decode(&v, "peer list")?;
+    if peers.is_empty() && nodes.is_empty() && reputation.is_empty() {
         outln!(
             "no peers: this node is alone. Start it with `mesg-node --bootstrap ADDR` to join a network; `mesg node info` prints the addresses others can bootstrap from"
         );
@@ -85,6 +89,7 @@ pub async fn peers(ctx: &Ctx) -> anyhow::Result<()> {
     );
     if nodes.is_empty() {
         outln!("  (none yet: nodes announce what they run every 5 s)");
+        super::peers::print_reputation(&reputation);
         return Ok(());
     }
     let mut table = Table::new(&["NODE", "PEER ID", "SERVICES", "RTT", "EXPIRES"]);
@@ -117,6 +122,7 @@ pub async fn peers(ctx: &Ctx) -> anyhow::Result<()> {
         ]);
     }
     print_indented(&table);
+    super::peers::print_reputation(&reputation);
     Ok(())
 }
 

@@ -26,12 +26,14 @@ mod events;
 pub mod executions;
 mod facade_executions;
 mod facade_ledger;
+mod facade_peers;
 mod facade_services;
 pub mod instances;
 mod metrics;
 pub mod net;
 pub mod providers;
 mod recovery;
+pub mod reputation;
 mod requests;
 pub mod services;
 mod views;
@@ -110,7 +112,18 @@ impl Engine {
         ));
         let (ledger, expired) = ExecutionLedger::new(key.clone(), store.clone(), metrics.clone());
         let ledger = Arc::new(ledger);
-        let providers = Arc::new(Mutex::new(providers::ProviderTable::default()));
+        let reputation = Arc::new(
+            reputation::Reputation::open(store.tree("reputation")?).map_err(|e| match e {
+                reputation::ReputationError::Store(e) => StoreError::Db(e),
+                other => StoreError::Corrupt {
+                    tree: "reputation",
+                    message: other.to_string(),
+                },
+            })?,
+        );
+        let providers = Arc::new(Mutex::new(providers::ProviderTable::with_reputation(
+            reputation.clone(),
+        )));
         let services = Arc::new(Services::new(
             key.clone(),
             store.clone(),
@@ -138,6 +151,7 @@ impl Engine {
             instances: instances.clone(),
             events: events.clone(),
             providers,
+            reputation,
             shutdown: shutdown.clone(),
         });
         let instances_hook: Arc<dyn EndHook> = instances.clone();

@@ -1,10 +1,12 @@
 //! Who runs what: the provider table built from signed announcements, and what this node
 //! learned about each provider while routing to it (round trips, failures, work it sent).
 
+use crate::engine::reputation::{Rank, Reputation};
 use mesg_protocol::{
     Announcement, PublicKey, PublisherClaim, ServiceHash, ServiceOffer, SignedClaim, now_ms,
 };
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A failed provider is tried last for this long.
 const FAILURE_PENALTY_MS: u64 = 15_000;
@@ -112,6 +114,9 @@ pub struct ProviderTable {
     stats: HashMap<PublicKey, Stats>,
     /// Choices made, for [`EXPLORE_EVERY`].
     choices: std::sync::atomic::AtomicU64,
+    /// What this node keeps of each peer across restarts: a banned peer is never a
+    /// candidate, one with a recent disagreement goes behind every clean one.
+    reputation: Arc<Reputation>,
 }
 
 /// One first choice in this many is the second-best provider: a provider that failed
@@ -126,6 +131,18 @@ const EXPLORE_EVERY: u64 = 16;
 pub use mesg_api_types::{NetworkServiceView, NodeView, ProviderView};
 
 impl ProviderTable {
+    /// An empty table that ranks by `reputation`.
+    pub fn with_reputation(reputation: Arc<Reputation>) -> ProviderTable {
+        ProviderTable {
+            reputation,
+            ..ProviderTable::default()
+        }
+    }
+
+    pub fn reputation(&self) -> &Arc<Reputation> {
+        &self.reputation
+    }
+
     /// Apply an announcement (already verified). Returns the services it adds that were
     /// not known before, and false if it was older than what we have.
     pub fn apply(&mut self, a: &Announcement) -> (bool, Vec<ServiceHash>) {
@@ -215,26 +232,32 @@ impl ProviderTable {
     }
 
     /// The provider a new execution is offered to first: the best, except one time in
-    /// [`EXPLORE_EVERY`] the second best (a probe).
+    /// [`EXPLORE_EVERY`] the second best (a probe), unless that one had a recent
+    /// disagreement (it is last on purpose).
     pub fn first_choice(&self, service: &ServiceHash, me: &PublicKey) -> Option<PublicKey> {
-        let mut out = self.candidates(service, me);
+        let mut out = self.ranked(service, me);
         let n = self
             .choices
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if out.len() > 1 && n % EXPLORE_EVERY == EXPLORE_EVERY - 1 {
+        if out.len() > 1 && out[1].1 == Rank::Clean && n % EXPLORE_EVERY == EXPLORE_EVERY - 1 {
             out.swap(0, 1);
         }
-        out.into_iter().next()
+        out.into_iter().next().map(|c| c.0)
     }
 
-    /// Providers of `service` other than `me`, best first: no recent failure, then least
-    /// score, then fastest. The score is mostly what this node knows: executions it sent
-    /// there that have not ended, recent sends, the measured round trip; the provider's
-    /// own claim of load counts for little and at most [`MAX_CLAIMED_LOAD`]. No side
-    /// effect.
+    /// Providers of `service` other than `me`, best first: banned peers never; peers
+    /// with a recent disagreement (see [`Reputation`]) behind the others; then no recent
+    /// failure, then least score, then fastest. The score is mostly what this node
+    /// knows: executions it sent there that have not ended, recent sends, the measured
+    /// round trip, strikes (timeouts among them); the provider's own claim of load counts
+    /// for little and at most [`MAX_CLAIMED_LOAD`]. No side effect.
     pub fn candidates(&self, service: &ServiceHash, me: &PublicKey) -> Vec<PublicKey> {
+        self.ranked(service, me).into_iter().map(|c| c.0).collect()
+    }
+
+    fn ranked(&self, service: &ServiceHash, me: &PublicKey) -> Vec<(PublicKey, Rank)> {
         let now = now_ms();
-        let mut out: Vec<(bool, f64, u64, PublicKey)> = self
+        let mut out: Vec<(Rank, bool, f64, u64, PublicKey)> = self
             .nodes
             .iter()
             .filter(|(k, n)| *k != me && n.expires_at > now)
@@ -245,6 +268,10 @@ impl ProviderTable {
                     .filter(|s| &s.service_hash == service)
                     .map(|s| s.in_flight)
                     .min()?;
+                let rank = self.reputation.rank(k, now);
+                if rank == Rank::Banned {
+                    return None;
+                }
                 let st = self.stats.get(k).cloned().unwrap_or_default();
                 let failed = st
                     .last_failure
@@ -258,11 +285,16 @@ impl ProviderTable {
                         .min(MAX_STRIKES_COUNTED)
                         * STRIKE_WEIGHT
                     + rtt / RTT_UNIT_US;
-                Some((failed, score, rtt as u64, *k))
+                Some((rank, failed, score, rtt as u64, *k))
             })
             .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
-        out.into_iter().map(|c| c.3).collect()
+        out.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then(a.1.cmp(&b.1))
+                .then(a.2.total_cmp(&b.2))
+                .then(a.3.cmp(&b.3))
+        });
+        out.into_iter().map(|c| (c.4, c.0)).collect()
     }
 
     /// Other nodes known now (unexpired), split into those announcing `service` and the

@@ -256,3 +256,43 @@ fn offers_list_this_nodes_own_and_unexpired_announcements_with_when_they_were_he
     );
     assert!(heard.iter().all(|o| o.expires_in_ms > 0));
 }
+
+#[test]
+fn banned_providers_are_never_chosen_and_disagreeing_ones_go_last() {
+    let me = Keypair::generate().unwrap().public();
+    let (liar, fair, slow) = (
+        Keypair::generate().unwrap().public(),
+        Keypair::generate().unwrap().public(),
+        Keypair::generate().unwrap().public(),
+    );
+    let s = ServiceHash(Hash32::sha256(&[1]));
+    let rep = Arc::new(Reputation::in_memory());
+    let mut t = ProviderTable::with_reputation(rep.clone());
+    t.apply(&announce(liar, 1, vec![offer(1, 0)]));
+    t.apply(&announce(fair, 1, vec![offer(1, 3)]));
+    t.apply(&announce(slow, 1, vec![offer(1, 4)]));
+    assert_eq!(t.candidates(&s, &me), vec![liar, fair, slow]);
+    // A disagreement: behind every clean provider, however loaded they are, even one
+    // that failed a moment ago.
+    rep.record_verdict(&liar, false);
+    t.failed(&slow);
+    assert_eq!(t.candidates(&s, &me), vec![fair, slow, liar]);
+    // The probe of the second best is not spent on a distrusted provider.
+    t.forget(&slow);
+    let probes = (0..32)
+        .filter(|_| t.first_choice(&s, &me) == Some(liar))
+        .count();
+    assert_eq!(probes, 0);
+    // Banned: never, not even as the only provider.
+    rep.ban(&fair, None).unwrap();
+    assert_eq!(t.candidates(&s, &me), vec![liar]);
+    rep.ban(&liar, Some("wrong outputs".into())).unwrap();
+    assert!(t.candidates(&s, &me).is_empty());
+    assert_eq!(t.first_choice(&s, &me), None);
+    // Lifted: back in the ranking.
+    rep.unban(&fair).unwrap();
+    assert_eq!(t.candidates(&s, &me), vec![fair]);
+    // Timeouts alone rank through strikes (bounded), not the back of the list.
+    rep.timeout(&fair);
+    assert_eq!(t.candidates(&s, &me), vec![fair]);
+}

@@ -95,7 +95,7 @@ pub(super) async fn settle(
 
 /// A peer named in the path: a string that is no ed25519 key names no peer that could
 /// exist (404, as an unknown id would), rather than a malformed request.
-fn parse_peer(s: &str) -> Result<PublicKey, crate::api::ApiErr> {
+pub(super) fn parse_peer(s: &str) -> Result<PublicKey, crate::api::ApiErr> {
     PublicKey::from_base58(s).map_err(|e| {
         crate::api::ApiErr::new(
             axum::http::StatusCode::NOT_FOUND,

@@ -63,6 +63,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/events"),
     ("get", "/v1/events/stream"),
     ("get", "/v1/peers"),
+    ("put", "/v1/peers/{key}/ban"),
+    ("delete", "/v1/peers/{key}/ban"),
     ("get", "/v1/network/services"),
     ("get", "/v1/catalogue"),
     ("get", "/metrics"),
@@ -179,6 +181,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", get(events::recent_events))
         .route("/v1/events/stream", get(events::stream_events))
         .route("/v1/peers", get(network::peers))
+        .route(
+            "/v1/peers/{key}/ban",
+            put(network::ban_peer).delete(network::unban_peer),
+        )
         .route("/metrics", get(node::metrics))
         .route(
             "/v1/processes",

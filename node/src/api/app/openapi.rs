@@ -60,6 +60,8 @@ const BEARER: &str = "bearer";
         events::recent_events,
         events::stream_events,
         network::peers,
+        network::ban_peer,
+        network::unban_peer,
         network::network_services,
         catalogue::catalogue,
         node::metrics,
@@ -80,6 +82,7 @@ const BEARER: &str = "bearer";
         // The optional bodies, which their operations reference by name.
         StopInstance,
         CancelExecution,
+        mesg_api_types::BanPeer,
         // The lines of the streams, which the responses can only name (their bodies are text).
         DeployLine,
         StartLine,

@@ -13,7 +13,7 @@ use mesg_protocol::envelope::Signed;
 use mesg_protocol::messages::{RejectCode, WorkRequest, WorkResponse};
 use mesg_protocol::types::domains;
 use mesg_protocol::wire::MAX_WORK_MESSAGE;
-use mesg_protocol::{CancelRequest, Execution, ExecutionRequest, now_ms};
+use mesg_protocol::{CancelRequest, Execution, ExecutionRequest, PublicKey, now_ms};
 
 /// Inbound work requests one peer may have in progress before it gets `Busy`.
 const MAX_INBOUND_PER_PEER: usize = 4096;
@@ -44,6 +44,10 @@ impl Router {
         }
         let response = match request {
             WorkRequest::Submit(signed) => {
+                if let Some(refused) = self.refuse_banned(peer) {
+                    net.respond_work(channel, refused).await;
+                    return;
+                }
                 let count = {
                     let mut m = self.inbound.lock().expect("inbound lock");
                     let c = m.entry(peer).or_insert(0);
@@ -75,6 +79,17 @@ impl Router {
             WorkRequest::Settle { settlement, ack } => self.on_settle(peer, settlement, ack).await,
         };
         net.respond_work(channel, response).await;
+    }
+
+    /// A submit from a node this one banned is refused before any other check.
+    fn refuse_banned(&self, peer: PeerId) -> Option<WorkResponse> {
+        let ban = self.reputation.ban_of(&PublicKey::from_peer_id(&peer)?)?;
+        self.metrics.peer_work_refused.inc();
+        let why = ban.reason.map(|r| format!(": {r}")).unwrap_or_default();
+        Some(reject(
+            RejectCode::Banned,
+            format!("this node has banned your node{why}"),
+        ))
     }
 
     #[tracing::instrument(name = "submit_in", skip_all, fields(%peer, execution_id = tracing::field::Empty, service = tracing::field::Empty))]

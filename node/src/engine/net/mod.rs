@@ -37,6 +37,7 @@ use super::instances::Instances;
 use super::metrics::EngineMetrics;
 use super::services::Services;
 use crate::engine::providers::ProviderTable;
+use crate::engine::reputation::Reputation;
 use crate::ledger::Ledger;
 use crate::network::{NetworkEvent, NetworkHandle};
 use crate::store::Store;
@@ -65,6 +66,8 @@ pub struct Router {
     network: OnceLock<NetworkHandle>,
     /// What peers announce, with what this node observed of them (load, failures).
     providers: Arc<Mutex<ProviderTable>>,
+    /// What this node keeps of each peer (outcomes, verdicts, bans); persisted.
+    reputation: Arc<Reputation>,
     /// Requester side: the provider an execution is being submitted to.
     routes: Mutex<HashMap<ExecutionId, PublicKey>>,
     /// Requester side: what each route not yet accepted learned, for `why` (in memory).
@@ -112,6 +115,7 @@ pub struct RouterParts {
     pub instances: Arc<Instances>,
     pub events: Arc<EventHub>,
     pub providers: Arc<Mutex<ProviderTable>>,
+    pub reputation: Arc<Reputation>,
     pub shutdown: CancellationToken,
 }
 
@@ -134,6 +138,7 @@ impl Router {
             events: parts.events,
             network: OnceLock::new(),
             providers: parts.providers,
+            reputation: parts.reputation,
             routes: Mutex::new(HashMap::new()),
             diagnoses: Mutex::new(HashMap::new()),
             inbound: Mutex::new(HashMap::new()),
@@ -162,6 +167,11 @@ impl Router {
 
     fn providers(&self) -> MutexGuard<'_, ProviderTable> {
         self.providers.lock().expect("providers lock")
+    }
+
+    /// What this node keeps of each peer (see [`Reputation`]).
+    pub fn reputation(&self) -> &Arc<Reputation> {
+        &self.reputation
     }
 
     pub fn network(&self) -> Option<&NetworkHandle> {

@@ -88,7 +88,9 @@ impl Router {
         let me = self.node();
         let id = execution.id;
         let service = execution.service_hash;
-        let mut route = Failover::new(me, execution.executor, execution.timeout_ms, now_ms());
+        // A provider noted before it was banned is not offered the execution.
+        let noted = execution.executor.filter(|p| !self.reputation.is_banned(p));
+        let mut route = Failover::new(me, noted, execution.timeout_ms, now_ms());
         // What this route learns, for `why` (removed when the route ends).
         let _tracked = self.track_route(id, route.patience_until());
         loop {
@@ -98,7 +100,12 @@ impl Router {
             if route.should_ask_dht(untried) {
                 // Nobody announced it (yet): ask the DHT who provides it.
                 if let Ok(peers) = net.providers(service_key(&service)).await {
-                    candidates.extend(peers.iter().filter_map(PublicKey::from_peer_id));
+                    candidates.extend(
+                        peers
+                            .iter()
+                            .filter_map(PublicKey::from_peer_id)
+                            .filter(|p| !self.reputation.is_banned(p)),
+                    );
                 }
             }
             self.diagnose(&id, |d| d.considered(&candidates));
@@ -118,7 +125,19 @@ impl Router {
                         self.diagnose(&id, |d| d.new_round());
                         continue;
                     }
-                    Idle::GiveUp(reason) => {
+                    Idle::GiveUp(mut reason) => {
+                        let banned = self
+                            .providers()
+                            .census(&service, &me)
+                            .providers
+                            .iter()
+                            .filter(|p| self.reputation.is_banned(p))
+                            .count();
+                        if banned > 0 {
+                            reason.push_str(&format!(
+                                " ({banned} provider(s) of it banned by this node: `mesg peers`)"
+                            ));
+                        }
                         self.take_route(&id);
                         self.ledger.finish(&id, Err(reason), None).await;
                         return;
@@ -173,10 +192,15 @@ impl Router {
             self.diagnose(&id, |d| d.answered(target, &answer, error, now_ms()));
             let (standing, next) = route.on_answer(peer, answer);
             match standing {
-                Standing::Succeeded => self
-                    .providers()
-                    .succeeded(&target, sent.elapsed().as_micros() as f64),
-                Standing::Failed => self.providers().failed(&target),
+                Standing::Succeeded => {
+                    let rtt = sent.elapsed().as_micros() as f64;
+                    self.providers().succeeded(&target, rtt);
+                    self.reputation.round_trip(&target, rtt);
+                }
+                Standing::Failed => {
+                    self.providers().failed(&target);
+                    self.reputation.failure(&target);
+                }
                 Standing::Unchanged => {}
             }
             match next {
@@ -270,6 +294,7 @@ impl Router {
                 // Accepted and never answered: an observed failure of that provider,
                 // which weighs more than whatever load it claims.
                 self.providers().failed(&x);
+                self.reputation.timeout(&x);
                 format!(
                     "timed out after {} ms: accepted by {x} but no result arrived (it may have run there)",
                     e.timeout_ms
@@ -348,6 +373,7 @@ impl Router {
         let executor = result.executor;
         let instance = result.instance_hash;
         let started = result.started_at;
+        self.reputation.success(&executor);
         if let Err(e) = self.ledger.result_arrived(&id, executor, instance, started) {
             tracing::warn!(execution_id = %id, peer = %executor, "result not noted before its end: {e}");
         }

@@ -134,12 +134,17 @@ impl Router {
         d.known_nodes = census.providers.len() + census.without.len();
         for p in census.providers {
             if !d.peers.iter().any(|x| x.node == p) {
+                // A banned provider is passed over: say so.
+                let detail = self.reputation.ban_of(&p).map(|b| match b.reason {
+                    Some(r) => format!("banned by this node: {r}"),
+                    None => "banned by this node".to_string(),
+                });
                 d.peers.push(PeerDiagnosis {
                     node: p,
                     peer_id: p.peer_id().map(|p| p.to_string()).unwrap_or_default(),
                     verdict: PeerVerdict::NotTried,
                     code: None,
-                    detail: None,
+                    detail,
                     at: None,
                     offered_since: None,
                 });

@@ -1,5 +1,6 @@
 // Peers: the connections, and the nodes known from their signed announcements (what they
-// provide, their load, round-trip time).
+// provide, their load, round-trip time), and the reputation this node keeps of the peers it
+// used (outcomes, verdicts, bans: docs/verification.md).
 
 import { get } from "./api.js";
 import { h, card, table, badge, empty, shortId, duration } from "./dom.js";
@@ -34,6 +35,16 @@ export async function render(root, ctx) {
       h("div", { class: "mono sub" }, p.addrs.slice(0, 3).map((a) => h("div", {}, a))),
       badge(p.connected ? "connected" : "not connected"),
     ]);
+    const rep = (list.reputation || []).map((r) => [
+      h("span", { class: "mono", title: r.node }, shortId(r.node, 20)),
+      String(r.successes), String(r.failures), String(r.timeouts),
+      r.agreed + " / " + r.disagreed,
+      r.rtt_us !== null && r.rtt_us !== undefined ? (r.rtt_us / 1000).toFixed(2) + " ms" : "–",
+      Math.round(r.sample_rate * 100) + " %",
+      r.banned
+        ? h("span", {}, badge("banned"), h("span", { class: "sub" }, r.ban_reason ? " " + r.ban_reason : ""))
+        : badge(r.distrusted ? "last (recent disagreement)" : "ok"),
+    ]);
     root.replaceChildren(
       h("h1", {}, "Peers"),
       card("Nodes (" + nodes.length + ")", nodes.length
@@ -41,7 +52,10 @@ export async function render(root, ctx) {
         : empty("No other node has announced itself yet.")),
       card("Other connections (" + others.length + ")", others.length
         ? table(["peer id", "addresses", "connection"], others)
-        : empty("None: every connected peer has announced itself.")));
+        : empty("None: every connected peer has announced itself.")),
+      card("Reputation (" + rep.length + ")", rep.length
+        ? table(["node", "results", "failures", "timeouts", "agreed / disagreed", "rtt", "verified", "status"], rep)
+        : empty("No peer used as a provider yet. `mesg peers ban KEY` bans one.")));
   };
   await draw();
   const timer = setInterval(() => draw().catch(() => {}), 5000);
