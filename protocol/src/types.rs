@@ -31,6 +31,10 @@ pub mod domains {
     pub const CUMULATIVE_ACK: &str = "mesg/cumulative-ack/1";
     /// A payer's statement of the cumulative total it settled to a payee.
     pub const SETTLEMENT: &str = "mesg/settlement/1";
+    /// An executor's commitment to its outputs in a verified execution.
+    pub const VERIFY_COMMIT: &str = "mesg/verify-commit/1";
+    /// The opening of a commitment: outputs and salt.
+    pub const VERIFY_REVEAL: &str = "mesg/verify-reveal/1";
 }
 
 /// Milliseconds since the Unix epoch.
