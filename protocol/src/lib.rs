@@ -30,6 +30,7 @@ pub mod openapi;
 pub mod package;
 pub mod process;
 pub mod publisher;
+mod request_codec;
 pub mod schema;
 pub mod service_api;
 pub mod types;

@@ -299,8 +299,10 @@ impl Execution {
     }
 }
 
-/// A request to run a task, signed by the requester (account or node).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A request to run a task, signed by the requester (account or node). Its serialized
+/// forms are written by hand in `request_codec.rs` (fields added after `max_price` keep
+/// older requests' bytes).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExecutionRequest {
     pub execution_id: ExecutionId,
     pub service_hash: ServiceHash,
@@ -322,6 +324,9 @@ pub struct ExecutionRequest {
     /// for a priced task (and at least its `call` price); the executor charges at most
     /// this. None: no cap, for a free task only.
     pub max_price: Option<u64>,
+    /// k-of-n verification asked for this execution (a deterministic task only; none: the
+    /// first executor's result is taken). Signed with the request.
+    pub verify: Option<crate::verification::VerifySpec>,
 }
 
 impl Claims for ExecutionRequest {

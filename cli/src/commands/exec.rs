@@ -250,6 +250,7 @@ async fn sign_request(
         cause: None,
         idempotency_key: args.idempotency_key.clone(),
         max_price: args.max_price,
+        verify: None,
     };
     let ttl = timeout_ms.saturating_add(SIGNED_SLACK_MS).min(MAX_TTL_MS);
     Signed::sign(

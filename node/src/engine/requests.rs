@@ -109,6 +109,7 @@ pub fn build_request(
         idempotency_key: req.idempotency_key,
         cause: req.cause,
         max_price: req.max_price,
+        verify: None,
     };
     validate_request(definition, &request)?;
     Ok(request)
