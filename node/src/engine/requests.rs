@@ -39,6 +39,7 @@ pub fn validate_request(
     let task = task_of(request.service_hash, definition, &request.task_key)?;
     check_keyed_request(request).map_err(|e| EngineError::BadRequest(e.to_string()))?;
     check_price(request, task)?;
+    check_verify(request, task)?;
     mesg_protocol::schema::validate(&task.inputs, &request.inputs.0, "inputs")
         .map_err(EngineError::InvalidInputs)?;
     if request.timeout_ms == 0 || request.timeout_ms > MAX_TIMEOUT_MS {
@@ -78,6 +79,22 @@ pub fn check_price(request: &ExecutionRequest, task: &TaskDefinition) -> Result<
     }
 }
 
+/// Verification is asked only of a deterministic task: executors' results can agree only
+/// when the same inputs give the same outputs. (Dispatch to several executors is not
+/// wired yet: the spec is signed into the request and kept with it.)
+pub fn check_verify(request: &ExecutionRequest, task: &TaskDefinition) -> Result<(), EngineError> {
+    match request.verify {
+        Some(spec) if !task.deterministic => Err(EngineError::BadRequest(format!(
+            "task `{}` is not deterministic, so its executions cannot be verified ({spec} asked): only a task whose mesg.yml says `deterministic: true` can be",
+            request.task_key
+        ))),
+        Some(spec) => spec
+            .check()
+            .map_err(|e| EngineError::BadRequest(format!("verify: {e}"))),
+        None => Ok(()),
+    }
+}
+
 /// The request an Application's create call asks for, made by this node (`node`).
 pub fn build_request(
     node: PublicKey,
@@ -109,7 +126,8 @@ pub fn build_request(
         idempotency_key: req.idempotency_key,
         cause: req.cause,
         max_price: req.max_price,
-        verify: None,
+        // Asked for, else the task's default (checked against the task below).
+        verify: req.verify.or(task.verify),
     };
     validate_request(definition, &request)?;
     Ok(request)
