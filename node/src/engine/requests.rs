@@ -132,3 +132,48 @@ pub fn build_request(
     validate_request(definition, &request)?;
     Ok(request)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesg_protocol::{Hash32, Keypair};
+
+    fn request(verify: Option<&str>) -> ExecutionRequest {
+        let key = Keypair::from_secret_bytes([3; 32]).public();
+        ExecutionRequest {
+            execution_id: ExecutionId::random(),
+            service_hash: ServiceHash(Hash32::sha256(b"calc")),
+            task_key: "sum".into(),
+            inputs: Json(serde_json::json!({})),
+            requester: key,
+            requester_node: key,
+            parent: None,
+            process: None,
+            tags: vec![],
+            timeout_ms: 1000,
+            created_at: now_ms(),
+            idempotency_key: None,
+            cause: None,
+            max_price: None,
+            verify: verify.map(|v| v.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn verification_is_asked_only_of_a_deterministic_task() {
+        let def = ServiceDefinition::from_yaml(
+            "name: calc\ntasks:\n  sum:\n    deterministic: true\n  guess: {}\n",
+        )
+        .unwrap();
+        validate_request(&def, &request(Some("2/3"))).unwrap();
+        validate_request(&def, &request(None)).unwrap();
+        let mut guess = request(Some("2/3"));
+        guess.task_key = "guess".into();
+        match validate_request(&def, &guess) {
+            Err(EngineError::BadRequest(m)) => assert!(m.contains("not deterministic"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        guess.verify = None;
+        validate_request(&def, &guess).unwrap();
+    }
+}
