@@ -58,6 +58,18 @@ pub struct CreateExecution {
     #[serde(default, deserialize_with = "crate::whole::option_u64")]
     #[schema(maximum = 18446744073709551615u64)]
     pub max_price: Option<u64>,
+    /// k-of-n verification of a deterministic task: `"2/3"` (2 of 3 distinct executors
+    /// must agree), `"2/3/5"` (at most 5 executors in all when results disagree), or an
+    /// object `{"replicas": 3, "quorum": 2, "max_total": 5}`. Default: the task's
+    /// `verify` in its mesg.yml. Signed into the request; a task that is not
+    /// deterministic refuses it (400 `bad_request`).
+    #[serde(
+        default,
+        deserialize_with = "crate::verify::option_spec",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(schema_with = crate::verify::spec_schema)]
+    pub verify: Option<mesg_protocol::verification::VerifySpec>,
 }
 
 /// At most [`MAX_TAGS`] tags of 1 to [`MAX_TAG_LEN`] bytes.

@@ -22,6 +22,7 @@ pub mod network;
 pub mod node;
 pub mod processes;
 pub mod services;
+pub mod verify;
 mod whole;
 
 pub use catalogue::{

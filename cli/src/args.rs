@@ -149,6 +149,7 @@ pub enum Command {
   mesg exec echo sleep -d ms=2000 --timeout 5s
   mesg exec echo echo --input '{\"data\":{\"a\":[1,2]}}' --wait --json
   mesg exec echo echo -d data.user.age=36 -d data.user.name=Ada --tag demo
+  mesg exec calc sum -d a=2 -d b=3 --verify 2/3 --wait
   mesg --account default exec echo echo -d message=signed --wait")]
     Exec(ExecArgs),
     /// List, inspect, follow and verify executions.
@@ -461,6 +462,17 @@ pub struct ExecArgs {
     /// per-call price; the executor charges at most this. Signed into the request.
     #[arg(long, value_name = "MICRO_CREDITS")]
     pub max_price: Option<u64>,
+    /// k-of-n verification of a deterministic task: QUORUM/REPLICAS (`2/3`: 2 of 3
+    /// distinct executors must agree) or QUORUM/REPLICAS/MAX_TOTAL (`2/3/5`: at most 5
+    /// executors in all when results disagree). Default: the task's `verify` in its
+    /// mesg.yml. Signed into the request.
+    #[arg(long, value_name = "K/N[/MAX]", value_parser = verify_spec)]
+    pub verify: Option<mesg_protocol::verification::VerifySpec>,
+}
+
+fn verify_spec(s: &str) -> Result<mesg_protocol::verification::VerifySpec, String> {
+    s.parse()
+        .map_err(|e: mesg_protocol::verification::VerifySpecError| e.to_string())
 }
 
 fn idempotency_key(s: &str) -> Result<String, String> {

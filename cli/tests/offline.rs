@@ -149,6 +149,21 @@ fn exec_inputs_are_checked_before_contacting_the_node() {
     );
     let run = mesg(&["--node", NO_NODE, "exec", "s", "t", "--timeout", "soon"]);
     assert_eq!(run.code, 2, "{run:#?}");
+    // --verify is checked as it is parsed: a usage error that says the rule.
+    for (spec, word) in [
+        ("3/2", "quorum 3 is more than replicas 2"),
+        ("2/3/2", "max_total 2 is less than replicas 3"),
+        ("2/17", "more than 16"),
+        ("two", "QUORUM/REPLICAS"),
+    ] {
+        let run = mesg(&["--node", NO_NODE, "exec", "s", "t", "--verify", spec]);
+        assert_eq!(run.code, 2, "{spec}: {run:#?}");
+        assert!(run.stderr.contains(word), "{spec}: {run:#?}");
+    }
+    // A valid one gets as far as the node.
+    let run = mesg(&["--node", NO_NODE, "exec", "s", "t", "--verify", "2/3"]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains("no mesg node answers"), "{run:#?}");
 }
 
 #[test]

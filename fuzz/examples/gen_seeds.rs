@@ -154,6 +154,7 @@ fn main() {
             parent: CauseRef::Execution(ExecutionId([2; 16])),
         }),
         max_price: Some(25_000),
+        verify: None,
     };
     let submit = sign(
         &requester,

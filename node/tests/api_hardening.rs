@@ -186,6 +186,7 @@ async fn a_reused_execution_id_answers_the_same_request_and_409_for_another() {
         cause: None,
         idempotency_key: None,
         max_price: None,
+        verify: None,
     };
     let sign = |r: &ExecutionRequest| {
         let s = Signed::sign(

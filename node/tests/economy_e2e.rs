@@ -148,6 +148,7 @@ fn signed_request(account: &Keypair, node: &str, service: ServiceHash, cap: Opti
         idempotency_key: None,
         cause: None,
         max_price: cap,
+        verify: None,
     };
     let signed = Signed::sign(
         account,

@@ -138,6 +138,7 @@ fn keyed_request(
         idempotency_key: Some(key.into()),
         cause: None,
         max_price: None,
+        verify: None,
     };
     Signed::sign(
         account,

@@ -167,6 +167,7 @@ fn request(requester: &Keypair, node: &Keypair, service: ServiceHash) -> Executi
         cause: None,
         idempotency_key: None,
         max_price: None,
+        verify: None,
     }
 }
 

@@ -30,6 +30,7 @@ fn request(
         cause: None,
         idempotency_key: None,
         max_price: None,
+        verify: None,
     };
     let signed = Signed::sign(
         key,

@@ -10,6 +10,7 @@
 //! - [`types`], [`messages`]: executions, events, announcements, and what nodes exchange.
 //! - [`publisher`]: a publisher's signed claim binding a sid to a service hash.
 //! - [`economy`]: prices, amounts, spending caps, costs and signed usage receipts.
+//! - [`verification`]: k-of-n verification: commit and reveal, the verdict logic.
 //! - [`wire`]: the size-limited, versioned binary codec.
 //! - [`service_api`]: the JSON API between a node and its service containers.
 //! - `openapi` (feature `openapi`): OpenAPI schemas of the types the Application API carries.
@@ -29,10 +30,12 @@ pub mod openapi;
 pub mod package;
 pub mod process;
 pub mod publisher;
+mod request_codec;
 pub mod schema;
 pub mod service_api;
 pub mod types;
 pub mod value;
+pub mod verification;
 pub mod wire;
 pub mod yaml;
 

@@ -31,6 +31,10 @@ pub mod domains {
     pub const CUMULATIVE_ACK: &str = "mesg/cumulative-ack/1";
     /// A payer's statement of the cumulative total it settled to a payee.
     pub const SETTLEMENT: &str = "mesg/settlement/1";
+    /// An executor's commitment to its outputs in a verified execution.
+    pub const VERIFY_COMMIT: &str = "mesg/verify-commit/1";
+    /// The opening of a commitment: outputs and salt.
+    pub const VERIFY_REVEAL: &str = "mesg/verify-reveal/1";
 }
 
 /// Milliseconds since the Unix epoch.
@@ -295,8 +299,10 @@ impl Execution {
     }
 }
 
-/// A request to run a task, signed by the requester (account or node).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A request to run a task, signed by the requester (account or node). Its serialized
+/// forms are written by hand in `request_codec.rs` (fields added after `max_price` keep
+/// older requests' bytes).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExecutionRequest {
     pub execution_id: ExecutionId,
     pub service_hash: ServiceHash,
@@ -318,6 +324,9 @@ pub struct ExecutionRequest {
     /// for a priced task (and at least its `call` price); the executor charges at most
     /// this. None: no cap, for a free task only.
     pub max_price: Option<u64>,
+    /// k-of-n verification asked for this execution (a deterministic task only; none: the
+    /// first executor's result is taken). Signed with the request.
+    pub verify: Option<crate::verification::VerifySpec>,
 }
 
 impl Claims for ExecutionRequest {

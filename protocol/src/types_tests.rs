@@ -41,6 +41,7 @@ fn transition_stamps_times_and_refuses_reopening() {
         cause: None,
         idempotency_key: None,
         max_price: None,
+        verify: None,
     };
     let mut e = Execution::from_request(&req);
     e.transition(InProgress, 20).unwrap();
@@ -78,6 +79,7 @@ fn a_request_dated_ahead_is_refused_and_deadlines_count_from_receipt() {
         cause: None,
         idempotency_key: None,
         max_price: None,
+        verify: None,
     };
     let err = req.check_times(now).unwrap_err();
     assert!(

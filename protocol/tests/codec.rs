@@ -59,6 +59,7 @@ fn request() -> impl Strategy<Value = ExecutionRequest> {
                 cause: None,
                 idempotency_key: None,
                 max_price: None,
+                verify: None,
             },
         )
 }

@@ -126,7 +126,7 @@ fn an_unknown_field_carries_its_suggestion() {
     let e = ServiceDefinition::from_yaml("name: x\ntasks:\n  t:\n    timout: 5s\n").unwrap_err();
     assert_eq!(
         e.to_string(),
-        "4:5: tasks.t.timout: unknown field (did you mean `timeout`?); allowed fields: name, description, inputs, outputs, timeout, price"
+        "4:5: tasks.t.timout: unknown field (did you mean `timeout`?); allowed fields: name, description, inputs, outputs, timeout, price, deterministic, verify"
     );
     assert_eq!(e.0[0].suggestion.as_deref(), Some("timeout"));
     let e = ServiceDefinition::from_yaml(

@@ -45,6 +45,7 @@ pub async fn run(ctx: &Ctx, args: ExecArgs) -> anyhow::Result<()> {
                 "timeout_ms": args.timeout,
                 "parent": args.parent,
                 "max_price": args.max_price,
+                "verify": args.verify,
             });
             let mut request = client.post(&["v1", "executions"]).query(&wait).json(&body);
             if let Some(key) = &args.idempotency_key {
@@ -250,6 +251,7 @@ async fn sign_request(
         cause: None,
         idempotency_key: args.idempotency_key.clone(),
         max_price: args.max_price,
+        verify: args.verify.or(task.verify),
     };
     let ttl = timeout_ms.saturating_add(SIGNED_SLACK_MS).min(MAX_TTL_MS);
     Signed::sign(

@@ -39,6 +39,7 @@ pub fn validate_request(
     let task = task_of(request.service_hash, definition, &request.task_key)?;
     check_keyed_request(request).map_err(|e| EngineError::BadRequest(e.to_string()))?;
     check_price(request, task)?;
+    check_verify(request, task)?;
     mesg_protocol::schema::validate(&task.inputs, &request.inputs.0, "inputs")
         .map_err(EngineError::InvalidInputs)?;
     if request.timeout_ms == 0 || request.timeout_ms > MAX_TIMEOUT_MS {
@@ -78,6 +79,22 @@ pub fn check_price(request: &ExecutionRequest, task: &TaskDefinition) -> Result<
     }
 }
 
+/// Verification is asked only of a deterministic task: executors' results can agree only
+/// when the same inputs give the same outputs. (Dispatch to several executors is not
+/// wired yet: the spec is signed into the request and kept with it.)
+pub fn check_verify(request: &ExecutionRequest, task: &TaskDefinition) -> Result<(), EngineError> {
+    match request.verify {
+        Some(spec) if !task.deterministic => Err(EngineError::BadRequest(format!(
+            "task `{}` is not deterministic, so its executions cannot be verified ({spec} asked): only a task whose mesg.yml says `deterministic: true` can be",
+            request.task_key
+        ))),
+        Some(spec) => spec
+            .check()
+            .map_err(|e| EngineError::BadRequest(format!("verify: {e}"))),
+        None => Ok(()),
+    }
+}
+
 /// The request an Application's create call asks for, made by this node (`node`).
 pub fn build_request(
     node: PublicKey,
@@ -109,7 +126,54 @@ pub fn build_request(
         idempotency_key: req.idempotency_key,
         cause: req.cause,
         max_price: req.max_price,
+        // Asked for, else the task's default (checked against the task below).
+        verify: req.verify.or(task.verify),
     };
     validate_request(definition, &request)?;
     Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesg_protocol::{Hash32, Keypair};
+
+    fn request(verify: Option<&str>) -> ExecutionRequest {
+        let key = Keypair::from_secret_bytes([3; 32]).public();
+        ExecutionRequest {
+            execution_id: ExecutionId::random(),
+            service_hash: ServiceHash(Hash32::sha256(b"calc")),
+            task_key: "sum".into(),
+            inputs: Json(serde_json::json!({})),
+            requester: key,
+            requester_node: key,
+            parent: None,
+            process: None,
+            tags: vec![],
+            timeout_ms: 1000,
+            created_at: now_ms(),
+            idempotency_key: None,
+            cause: None,
+            max_price: None,
+            verify: verify.map(|v| v.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn verification_is_asked_only_of_a_deterministic_task() {
+        let def = ServiceDefinition::from_yaml(
+            "name: calc\ntasks:\n  sum:\n    deterministic: true\n  guess: {}\n",
+        )
+        .unwrap();
+        validate_request(&def, &request(Some("2/3"))).unwrap();
+        validate_request(&def, &request(None)).unwrap();
+        let mut guess = request(Some("2/3"));
+        guess.task_key = "guess".into();
+        match validate_request(&def, &guess) {
+            Err(EngineError::BadRequest(m)) => assert!(m.contains("not deterministic"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        guess.verify = None;
+        validate_request(&def, &guess).unwrap();
+    }
 }

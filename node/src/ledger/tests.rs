@@ -83,6 +83,7 @@ fn request_for(input: &IssueInput, requester: PublicKey) -> ExecutionRequest {
         idempotency_key: None,
         cause: None,
         max_price: Some(input.cost.amount),
+        verify: None,
     }
 }
 

@@ -345,6 +345,8 @@ impl ProcessRunner {
             // The step's cap, signed into the request like any other; a priced task's
             // step has one (checked when the process was created).
             max_price: task.max_price,
+            // The step's verification (else the task's default), signed likewise.
+            verify: task.verify,
         };
         match self.engine().create_execution(request).await {
             Ok(e) if e.status.is_final() => self.on_step_execution(run_id, key, &e).await,

@@ -237,6 +237,7 @@ mod tests {
             timeout_ms: None,
             on_error: on_error.map(str::to_string),
             max_price: None,
+            verify: None,
         }
     }
 

@@ -9,7 +9,9 @@
 //! - `syntax.rs`: the syntax of single values (keys, sids, durations, ports).
 //! - `error.rs`: [`DefinitionErrors`], every problem of a file.
 //! - `render.rs`: writing a definition back to `mesg.yml`.
-//! - `hashing.rs`: the canonical encoding and the service hash.
+//! - `hashing.rs`: the canonical encoding and the service hash; `task_codec.rs`: the
+//!   serialized forms of a task (fields added later keep older tasks' bytes).
+//! - `verify.rs`: a task's `deterministic` and `verify` fields.
 
 mod container;
 mod economy;
@@ -19,6 +21,8 @@ mod model;
 mod parse;
 mod render;
 mod syntax;
+mod task_codec;
+mod verify;
 
 pub use error::{DefinitionError, DefinitionErrors};
 pub use model::{
@@ -26,3 +30,4 @@ pub use model::{
     MAX_NAME_LEN, MAX_SID_LEN, MAX_TIMEOUT_MS, PortMapping, ServiceDefinition, TaskDefinition,
 };
 pub use syntax::{is_valid_env_name, is_valid_key, is_valid_sid, parse_duration_ms};
+pub(crate) use verify::verify_spec;

@@ -66,7 +66,9 @@ impl fmt::Display for PortMapping {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A task. Its serialized forms are written by hand in `task_codec.rs`: fields added
+/// after `price` leave the bytes and the hash of tasks that do not use them unchanged.
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskDefinition {
     pub name: Option<String>,
     pub description: Option<String>,
@@ -76,6 +78,13 @@ pub struct TaskDefinition {
     pub timeout_ms: Option<u64>,
     /// What one execution costs (None: free). Part of the service hash.
     pub price: Option<crate::economy::Price>,
+    /// The publisher says the same inputs always give the same outputs (canonical JSON):
+    /// only such a task may be verified by several executors. Part of the service hash
+    /// when true.
+    pub deterministic: bool,
+    /// Default k-of-n verification of its executions (a deterministic task only);
+    /// requests may override it. Part of the service hash when set.
+    pub verify: Option<crate::verification::VerifySpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

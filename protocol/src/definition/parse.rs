@@ -32,6 +32,8 @@ const TASK_FIELDS: &[&str] = &[
     "outputs",
     "timeout",
     "price",
+    "deterministic",
+    "verify",
 ];
 const EVENT_FIELDS: &[&str] = &["name", "description", "data"];
 const PARAMETER_FIELDS: &[&str] = &[
@@ -285,6 +287,7 @@ impl DefinitionParser {
             None => Some(None),
             Some(n) => self.price(n, &join_path(path, "price")),
         };
+        let (deterministic, verify) = self.verification(&f, path)?;
         Some(TaskDefinition {
             name,
             description,
@@ -292,6 +295,8 @@ impl DefinitionParser {
             outputs: outputs?,
             timeout_ms: timeout_ms?,
             price: price?,
+            deterministic,
+            verify,
         })
     }
 

@@ -104,6 +104,15 @@ impl ServiceDefinition {
                         p.call, p.per_ms, p.per_kib
                     ));
                 }
+                if t.deterministic {
+                    out.push_str("    deterministic: true\n");
+                }
+                if let Some(v) = t.verify {
+                    out.push_str(&format!(
+                        "    verify: {{replicas: {}, quorum: {}, max_total: {}}}\n",
+                        v.replicas, v.quorum, v.max_total
+                    ));
+                }
                 params(&mut out, "inputs", &t.inputs, "    ");
                 params(&mut out, "outputs", &t.outputs, "    ");
             }

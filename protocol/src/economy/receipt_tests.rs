@@ -57,6 +57,7 @@ impl Pairing {
             idempotency_key: None,
             cause: None,
             max_price,
+            verify: None,
         };
         Asked {
             request_digest: Hash32::sha256(&request.execution_id.0),

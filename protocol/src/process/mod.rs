@@ -24,6 +24,7 @@
 //!       timeout: 5s
 //!       on_error: alert                        # runs when `store` fails for good
 //!       max_price: 5000                        # µc per execution; a priced task needs it
+//!       verify: 2/3                            # optional, deterministic tasks: 2 of 3 agree
 //!   - key: read
 //!     after: store                             # a branch (several steps after one)
 //!     task: {service: kv, task: get, inputs: {key: last-tick}}

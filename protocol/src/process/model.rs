@@ -89,6 +89,11 @@ pub struct TaskStep {
     /// keeps the id it had before the field existed.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_price: Option<u64>,
+    /// k-of-n verification of each execution this step makes (a deterministic task
+    /// only), signed into its request; none: the task's default. (Skipped when absent,
+    /// so a file without it keeps the id it had before the field existed.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<crate::verification::VerifySpec>,
 }
 
 /// Step outputs of a run, by step key.

@@ -29,6 +29,7 @@ const TASK_FIELDS: &[&str] = &[
     "timeout",
     "on_error",
     "max_price",
+    "verify",
 ];
 /// First retry delay when a task step does not say.
 const DEFAULT_BACKOFF_MS: u64 = 1000;
@@ -290,6 +291,13 @@ impl ProcessParser<'_> {
             Some(n) => self.max_price(n, &join_path(path, "max_price")).map(Some),
             None => Some(None),
         };
+        let verify = match t.get("verify") {
+            Some(n) => {
+                crate::definition::verify_spec(&mut self.walker, n, &join_path(path, "verify"))
+                    .map(Some)
+            }
+            None => Some(None),
+        };
         Some(TaskStep {
             service: service?,
             task: task?,
@@ -299,6 +307,7 @@ impl ProcessParser<'_> {
             timeout_ms: timeout?,
             on_error: on_error?,
             max_price: max_price?,
+            verify: verify?,
         })
     }
 

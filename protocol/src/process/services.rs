@@ -1,7 +1,8 @@
 //! What the services a process names say about it: a trigger's event or task exists, a
 //! task step's task exists and its inputs fit the task's declared inputs (keys, required
 //! ones, types of constants), and a step on a priced task carries a spending cap that
-//! covers the task's least cost. Services the validator does not know are not checked:
+//! covers the task's least cost, and a step that asks for verification names a
+//! deterministic task. Services the validator does not know are not checked:
 //! they may be deployed later or elsewhere (a node creating a process knows them all).
 
 use super::graph::step_pos;
@@ -77,6 +78,16 @@ pub(super) fn check_services(
                     ));
                     continue;
                 };
+                if t.verify.is_some() && !task.deterministic {
+                    walker.error(
+                        &join_path(&path, "task.verify"),
+                        step_pos(root, i),
+                        format!(
+                            "task `{}` of service `{}` is not deterministic: only a task whose publisher declares `deterministic: true` can be verified",
+                            t.task, t.service
+                        ),
+                    );
+                }
                 if let Some(message) = uncapped(t, task) {
                     walker.error(
                         &join_path(&path, "task.max_price"),

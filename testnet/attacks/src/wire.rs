@@ -221,6 +221,7 @@ pub fn request(
         cause: None,
         idempotency_key: None,
         max_price: None,
+        verify: None,
     }
 }
 

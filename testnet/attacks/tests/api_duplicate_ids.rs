@@ -48,6 +48,7 @@ async fn racing_and_reused_ids_never_answer_500() {
         cause: None,
         idempotency_key: None,
         max_price: None,
+        verify: None,
     };
     let signed = Signed::sign(
         &account,

@@ -33,6 +33,7 @@ fn keyed(rogue: &Rogue, service: ServiceHash, key: &str, message: &str) -> Execu
         idempotency_key: Some(key.into()),
         cause: None,
         max_price: None,
+        verify: None,
     }
 }
 

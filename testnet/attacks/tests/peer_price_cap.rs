@@ -31,6 +31,7 @@ fn request(rogue: &Rogue, service: ServiceHash, cap: Option<u64>) -> ExecutionRe
         idempotency_key: None,
         cause: None,
         max_price: cap,
+        verify: None,
     }
 }
 

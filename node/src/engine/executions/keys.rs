@@ -122,6 +122,7 @@ mod tests {
             idempotency_key: Some(key.into()),
             cause: None,
             max_price: None,
+            verify: None,
         };
         Execution::from_request(&req)
     }

@@ -44,6 +44,7 @@ fn request(f: &Fixture, timeout_ms: u64) -> (ExecutionRequest, Signed<ExecutionR
         cause: None,
         idempotency_key: None,
         max_price: None,
+        verify: None,
     };
     let signed = Signed::sign(
         &f.key,

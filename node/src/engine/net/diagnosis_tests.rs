@@ -25,6 +25,7 @@ fn execution() -> Execution {
         cause: None,
         idempotency_key: None,
         max_price: None,
+        verify: None,
     })
 }
 

@@ -147,3 +147,6 @@ pub fn mismatches(result: &ExecutionResult, id: &str, record: Option<&Execution>
     }
     out
 }
+
+mod verification;
+pub use verification::check_verification;

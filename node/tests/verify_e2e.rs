@@ -1,0 +1,91 @@
+//! Issue 15, the request side on one real node: `POST /v1/executions` takes a `verify`
+//! spec (`"2/3"` or an object), checks it, refuses it on a task that is not deterministic
+//! (nothing recorded), and runs a verified request of a deterministic task (dispatch to
+//! several executors is not wired yet: it runs on one).
+
+mod common;
+
+use common::Api;
+use mesg_testkit::{NodeProcess, service_dir};
+use serde_json::json;
+
+/// A copy of echo whose `echo` task is deterministic, with a default `verify`.
+fn deterministic_echo() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "mesg-verify-e2e-echo-{}-{}",
+        std::process::id(),
+        mesg_protocol::now_ms()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(service_dir("echo")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let yml = dir.join("mesg.yml");
+    let text = std::fs::read_to_string(&yml).unwrap();
+    let changed = text.replace("sid: echo\n", "sid: echo-det\n").replace(
+        "    description: Return the inputs unchanged.\n",
+        "    description: Return the inputs unchanged.\n    deterministic: true\n    verify: 2/3\n",
+    );
+    assert_ne!(changed, text, "echo's mesg.yml changed: update this test");
+    std::fs::write(&yml, changed).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_is_checked_refused_on_non_deterministic_tasks_and_accepted_on_deterministic_ones() {
+    let node = NodeProcess::start(&[]);
+    let api = Api::new(&node);
+    api.deploy_and_start(&service_dir("echo"), json!({})).await;
+    let det = deterministic_echo();
+    api.deploy_and_start(&det, json!({})).await;
+
+    let body = |service: &str, verify: serde_json::Value| json!({"service": service, "task": "echo", "inputs": {"message": "v"}, "verify": verify});
+    // Not deterministic: refused with the reason, nothing recorded.
+    let (status, err) = api.post("/v1/executions", body("echo", json!("2/3"))).await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (400, Some("bad_request")),
+        "{err}"
+    );
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("not deterministic"),
+        "{err}"
+    );
+    // Out of range: refused with the rule.
+    for (bad, word) in [
+        (json!("3/2"), "quorum 3 is more than replicas 2"),
+        (json!({"replicas": 20, "quorum": 2}), "more than 16"),
+        (json!(7), "expected text like"),
+    ] {
+        let (status, err) = api
+            .post("/v1/executions", body("echo-det", bad.clone()))
+            .await;
+        assert_eq!(status, 400, "{bad}: {err}");
+        assert!(err.to_string().contains(word), "{bad}: {err}");
+    }
+    let (_, list) = api.get("/v1/executions").await;
+    assert_eq!(
+        list["executions"].as_array().unwrap().len(),
+        0,
+        "nothing was recorded"
+    );
+
+    // Deterministic: accepted as text, as an object, and by the task's default.
+    for verify in [
+        json!("2/3"),
+        json!({"replicas": 3, "quorum": 3}),
+        json!(null),
+    ] {
+        let (status, e) = api
+            .post("/v1/executions?wait=true", body("echo-det", verify.clone()))
+            .await;
+        assert!(status == 200 || status == 201, "{verify}: {status} {e}");
+        assert_eq!(e["status"], "Completed", "{verify}: {e}");
+        assert_eq!(e["outputs"]["message"], "v", "{verify}: {e}");
+    }
+    let _ = std::fs::remove_dir_all(det);
+}
