@@ -29,6 +29,7 @@ fn request(rogue: &Rogue, service: ServiceHash, message: &str) -> Signed<Executi
         cause: None,
         idempotency_key: None,
         max_price: None,
+        verify: None,
     };
     Signed::sign(
         &rogue.key,
