@@ -277,7 +277,7 @@ impl Ledger {
         })
     }
 
-    /// Apply a verified acknowledgement of a requester node, inside a transaction: only a
+    /// Apply a verified acknowledgement of a requester node, inside a ledger write: only a
     /// later one counts; what it owes (`cumulative − rejected`) and what it rejected only
     /// grow, never past what this node issued; the rejected part leaves the balance.
     pub(crate) fn apply_ack_in(

@@ -207,7 +207,7 @@ impl Ledger {
         Ok(out)
     }
 
-    /// Append a signed entry to the log, inside the caller's transaction.
+    /// Append a signed entry to the log, inside the caller's write.
     pub(crate) fn append(
         &self,
         t: &Staged,

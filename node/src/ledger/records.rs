@@ -1,5 +1,5 @@
 //! What the ledger stores, and under which keys of its one tree (a kind byte, then the
-//! peer, execution id or sequence number). One tree keeps every transaction simple.
+//! peer, execution id or sequence number). One tree keeps every write simple.
 
 use super::LedgerError;
 use mesg_protocol::economy::{CumulativeAck, PairState, UsageReceipt};

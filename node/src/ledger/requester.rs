@@ -1,7 +1,7 @@
 //! The requester's side of the ledger: a receipt that arrived with a result is booked
 //! (and acknowledged with a signed cumulative total), held when it is ahead of its chain,
 //! or rejected with its reason and booked nowhere. The verdict is the protocol's pure
-//! `check_receipt`, run inside the booking transaction against the pair's state there, so
+//! `check_receipt`, run inside the booking write against the pair's state there, so
 //! two receipts of a pair arriving at once are booked one after the other.
 //!
 //! A receipt rejected for its content (an overcharge, a result this node refused) while
