@@ -129,6 +129,17 @@ impl Router {
             },
             _ => WorkRequest::Result(entry.result.clone()),
         };
+        // A receipt leaves only once it is on disk here. The first delivery starts before
+        // the end's own flush (results may: see `ended_before_flush`), but a receipt the
+        // requester booked and this node then lost in a crash would be issued again under
+        // the same sequence number for another execution, and the pair's chain would
+        // never agree again. This persist shares the end's flush (group commit).
+        if matches!(message, WorkRequest::PricedResult { .. })
+            && let Err(e) = self.store.persist().await
+        {
+            tracing::error!(execution_id = %id, "receipt not persisted, not sent: {e}");
+            return;
+        }
         match net.send_work(peer, message).await {
             Ok(WorkResponse::Accepted) => {
                 self.drop_from_outbox(&id, &node);
