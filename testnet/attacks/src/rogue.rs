@@ -126,6 +126,32 @@ impl Rogue {
         self.key.public()
     }
 
+    /// A plain request of `echo` on `service` from this rogue (as requester and node),
+    /// unsigned: cases change what they attack, then sign it.
+    pub fn echo_request(
+        &self,
+        service: ServiceHash,
+        message: &str,
+    ) -> mesg_protocol::ExecutionRequest {
+        mesg_protocol::ExecutionRequest {
+            execution_id: mesg_protocol::ExecutionId::random(),
+            service_hash: service,
+            task_key: "echo".into(),
+            inputs: mesg_protocol::Json(serde_json::json!({ "message": message })),
+            requester: self.public(),
+            requester_node: self.public(),
+            parent: None,
+            process: None,
+            tags: vec![],
+            timeout_ms: 10_000,
+            created_at: mesg_protocol::now_ms(),
+            cause: None,
+            idempotency_key: None,
+            max_price: None,
+            verify: None,
+        }
+    }
+
     /// Another handle on the same rogue (to announce from a background task); it does
     /// not answer work requests.
     pub fn from_parts(key: Keypair, net: network::NetworkHandle) -> Rogue {

@@ -14,23 +14,7 @@ use mesg_testkit::{NodeProcess, service_dir};
 use serde_json::json;
 
 fn request(rogue: &Rogue, service: ServiceHash, message: &str) -> Signed<ExecutionRequest> {
-    let req = ExecutionRequest {
-        execution_id: ExecutionId::random(),
-        service_hash: service,
-        task_key: "echo".into(),
-        inputs: Json(json!({"message": message})),
-        requester: rogue.public(),
-        requester_node: rogue.public(),
-        parent: None,
-        process: None,
-        tags: vec![],
-        timeout_ms: 10_000,
-        created_at: now_ms(),
-        cause: None,
-        idempotency_key: None,
-        max_price: None,
-        verify: None,
-    };
+    let req = rogue.echo_request(service, message);
     Signed::sign(
         &rogue.key,
         domains::EXECUTION_REQUEST,

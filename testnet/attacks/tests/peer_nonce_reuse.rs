@@ -14,23 +14,7 @@ use serde_json::json;
 use std::time::Duration;
 
 fn request(rogue: &Rogue, service: ServiceHash, message: &str) -> ExecutionRequest {
-    ExecutionRequest {
-        execution_id: ExecutionId::random(),
-        service_hash: service,
-        task_key: "echo".into(),
-        inputs: Json(json!({"message": message})),
-        requester: rogue.public(),
-        requester_node: rogue.public(),
-        parent: None,
-        process: None,
-        tags: vec![],
-        timeout_ms: 10_000,
-        created_at: now_ms(),
-        cause: None,
-        idempotency_key: None,
-        max_price: None,
-        verify: None,
-    }
+    rogue.echo_request(service, message)
 }
 
 #[tokio::test(flavor = "multi_thread")]
