@@ -521,6 +521,9 @@ pub enum ExecutionsCommand {
     },
     /// Show one execution: everything about it, with its inputs and outputs.
     ///
+    /// A verified execution (`mesg exec --verify 2/3`) also shows each executor asked,
+    /// its verdict (agreed, disagreed, timed out, failed, cancelled) and the decision.
+    ///
     /// ID is the full id or a unique prefix of a recent one (as `list` shows).
     #[command(after_help = "Examples:
   mesg executions show 3f2a9c1e
@@ -553,6 +556,10 @@ pub enum ExecutionsCommand {
     /// Fetch the result the executor node signed and check it here: the signature, the
     /// signing domain, and that the signer is the executor the result names. Prints the
     /// executor, the outcome and "signature valid".
+    ///
+    /// A verified execution is checked from its round instead: every executor's signed
+    /// commit, reveal or failed result, that each reveal opens its commit, and that the
+    /// verdicts and the decision follow from them (anyone can re-check it).
     ///
     /// Exit code: 0 when valid, 1 when the result does not verify (or does not match the
     /// execution).

@@ -18,6 +18,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use mesg_protocol::economy::{MAX_RECEIPT_BYTES, MAX_SETTLEMENT_BYTES};
+use mesg_protocol::verification::{MAX_COMMIT_BYTES, MAX_REVEAL_BYTES};
 use mesg_protocol::envelope::{Claims, Signed};
 use mesg_protocol::messages::{
     GossipMessage, PackageRequest, PackageResponse, WorkRequest, WorkResponse,
@@ -116,6 +117,12 @@ fuzz_target!(|data: &[u8]| {
                 if let Some(ack) = ack {
                     envelope(ack, domains::CUMULATIVE_ACK, MAX_RECEIPT_BYTES);
                 }
+            }
+            WorkRequest::Commit(s) => {
+                envelope(s, domains::VERIFY_COMMIT, MAX_COMMIT_BYTES);
+            }
+            WorkRequest::Reveal(s) => {
+                envelope(s, domains::VERIFY_REVEAL, MAX_REVEAL_BYTES);
             }
         }
     }

@@ -1,7 +1,8 @@
 //! Issue 15, the request side on one real node: `POST /v1/executions` takes a `verify`
 //! spec (`"2/3"` or an object), checks it, refuses it on a task that is not deterministic
-//! (nothing recorded), and runs a verified request of a deterministic task (dispatch to
-//! several executors is not wired yet: it runs on one).
+//! (nothing recorded), and takes a verified request of a deterministic task, which this
+//! lone node cannot verify (no other provider): undecided, with its record. The rounds
+//! on several real nodes are in verified_e2e.rs.
 
 mod common;
 
@@ -74,7 +75,9 @@ async fn verify_is_checked_refused_on_non_deterministic_tasks_and_accepted_on_de
         "nothing was recorded"
     );
 
-    // Deterministic: accepted as text, as an object, and by the task's default.
+    // Deterministic: accepted as text, as an object, and by the task's default. A
+    // verified execution runs on other nodes only (a node does not vote on its own
+    // request): this lone node has none, so the round ends undecided, never stuck.
     for verify in [
         json!("2/3"),
         json!({"replicas": 3, "quorum": 3}),
@@ -84,8 +87,29 @@ async fn verify_is_checked_refused_on_non_deterministic_tasks_and_accepted_on_de
             .post("/v1/executions?wait=true", body("echo-det", verify.clone()))
             .await;
         assert!(status == 200 || status == 201, "{verify}: {status} {e}");
-        assert_eq!(e["status"], "Completed", "{verify}: {e}");
-        assert_eq!(e["outputs"]["message"], "v", "{verify}: {e}");
+        assert_eq!(e["status"], "Failed", "{verify}: {e}");
+        let error = e["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("verification undecided") && error.contains("no other provider"),
+            "{verify}: {e}"
+        );
+        let id = e["id"].as_str().unwrap();
+        let (status, record) = api.get(&format!("/v1/executions/{id}/attempts")).await;
+        assert_eq!(status, 200, "{record}");
+        assert_eq!(record["attempts"].as_array().unwrap().len(), 0, "{record}");
+        assert_eq!(
+            record["decision"]["undecided"]["reason"], "no_more_executors",
+            "{record}"
+        );
     }
+    // An execution that is not verified has no record.
+    let (_, e) = api.exec("echo", "echo", json!({"message": "plain"})).await;
+    let (status, _) = api
+        .get(&format!(
+            "/v1/executions/{}/attempts",
+            e["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(status, 404);
     let _ = std::fs::remove_dir_all(det);
 }

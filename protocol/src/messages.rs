@@ -9,6 +9,7 @@ use crate::types::{
     ServiceRecord,
 };
 use crate::value::Bytes;
+use crate::verification::{OutputCommit, Reveal};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -32,6 +33,13 @@ pub enum WorkRequest {
         settlement: Signed<Settlement>,
         ack: Option<Signed<CumulativeAck>>,
     },
+    /// An executor of a verified execution commits to its outputs (executor to
+    /// requester node); answered `Accepted` once the commit is on the requester's disk,
+    /// and only then may the executor reveal.
+    Commit(Signed<OutputCommit>),
+    /// The executor opens its commit: its outputs and salt. A failed task is reported as
+    /// a `Result` instead.
+    Reveal(Signed<Reveal>),
 }
 
 /// Variants are encoded by position: new ones go at the end.

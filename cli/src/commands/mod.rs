@@ -1,6 +1,7 @@
 //! One module per command group; [`run`] dispatches.
 
 pub mod account;
+pub mod attempts;
 pub mod context;
 pub mod dev;
 pub mod events;

@@ -164,13 +164,20 @@ impl Engine {
                 id: parent.to_string(),
             });
         }
-        let local = self
-            .parts
-            .router
-            .ready_local_instance(&request.service_hash);
-        let placement = match &local {
-            Some(live) => Placement::Local(live.hash),
-            None => Placement::Remote(self.parts.router.first_provider(&request.service_hash)),
+        // A verified execution runs on other nodes, chosen by its round.
+        let local = match request.verify {
+            Some(_) => None,
+            None => self
+                .parts
+                .router
+                .ready_local_instance(&request.service_hash),
+        };
+        let placement = match (&local, request.verify) {
+            (Some(live), _) => Placement::Local(live.hash),
+            (None, Some(_)) => Placement::Remote(None),
+            (None, None) => {
+                Placement::Remote(self.parts.router.first_provider(&request.service_hash))
+            }
         };
         let accepted = self
             .parts
@@ -191,9 +198,15 @@ impl Engine {
             }
             Err(AcceptError::Store(e)) => return Err(e.into()),
         };
-        Ok(Submitted::new(match local {
-            Some(live) => self.parts.instances.push(execution, &live).await,
-            None => self.parts.router.dispatch(execution, signed).await,
+        Ok(Submitted::new(match (local, request.verify) {
+            (Some(live), _) => self.parts.instances.push(execution, &live).await,
+            (None, Some(spec)) => {
+                let router = self.parts.router.clone();
+                let e = execution.clone();
+                tokio::spawn(async move { router.route_verified(e, signed, spec).await });
+                execution
+            }
+            (None, None) => self.parts.router.dispatch(execution, signed).await,
         }))
     }
 

@@ -64,6 +64,21 @@ impl Engine {
         })
     }
 
+    /// The verification record of a verified execution requested on this node.
+    pub fn verification_record(
+        &self,
+        id: &ExecutionId,
+    ) -> Result<mesg_protocol::verification::VerificationRecord, EngineError> {
+        self.parts
+            .router
+            .verifications()
+            .get(id)?
+            .ok_or_else(|| EngineError::NotFound {
+                what: "verification record of execution (not a verified execution requested on this node)",
+                id: id.to_string(),
+            })
+    }
+
     /// The receipt of an execution, on whichever side this node is.
     pub fn receipt_view(&self, id: &ExecutionId) -> Option<ReceiptView> {
         let books = self.books();

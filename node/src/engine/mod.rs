@@ -36,6 +36,7 @@ mod recovery;
 pub mod reputation;
 mod requests;
 pub mod services;
+pub mod verifications;
 mod views;
 
 #[cfg(test)]
@@ -152,6 +153,8 @@ impl Engine {
             events: events.clone(),
             providers,
             reputation,
+            verifications: verifications::VerificationRecords::open(store.tree("verifications")?),
+            reveal_marks: store.tree("reveal-marks")?,
             shutdown: shutdown.clone(),
         });
         let instances_hook: Arc<dyn EndHook> = instances.clone();
@@ -280,6 +283,7 @@ impl Engine {
             let store = self.parts.store.clone();
             let keep = self.parts.config.execution_history;
             let keyed_kept_since = now_ms().saturating_sub(self.parts.config.idempotency_ttl_ms);
+            let verifications = self.parts.router.verifications().clone();
             let done = tokio::task::spawn_blocking(move || {
                 let nonces = store.purge_nonces(now_ms())?;
                 let mut pruned = 0;
@@ -291,6 +295,10 @@ impl Engine {
                         if n < config::PRUNE_BATCH {
                             break;
                         }
+                    }
+                    if pruned > 0 {
+                        // The verification records of the executions just removed.
+                        verifications.prune(|id| Ok(store.execution(id)?.is_some()))?;
                     }
                 }
                 Ok::<_, StoreError>((nonces, pruned))

@@ -10,6 +10,7 @@
 use super::Engine;
 use super::error::EngineError;
 use super::views::RecoveryReport;
+use mesg_protocol::wire::MAX_WORK_MESSAGE;
 use mesg_protocol::{ExecutionStatus, now_ms};
 
 impl Engine {
@@ -50,12 +51,35 @@ impl Engine {
                         }
                     }
                 }
-                ExecutionStatus::Created if e.requester_node == me => {
+                ExecutionStatus::Created | ExecutionStatus::InProgress
+                    if e.requester_node == me && e.executor != Some(me) =>
+                {
                     let Some(signed) = self.parts.ledger.request(&e.id)? else {
                         continue;
                     };
-                    self.parts.router.dispatch(e, signed).await;
-                    report.redispatched += 1;
+                    let verify = signed
+                        .payload_unverified(MAX_WORK_MESSAGE)
+                        .ok()
+                        .and_then(|r| r.verify);
+                    match (e.status, verify) {
+                        (ExecutionStatus::Created, None) => {
+                            self.parts.router.dispatch(e, signed).await;
+                            report.redispatched += 1;
+                        }
+                        (_, Some(_)) => {
+                            // A verified execution's round lived in memory: it ends here,
+                            // with the record of its attempts so far.
+                            self.parts.ledger.finish(
+                                &e.id,
+                                Err("verification interrupted: the requesting node restarted during the round (the attempts so far are in its verification record)".into()),
+                                None,
+                            )
+                            .await;
+                            report.failed += 1;
+                        }
+                        // Routed and accepted: its result arrives from the executor's outbox.
+                        _ => {}
+                    }
                 }
                 ExecutionStatus::InProgress if e.executor == Some(me) => {
                     match e.instance_hash.filter(|h| adopted.contains(h)) {

@@ -80,14 +80,20 @@ pub fn check_price(request: &ExecutionRequest, task: &TaskDefinition) -> Result<
 }
 
 /// Verification is asked only of a deterministic task: executors' results can agree only
-/// when the same inputs give the same outputs. (Dispatch to several executors is not
-/// wired yet: the spec is signed into the request and kept with it.)
+/// when the same inputs give the same outputs. Not of a priced one yet: each executor
+/// would issue its usage receipt with its result, before any verdict (docs/verification.md).
 pub fn check_verify(request: &ExecutionRequest, task: &TaskDefinition) -> Result<(), EngineError> {
     match request.verify {
         Some(spec) if !task.deterministic => Err(EngineError::BadRequest(format!(
             "task `{}` is not deterministic, so its executions cannot be verified ({spec} asked): only a task whose mesg.yml says `deterministic: true` can be",
             request.task_key
         ))),
+        Some(spec) if task.price.is_some_and(|p| !p.is_free()) => {
+            Err(EngineError::BadRequest(format!(
+                "task `{}` is priced: verified executions ({spec} asked) of priced tasks are not supported yet, as receipts are booked per executor before the verdict",
+                request.task_key
+            )))
+        }
         Some(spec) => spec
             .check()
             .map_err(|e| EngineError::BadRequest(format!("verify: {e}"))),
@@ -127,7 +133,10 @@ pub fn build_request(
         cause: req.cause,
         max_price: req.max_price,
         // Asked for, else the task's default (checked against the task below).
-        verify: req.verify.or(task.verify),
+        // A priced task's default is not applied (see `check_verify`).
+        verify: req.verify.or(task
+            .verify
+            .filter(|_| task.price.is_none_or(|p| p.is_free()))),
     };
     validate_request(definition, &request)?;
     Ok(request)

@@ -190,6 +190,8 @@ fn work_kind(request: &WorkRequest) -> &'static str {
         WorkRequest::Cancel(_) => "cancel",
         WorkRequest::PricedResult { .. } => "priced_result",
         WorkRequest::Settle { .. } => "settle",
+        WorkRequest::Commit(_) => "commit",
+        WorkRequest::Reveal(_) => "reveal",
     }
 }
 

@@ -15,6 +15,7 @@ use std::fmt;
 /// How one attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Verdict {
     /// Revealed the outputs the quorum agreed on.
     Agreed,
@@ -50,6 +51,7 @@ impl fmt::Display for Verdict {
 
 /// Executors that revealed the same outputs (by [`super::output_digest`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Group {
     pub digest: Hash32,
     /// In the order they were asked.
@@ -59,6 +61,7 @@ pub struct Group {
 /// Why no group reached the quorum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum UndecidedReason {
     /// No group could reach the quorum even with every executor `max_total` allows.
     Exhausted,
@@ -81,10 +84,12 @@ impl fmt::Display for UndecidedReason {
 /// The end of a round.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Decision {
     /// `executors` (at least the quorum) revealed outputs with `digest`: the result.
     Agreed {
         digest: Hash32,
+        #[cfg_attr(feature = "openapi", schema(value_type = crate::value::Json))]
         outputs: Json,
         executors: Vec<PublicKey>,
     },
@@ -120,11 +125,17 @@ impl Decision {
 
 /// One executor's part, as the requester keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttemptRecord {
     pub executor: PublicKey,
+    /// Its signed `OutputCommit`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::SignedEnvelope>))]
     pub commit: Option<Signed<OutputCommit>>,
+    /// Its signed `Reveal` (outputs and salt).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::SignedEnvelope>))]
     pub reveal: Option<Signed<Reveal>>,
     /// The signed failed result, when it reported a failure.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::SignedEnvelope>))]
     pub failure: Option<Signed<ExecutionResult>>,
     /// Digest of its revealed outputs, when the reveal opened its commit.
     pub output_digest: Option<Hash32>,
@@ -137,6 +148,7 @@ pub struct AttemptRecord {
 /// Everything a verified execution keeps: enough to re-check the verdict from the signed
 /// commits, reveals and results alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerificationRecord {
     pub execution_id: ExecutionId,
     /// Digest of the signed request every commit answers.

@@ -132,6 +132,39 @@ impl VerificationRound {
         Ok(())
     }
 
+    /// `executor` refused the work or could not be reached: it never took it, so it is
+    /// no attempt (and its place goes back to the executors still to ask). Only before it
+    /// committed or ended; returns whether it was withdrawn.
+    pub fn withdraw(&mut self, executor: &PublicKey) -> bool {
+        if self.record.decision.is_some() {
+            return false;
+        }
+        let Some(i) = self.record.attempts.iter().position(|a| {
+            &a.executor == executor
+                && a.commit.is_none()
+                && a.verdict.is_none()
+                && a.output_digest.is_none()
+        }) else {
+            return false;
+        };
+        self.record.attempts.remove(i);
+        self.requested += 1;
+        true
+    }
+
+    /// Whether `executor`'s attempt is still running (asked, no verdict, not revealed).
+    pub fn running(&self, executor: &PublicKey) -> bool {
+        self.record
+            .attempts
+            .iter()
+            .any(|a| &a.executor == executor && a.verdict.is_none() && a.output_digest.is_none())
+    }
+
+    /// Whether every attempt has its verdict (nothing more can come).
+    pub fn settled(&self) -> bool {
+        self.record.decision.is_some() && self.record.attempts.iter().all(|a| a.verdict.is_some())
+    }
+
     fn attempt(&mut self, executor: &PublicKey) -> Result<&mut AttemptRecord, RoundError> {
         self.record
             .attempts

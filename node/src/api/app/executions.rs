@@ -296,6 +296,26 @@ pub(super) async fn execution_receipt(
     Ok(Json(s.engine.receipt_proof(&parse_id(&id)?)?).into_response())
 }
 
+/// The verification record of a verified execution requested on this node: every executor asked, with its signed commit, reveal or failed result and its verdict, and the decision. Anyone can re-check it from the signatures alone (`mesg executions verify`)
+#[utoipa::path(
+    get,
+    path = "/v1/executions/{id}/attempts",
+    operation_id = "executionAttempts",
+    tag = "executions",
+    params(("id" = String, Path, description = "execution id (32 hex characters)", pattern = "^[0-9a-fA-F]{32}$")),
+    responses(
+        (status = 200, description = "The verification record", body = mesg_protocol::verification::VerificationRecord),
+        (status = 400, description = "Invalid execution id", body = ApiError),
+        (status = 404, description = "Not a verified execution requested on this node", body = ApiError),
+    ),
+)]
+pub(super) async fn execution_attempts(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(s.engine.verification_record(&parse_id(&id)?)?).into_response())
+}
+
 /// The node checks the signed result it keeps for the execution, now: signature, signer, and that it answers this execution
 #[utoipa::path(
     get,

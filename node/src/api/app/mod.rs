@@ -60,6 +60,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/executions/{id}/result"),
     ("get", "/v1/executions/{id}/verification"),
     ("get", "/v1/executions/{id}/receipt"),
+    ("get", "/v1/executions/{id}/attempts"),
     ("get", "/v1/events"),
     ("get", "/v1/events/stream"),
     ("get", "/v1/peers"),
@@ -177,6 +178,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/executions/{id}/receipt",
             get(executions::execution_receipt),
+        )
+        .route(
+            "/v1/executions/{id}/attempts",
+            get(executions::execution_attempts),
         )
         .route("/v1/events", get(events::recent_events))
         .route("/v1/events/stream", get(events::stream_events))

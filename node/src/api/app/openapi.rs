@@ -57,6 +57,7 @@ const BEARER: &str = "bearer";
         executions::execution_result,
         executions::verify_result,
         executions::execution_receipt,
+        executions::execution_attempts,
         events::recent_events,
         events::stream_events,
         network::peers,

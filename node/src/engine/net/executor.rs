@@ -77,6 +77,8 @@ impl Router {
                 self.on_priced_result(peer, result, receipt).await
             }
             WorkRequest::Settle { settlement, ack } => self.on_settle(peer, settlement, ack).await,
+            WorkRequest::Commit(signed) => self.on_commit(peer, signed).await,
+            WorkRequest::Reveal(signed) => self.on_reveal(peer, signed).await,
         };
         net.respond_work(channel, response).await;
     }
@@ -220,6 +222,11 @@ impl Router {
                 }
                 Err(e) => return reject(RejectCode::Internal, e.to_string()),
             }
+        }
+        // Verified: its outputs go back as a commit, then a reveal (marked before the
+        // accept's flush).
+        if request.verify.is_some() {
+            self.mark_verified(&request.execution_id);
         }
         // Its deadline counts from the receipt here, never from a later claimed time.
         // Durable before we say yes: after Accepted the result is owed.

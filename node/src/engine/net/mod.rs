@@ -22,6 +22,8 @@ mod receipts;
 mod settle;
 
 mod requester;
+mod reveal;
+mod verified;
 mod why;
 
 pub use announce::{ANNOUNCE_INTERVAL, drop_invalid_claims};
@@ -38,6 +40,7 @@ use super::metrics::EngineMetrics;
 use super::services::Services;
 use crate::engine::providers::ProviderTable;
 use crate::engine::reputation::Reputation;
+use crate::engine::verifications::VerificationRecords;
 use crate::ledger::Ledger;
 use crate::network::{NetworkEvent, NetworkHandle};
 use crate::store::Store;
@@ -68,6 +71,13 @@ pub struct Router {
     providers: Arc<Mutex<ProviderTable>>,
     /// What this node keeps of each peer (outcomes, verdicts, bans); persisted.
     reputation: Arc<Reputation>,
+    /// Requester side: verified executions in progress, with their rounds.
+    rounds: Mutex<HashMap<ExecutionId, verified::LiveRound>>,
+    /// Requester side: what the rounds decided, with every signed attempt.
+    verifications: VerificationRecords,
+    /// Executor side: verified executions accepted here whose outputs go back as a
+    /// commit, then a reveal (written with the accept, removed when delivered).
+    reveal_marks: sled::Tree,
     /// Requester side: the provider an execution is being submitted to.
     routes: Mutex<HashMap<ExecutionId, PublicKey>>,
     /// Requester side: what each route not yet accepted learned, for `why` (in memory).
@@ -116,6 +126,8 @@ pub struct RouterParts {
     pub events: Arc<EventHub>,
     pub providers: Arc<Mutex<ProviderTable>>,
     pub reputation: Arc<Reputation>,
+    pub verifications: VerificationRecords,
+    pub reveal_marks: sled::Tree,
     pub shutdown: CancellationToken,
 }
 
@@ -139,6 +151,9 @@ impl Router {
             network: OnceLock::new(),
             providers: parts.providers,
             reputation: parts.reputation,
+            rounds: Mutex::new(HashMap::new()),
+            verifications: parts.verifications,
+            reveal_marks: parts.reveal_marks,
             routes: Mutex::new(HashMap::new()),
             diagnoses: Mutex::new(HashMap::new()),
             inbound: Mutex::new(HashMap::new()),
@@ -167,6 +182,11 @@ impl Router {
 
     fn providers(&self) -> MutexGuard<'_, ProviderTable> {
         self.providers.lock().expect("providers lock")
+    }
+
+    /// What verified executions decided (see [`VerificationRecords`]).
+    pub fn verifications(&self) -> &VerificationRecords {
+        &self.verifications
     }
 
     /// What this node keeps of each peer (see [`Reputation`]).
@@ -224,7 +244,10 @@ impl Router {
             }
             NetworkEvent::Gossip { message, .. } => self.on_gossip(message).await,
             NetworkEvent::PeerConnected(_) => self.announce_now.notify_one(),
-            NetworkEvent::PeerDisconnected(_) => {}
+            NetworkEvent::PeerDisconnected(peer) => {
+                let router = self.arc();
+                tokio::spawn(async move { router.executor_gone(peer).await });
+            }
         }
     }
 

@@ -103,7 +103,7 @@ impl Router {
         let Some(net) = self.network().cloned() else {
             return;
         };
-        let Ok(Some(mut entry)) = self.store.outbox_entry(&id, &node) else {
+        let Ok(Some(entry)) = self.store.outbox_entry(&id, &node) else {
             return;
         };
         let Ok(peer) = entry.requester_node.peer_id() else {
@@ -118,6 +118,19 @@ impl Router {
             );
             self.metrics.results_undelivered.inc();
             self.drop_from_outbox(&id, &node);
+            return;
+        }
+        // A verified execution's outputs go as a commit, then a reveal.
+        if self.is_marked_verified(&id)
+            && let Some(done) = self.deliver_verified(&id, &node, &entry).await
+        {
+            match done {
+                super::reveal::Delivered::Done => {
+                    self.drop_from_outbox(&id, &node);
+                    self.unmark_verified(&id);
+                }
+                super::reveal::Delivered::Retry(why) => self.retry_later(&id, entry, &why),
+            }
             return;
         }
         // A priced execution's receipt travels with the result to its requester node
@@ -152,15 +165,18 @@ impl Router {
                 tracing::warn!(execution = %id, "the requester refused the result: {r}");
                 self.drop_from_outbox(&id, &node);
             }
-            other => {
-                entry.attempts += 1;
-                let backoff = (500u64 << entry.attempts.min(6)).min(30_000);
-                entry.next_attempt_at = now_ms() + backoff;
-                tracing::debug!(execution = %id, attempts = entry.attempts, "result not delivered: {other:?}");
-                if let Err(e) = self.store.put_outbox(&id, &entry) {
-                    tracing::error!(execution_id = %id, "outbox entry not updated: {e}");
-                }
-            }
+            other => self.retry_later(&id, entry, &format!("{other:?}")),
+        }
+    }
+
+    /// An outbox entry not delivered this time: next attempt after a backoff.
+    fn retry_later(&self, id: &ExecutionId, mut entry: OutboxEntry, why: &str) {
+        entry.attempts += 1;
+        let backoff = (500u64 << entry.attempts.min(6)).min(30_000);
+        entry.next_attempt_at = now_ms() + backoff;
+        tracing::debug!(execution = %id, attempts = entry.attempts, "result not delivered: {why}");
+        if let Err(e) = self.store.put_outbox(id, &entry) {
+            tracing::error!(execution_id = %id, "outbox entry not updated: {e}");
         }
     }
 }

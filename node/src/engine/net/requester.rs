@@ -278,6 +278,10 @@ impl Router {
     /// why; the provider that accepted it and never answered counts as failed.
     #[tracing::instrument(skip_all, fields(execution_id = %id))]
     pub async fn expire(&self, id: ExecutionId) {
+        // A verified execution's round decides how it ends.
+        if self.close_round(&id).await {
+            return;
+        }
         let Ok(Some(e)) = self.store.execution(&id) else {
             return;
         };
@@ -327,6 +331,9 @@ impl Router {
         }
         let id = result.execution_id;
         tracing::Span::current().record("execution_id", tracing::field::display(&id));
+        if self.is_verifying(&id) {
+            return self.on_verified_result(&id, &signed, &result).await;
+        }
         let Ok(Some(execution)) = self.store.execution(&id) else {
             return reject(
                 RejectCode::UnknownExecution,

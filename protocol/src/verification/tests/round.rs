@@ -292,3 +292,31 @@ fn misuse_is_refused() {
     assert_eq!(r.record().attempts[2].verdict, Some(Verdict::Disagreed));
     assert!(matches!(r.timed_out(&pk(2)), Err(RoundError::Ended(..))));
 }
+
+#[test]
+fn an_executor_that_refused_is_withdrawn_and_another_is_asked_in_its_place() {
+    let f = Fx::new();
+    let mut r = f.round("2/2");
+    r.ask(pk(0)).unwrap();
+    r.ask(pk(1)).unwrap();
+    assert_eq!(r.next(), Next::Wait);
+    assert!(r.running(&pk(1)));
+    // pk(1) said busy: no attempt, one more to ask.
+    assert!(r.withdraw(&pk(1)));
+    assert!(!r.running(&pk(1)));
+    assert_eq!(r.next(), Next::Ask(1));
+    // One that committed is no longer withdrawn: it took the work.
+    r.commit(&f.commit(0, &out(1))).unwrap();
+    assert!(!r.withdraw(&pk(0)));
+    r.ask(pk(2)).unwrap();
+    r.commit(&f.commit(2, &out(1))).unwrap();
+    r.reveal(&f.reveal(0, &out(1))).unwrap();
+    assert!(!r.settled());
+    assert_eq!(r.reveal(&f.reveal(2, &out(1))).unwrap(), Next::Decided);
+    assert!(r.settled());
+    assert_eq!(
+        r.executors().copied().collect::<Vec<_>>(),
+        vec![pk(0), pk(2)]
+    );
+    assert!(check_verification(r.record()).is_empty());
+}

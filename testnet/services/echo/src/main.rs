@@ -3,6 +3,9 @@
 //!
 //! Besides the service, for tests and benchmarks:
 //! - `echo env` prints the MESG_* variables (tests read them with `docker exec`).
+//! - `ECHO_TAMPER` (only where a test's copy of the service declares it): when set, the
+//!   `echo` task appends its value to the returned `message`: a faulty double of an
+//!   honest provider (same service hash, other outputs) for the verification tests.
 //! - `echo once` copies stdin to stdout unchanged and exits 0: a one-shot task for
 //!   `docker exec` / `docker run --rm`, the baseline of a per-task container. Like
 //!   `echo env`, it needs no MESG_* variables.
@@ -76,13 +79,21 @@ async fn main() {
     start_tcp_echo().await;
     println!("echo: ready");
     let emitter = service.clone();
+    let tamper = std::env::var("ECHO_TAMPER").unwrap_or_default();
     let result = service
         .listen(move |task: Task| {
             let emitter = emitter.clone();
             let ticks = ticks.clone();
+            let tamper = tamper.clone();
             async move {
                 match task.key.as_str() {
-                    "echo" => Ok(task.inputs),
+                    "echo" if tamper.is_empty() => Ok(task.inputs),
+                    "echo" => {
+                        let mut outputs = task.inputs;
+                        let said = outputs["message"].as_str().unwrap_or_default().to_string();
+                        outputs["message"] = json!(format!("{said}{tamper}"));
+                        Ok(outputs)
+                    }
                     "sleep" => {
                         let ms = task.inputs["ms"].as_f64().unwrap_or(0.0).max(0.0) as u64;
                         tokio::time::sleep(Duration::from_millis(ms)).await;

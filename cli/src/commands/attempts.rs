@@ -1,0 +1,121 @@
+//! The verification half of `mesg executions show|verify`: a verified execution's record
+//! (every executor asked, its signed commit, reveal or failure, its verdict, and the
+//! decision) fetched from the node, shown, and re-checked from the signatures alone, so
+//! that nobody has to take the requesting node's word for the verdict.
+
+use crate::client::{ApiError, Client};
+use crate::output::{Paint, compact_json, po};
+use mesg_protocol::evidence::check_verification;
+use mesg_protocol::verification::{Decision, Verdict, VerificationRecord};
+use mesg_protocol::{Execution, ExecutionStatus};
+use serde_json::Value;
+
+/// The record the node keeps for `id`, as sent and decoded; None when it is not a
+/// verified execution requested on that node.
+pub async fn fetch(
+    client: &Client,
+    id: &str,
+) -> anyhow::Result<Option<(Value, VerificationRecord)>> {
+    let raw: Value = match client
+        .json(client.get(&["v1", "executions", id, "attempts"]))
+        .await
+    {
+        Ok(v) => v,
+        Err(e)
+            if e.downcast_ref::<ApiError>()
+                .is_some_and(|a| a.status == 404) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let record: VerificationRecord = serde_json::from_value(raw.clone())
+        .map_err(|e| anyhow::anyhow!("the node's verification record does not decode ({e})"))?;
+    Ok(Some((raw, record)))
+}
+
+fn verdict_paint(v: Option<Verdict>) -> Paint {
+    match v {
+        Some(Verdict::Agreed) => Paint::Green,
+        Some(Verdict::Disagreed | Verdict::Failed | Verdict::TimedOut) => Paint::Red,
+        _ => Paint::Dim,
+    }
+}
+
+/// Lines for people: the spec, one line per attempt, the decision.
+pub fn lines(record: &VerificationRecord) -> Vec<String> {
+    let spec = record.spec;
+    let mut out = vec![format!(
+        "verification: {}/{} (quorum/replicas), at most {} executors",
+        spec.quorum, spec.replicas, spec.max_total
+    )];
+    for a in &record.attempts {
+        let verdict = a.verdict.map_or("running", |v| v.as_str());
+        let digest = a
+            .output_digest
+            .map(|d| {
+                format!(
+                    "  outputs {}",
+                    &d.to_string()[..12.min(d.to_string().len())]
+                )
+            })
+            .unwrap_or_default();
+        let note = a
+            .note
+            .as_deref()
+            .map(|n| format!("  ({})", crate::output::sanitize(n, false)))
+            .unwrap_or_default();
+        out.push(format!(
+            "  {}  {:<10}{digest}{note}",
+            a.executor,
+            po(verdict_paint(a.verdict), verdict)
+        ));
+    }
+    match &record.decision {
+        None => out.push("  decision: none yet".into()),
+        Some(Decision::Agreed {
+            outputs, executors, ..
+        }) => out.push(format!(
+            "  decision: {} by {} executors: {}",
+            po(Paint::Green, "agreed"),
+            executors.len(),
+            compact_json(&outputs.0, 200)
+        )),
+        Some(d @ Decision::Undecided { .. }) => out.push(format!(
+            "  decision: {}",
+            po(Paint::Red, &d.error().unwrap_or_default())
+        )),
+    }
+    out
+}
+
+/// Why the record does not hold, or does not match the execution's end (none: it holds).
+pub fn problems(record: &VerificationRecord, execution: Option<&Execution>) -> Vec<String> {
+    let mut out = check_verification(record);
+    if let Some(e) = execution {
+        if e.id != record.execution_id {
+            out.push(format!(
+                "the record is of execution {}, not {}",
+                record.execution_id, e.id
+            ));
+        }
+        match (&record.decision, e.status) {
+            (Some(Decision::Agreed { outputs, .. }), ExecutionStatus::Completed) => {
+                if e.outputs.as_ref().map(|o| &o.0) != Some(&outputs.0) {
+                    out.push(
+                        "the execution's outputs are not the ones the quorum agreed on".into(),
+                    );
+                }
+            }
+            (Some(Decision::Undecided { .. }), ExecutionStatus::Failed) => {}
+            (Some(_), status) if status.is_final() => out.push(format!(
+                "the execution is {status}, which is not what the record decided"
+            )),
+            (None, ExecutionStatus::Completed) => {
+                out.push("the execution completed but the record decided nothing".into())
+            }
+            _ => {}
+        }
+    }
+    out
+}
