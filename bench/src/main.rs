@@ -17,6 +17,7 @@ mod report;
 mod roundtrip;
 mod scale;
 mod throughput;
+mod verify;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -32,6 +33,7 @@ const SECTIONS: &[&str] = &[
     "throughput",
     "roundtrip",
     "prices",
+    "verify",
 ];
 
 /// Run the mesg benchmark suite and write the results table (BENCHMARKS.md).
@@ -49,7 +51,7 @@ struct Args {
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
     /// Run only these sections (comma-separated): footprint, deploy, scale, process,
-    /// throughput, roundtrip, prices.
+    /// throughput, roundtrip, prices, verify.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Do not run testnet/build.sh; use the binaries and images already built.
@@ -141,6 +143,7 @@ async fn run(args: Args) -> Result<()> {
             "throughput" => throughput::run(&ctx).await,
             "roundtrip" => roundtrip::run(&ctx).await,
             "prices" => prices::run(&ctx).await,
+            "verify" => verify::run(&ctx).await,
             _ => unreachable!("checked above"),
         };
         match result {

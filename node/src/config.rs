@@ -145,6 +145,14 @@ pub struct NodeArgs {
     )]
     pub idempotency_ttl: u64,
 
+    /// Adaptive replication, as BOINC does: a verified execution whose first-choice
+    /// provider has a long clean record (10 or more agreed verdicts in a row here) is
+    /// verified by the other executors only at that provider's sample rate (10/N after N
+    /// agreed verdicts in a row, at least 10 %); otherwise that provider alone runs it.
+    /// Off by default: every execution that asks for verification is verified.
+    #[arg(long, env = "MESG_ADAPTIVE_VERIFICATION")]
+    pub adaptive_verification: bool,
+
     /// Default credit limit of a peer, in µc: what another node may owe this one
     /// (receipts not settled, plus the caps of its calls in progress) before its priced
     /// calls are refused with `credit limit`. Per-peer limits: `mesg ledger limit`.

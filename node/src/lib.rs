@@ -155,6 +155,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
             pins: args.pin.clone(),
             peer_work_rate: args.peer_work_rate,
             idempotency_ttl_ms: args.idempotency_ttl,
+            adaptive_verification: args.adaptive_verification,
             credit_limit: args.credit_limit,
         },
         shutdown.child_token(),

@@ -289,3 +289,39 @@ async fn an_executor_killed_in_the_middle_of_a_round_never_leaves_it_stuck() {
     );
     let _ = std::fs::remove_dir_all(det);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn adaptive_replication_verifies_trusted_providers_only_by_sample() {
+    let b = NodeProcess::start(&[]);
+    let d = joined(&b);
+    let c = NodeProcess::start(&["--bootstrap", &b.p2p_addr(), "--adaptive-verification"]);
+    let det = deterministic_echo("adaptive");
+    for n in [&b, &d] {
+        Api::new(n).deploy_and_start(&det, json!({})).await;
+    }
+    let api = Api::new(&c);
+    wait_providers(&api, "echo-det", 2).await;
+
+    // Unknown providers are verified every time; after 10 agreed verdicts in a row a
+    // provider's sample rate falls (10/N after N in a row): some executions are run by one
+    // trusted executor alone (a 1-of-1 round in the record), and they still complete
+    // right. Each 2-of-2 round gives both providers an agreed verdict.
+    let mut sampled = 0;
+    for i in 0..60 {
+        let message = format!("a{i}");
+        let e = verified(&api, "echo", json!({"message": message}), "2/2/2").await;
+        assert_eq!(e["status"], "Completed", "{e}");
+        assert_eq!(e["outputs"]["message"], message.as_str(), "{e}");
+        let (raw, rec) = record(&api, e["id"].as_str().unwrap()).await;
+        if rec.spec.replicas == 1 {
+            assert!(i >= 10, "sampled before 10 agreed verdicts in a row: {raw}");
+            assert_eq!(rec.attempts.len(), 1, "{raw}");
+            sampled += 1;
+        } else {
+            assert_eq!(rec.attempts.len(), 2, "{raw}");
+        }
+    }
+    assert!(sampled > 0, "no execution was sampled out in 50 chances");
+    assert!(sampled < 50, "every later execution skipped verification");
+    let _ = std::fs::remove_dir_all(det);
+}

@@ -161,6 +161,34 @@ fn work_request() -> impl Strategy<Value = WorkRequest> {
                 ack: None,
             }
         }),
+        (any::<[u8; 16]>(), any::<[u8; 32]>(), any::<u64>()).prop_map(|(id, salt, n)| {
+            let outputs = mesg_protocol::Json(serde_json::json!({ "n": n }));
+            let salt = mesg_protocol::Hash32(salt);
+            WorkRequest::Commit(sign(
+                &NODE,
+                domains::VERIFY_COMMIT,
+                &mesg_protocol::verification::OutputCommit::new(
+                    ExecutionId(id),
+                    mesg_protocol::Hash32::sha256(b"request"),
+                    NODE.public(),
+                    &salt,
+                    &outputs,
+                    NOW,
+                ),
+            ))
+        }),
+        (any::<[u8; 16]>(), any::<[u8; 32]>(), ".{0,20}").prop_map(|(id, salt, text)| {
+            WorkRequest::Reveal(sign(
+                &NODE,
+                domains::VERIFY_REVEAL,
+                &mesg_protocol::verification::Reveal {
+                    execution_id: ExecutionId(id),
+                    executor: NODE.public(),
+                    salt: mesg_protocol::Hash32(salt),
+                    outputs: mesg_protocol::Json(serde_json::json!({ "text": text })),
+                },
+            ))
+        }),
     ]
 }
 
@@ -201,6 +229,20 @@ fn verify_work(msg: &WorkRequest) -> bool {
                 domains::SETTLEMENT,
                 NOW,
                 mesg_protocol::economy::MAX_SETTLEMENT_BYTES,
+            )
+            .is_ok(),
+        WorkRequest::Commit(s) => s
+            .verify(
+                domains::VERIFY_COMMIT,
+                NOW,
+                mesg_protocol::verification::MAX_COMMIT_BYTES,
+            )
+            .is_ok(),
+        WorkRequest::Reveal(s) => s
+            .verify(
+                domains::VERIFY_REVEAL,
+                NOW,
+                mesg_protocol::verification::MAX_REVEAL_BYTES,
             )
             .is_ok(),
     }

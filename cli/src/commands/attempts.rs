@@ -3,12 +3,13 @@
 //! decision) fetched from the node, shown, and re-checked from the signatures alone, so
 //! that nobody has to take the requesting node's word for the verdict.
 
+use super::{Ctx, Exit, print_json, views};
 use crate::client::{ApiError, Client};
-use crate::output::{Paint, compact_json, po};
+use crate::output::{Paint, compact_json, errln, outln, pe, po};
 use mesg_protocol::evidence::check_verification;
 use mesg_protocol::verification::{Decision, Verdict, VerificationRecord};
 use mesg_protocol::{Execution, ExecutionStatus};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The record the node keeps for `id`, as sent and decoded; None when it is not a
 /// verified execution requested on that node.
@@ -100,13 +101,12 @@ pub fn problems(record: &VerificationRecord, execution: Option<&Execution>) -> V
             ));
         }
         match (&record.decision, e.status) {
-            (Some(Decision::Agreed { outputs, .. }), ExecutionStatus::Completed) => {
-                if e.outputs.as_ref().map(|o| &o.0) != Some(&outputs.0) {
-                    out.push(
-                        "the execution's outputs are not the ones the quorum agreed on".into(),
-                    );
-                }
+            (Some(Decision::Agreed { outputs, .. }), ExecutionStatus::Completed)
+                if e.outputs.as_ref().map(|o| &o.0) != Some(&outputs.0) =>
+            {
+                out.push("the execution's outputs are not the ones the quorum agreed on".into());
             }
+            (Some(Decision::Agreed { .. }), ExecutionStatus::Completed) => {}
             (Some(Decision::Undecided { .. }), ExecutionStatus::Failed) => {}
             (Some(_), status) if status.is_final() => out.push(format!(
                 "the execution is {status}, which is not what the record decided"
@@ -118,4 +118,50 @@ pub fn problems(record: &VerificationRecord, execution: Option<&Execution>) -> V
         }
     }
     out
+}
+
+/// `verify` of a verified execution: its record re-checked from the signatures alone,
+/// and against the execution's end.
+pub async fn verify_round(
+    ctx: &Ctx,
+    client: &Client,
+    id: &str,
+    raw: Value,
+    record: &mesg_protocol::verification::VerificationRecord,
+) -> anyhow::Result<()> {
+    let execution: Option<Execution> = match client
+        .json::<Value>(client.get(&["v1", "executions", id]))
+        .await
+    {
+        Ok(v) => views::decode(&v, "execution").ok(),
+        Err(_) => None,
+    };
+    let problems = problems(record, execution.as_ref());
+    let valid = problems.is_empty();
+    if ctx.json() {
+        print_json(&json!({
+            "execution_id": id,
+            "valid": valid,
+            "problems": problems,
+            "verification": raw,
+        }));
+    } else {
+        outln!("execution:  {id}");
+        for line in lines(record) {
+            outln!("{line}");
+        }
+        if valid {
+            outln!(
+                "{} (every commit, reveal and failure signed by its executor; the verdict follows from them)",
+                po(Paint::Green, "verification valid")
+            );
+        }
+    }
+    if !valid {
+        for p in &problems {
+            errln!("{} {p}", pe(Paint::Red, "error:"));
+        }
+        return Err(Exit(1).into());
+    }
+    Ok(())
 }

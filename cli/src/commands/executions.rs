@@ -394,7 +394,7 @@ pub async fn verify(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
     // A verified execution's evidence is its round: the executors' signed commits and
     // reveals, not one signed result.
     if let Some((raw, record)) = super::attempts::fetch(client, &id).await? {
-        return verify_round(ctx, client, &id, raw, &record).await;
+        return super::attempts::verify_round(ctx, client, &id, raw, &record).await;
     }
     let raw: Value = client
         .json(client.get(&["v1", "executions", &id, "result"]))
@@ -571,50 +571,4 @@ mod tests {
         assert!(mismatches(&r, &id, None).is_empty());
         assert_eq!(mismatches(&r, &"ab".repeat(16), None).len(), 1);
     }
-}
-
-/// `verify` of a verified execution: its record re-checked from the signatures alone,
-/// and against the execution's end.
-async fn verify_round(
-    ctx: &Ctx,
-    client: &Client,
-    id: &str,
-    raw: Value,
-    record: &mesg_protocol::verification::VerificationRecord,
-) -> anyhow::Result<()> {
-    let execution: Option<Execution> = match client
-        .json::<Value>(client.get(&["v1", "executions", id]))
-        .await
-    {
-        Ok(v) => views::decode(&v, "execution").ok(),
-        Err(_) => None,
-    };
-    let problems = super::attempts::problems(record, execution.as_ref());
-    let valid = problems.is_empty();
-    if ctx.json() {
-        print_json(&json!({
-            "execution_id": id,
-            "valid": valid,
-            "problems": problems,
-            "verification": raw,
-        }));
-    } else {
-        outln!("execution:  {id}");
-        for line in super::attempts::lines(record) {
-            outln!("{line}");
-        }
-        if valid {
-            outln!(
-                "{} (every commit, reveal and failure signed by its executor; the verdict follows from them)",
-                po(Paint::Green, "verification valid")
-            );
-        }
-    }
-    if !valid {
-        for p in &problems {
-            errln!("{} {p}", pe(Paint::Red, "error:"));
-        }
-        return Err(Exit(1).into());
-    }
-    Ok(())
 }

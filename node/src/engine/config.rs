@@ -37,6 +37,10 @@ pub struct EngineConfig {
     /// Default credit limit of a peer (µc): what it may owe this node, reservations of
     /// calls in progress included, before its calls are refused (`--credit-limit`).
     pub credit_limit: u64,
+    /// Adaptive replication (`--adaptive-verification`): a verified execution whose
+    /// first-choice provider has a long clean record is verified only at that provider's
+    /// sample rate, otherwise run by it alone (still committed and revealed).
+    pub adaptive_verification: bool,
 }
 
 /// How often the node forgets expired replay nonces and trims its execution history.

@@ -101,6 +101,8 @@ pub struct Router {
     shutdown: CancellationToken,
     /// How long an idempotency key names its execution (see `EngineConfig`).
     idempotency_ttl_ms: u64,
+    /// Verify trusted providers' work only by sample (see `EngineConfig`).
+    adaptive_verification: bool,
     /// This router's own `Arc`, to hand to the tasks it spawns.
     me: Weak<Router>,
 }
@@ -167,6 +169,7 @@ impl Router {
             event_checks: Arc::new(Semaphore::new(MAX_EVENT_DEFINITION_FETCHES)),
             shutdown: parts.shutdown,
             idempotency_ttl_ms: parts.config.idempotency_ttl_ms,
+            adaptive_verification: parts.config.adaptive_verification,
             me: me.clone(),
         })
     }

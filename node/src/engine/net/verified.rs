@@ -80,6 +80,7 @@ impl Router {
             self.ledger.finish(&id, Err(reason.into()), None).await;
             return;
         };
+        let spec = self.sampled(&execution, spec);
         let changed = Arc::new(Notify::new());
         let live = LiveRound {
             round: VerificationRound::new(id, signed.digest(), spec),
@@ -168,6 +169,39 @@ impl Router {
                 }
             }
         }
+    }
+
+    /// Adaptive replication: with `--adaptive-verification`, when the first-choice
+    /// provider has a long clean record, the execution is verified only at its sample
+    /// rate; otherwise the round is 1-of-1 (that provider alone, still committing first).
+    /// The record's spec shows which it was.
+    fn sampled(&self, execution: &Execution, spec: VerifySpec) -> VerifySpec {
+        if !self.adaptive_verification {
+            return spec;
+        }
+        let me = self.node();
+        let Some(first) = self
+            .providers()
+            .candidates(&execution.service_hash, &me)
+            .first()
+            .copied()
+        else {
+            return spec;
+        };
+        let rate = self
+            .reputation
+            .get(&first)
+            .map_or(1.0, |r| crate::engine::reputation::sample_rate(&r));
+        let mut draw = [0u8; 8];
+        if rate >= 1.0 || mesg_protocol::keys::random_bytes(&mut draw).is_err() {
+            return spec;
+        }
+        let draw = u64::from_le_bytes(draw) as f64 / u64::MAX as f64;
+        if draw < rate {
+            return spec;
+        }
+        tracing::debug!(execution_id = %execution.id, provider = %first, rate, "verification sampled out: one trusted executor");
+        VerifySpec::new(1, 1, Some(1)).unwrap_or(spec)
     }
 
     /// Offer the request to one provider of the round; a refusal or silence withdraws it.

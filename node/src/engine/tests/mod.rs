@@ -55,6 +55,7 @@ impl Host {
                 pins: vec![],
                 peer_work_rate: peer_limits::DEFAULT_PEER_WORK_RATE,
                 idempotency_ttl_ms: 24 * 3600 * 1000,
+                adaptive_verification: false,
             },
             shutdown.clone(),
         )
