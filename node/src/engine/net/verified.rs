@@ -33,6 +33,8 @@ use crate::network::service_key;
 const PROVIDER_PATIENCE_MS: u64 = 5_000;
 /// How often a waiting round looks again for providers, and checks that it still runs.
 const ROUND_TICK: Duration = Duration::from_millis(250);
+/// How long an executor that disconnected has to come back before its attempt times out.
+const RECONNECT_GRACE: Duration = Duration::from_secs(2);
 /// Longest wait for one provider's answer to the submit.
 const SUBMIT_PATIENCE: Duration = Duration::from_millis(3_500);
 
@@ -391,12 +393,29 @@ impl Router {
         true
     }
 
-    /// A peer this node was connected to went away: its running attempts time out (a
-    /// crashed executor would otherwise hold the round until the deadline).
+    /// A peer this node was connected to went away: unless it is back within
+    /// [`RECONNECT_GRACE`], its running attempts time out (a crashed executor would
+    /// otherwise hold the round until the deadline).
     pub(super) async fn executor_gone(&self, peer: PeerId) {
         let Some(key) = PublicKey::from_peer_id(&peer) else {
             return;
         };
+        let running = {
+            let rounds = self.rounds.lock().expect("rounds lock");
+            rounds.values().any(|l| l.round.running(&key))
+        };
+        if !running {
+            return;
+        }
+        tokio::time::sleep(RECONNECT_GRACE).await;
+        if let Some(net) = self.network()
+            && let Ok(peers) = net.peers().await
+            && peers
+                .iter()
+                .any(|p| p.connected && p.peer_id == peer.to_string())
+        {
+            return; // a connection that came back (or was replaced): still working
+        }
         let ids: Vec<ExecutionId> = {
             let rounds = self.rounds.lock().expect("rounds lock");
             rounds
