@@ -90,11 +90,13 @@ impl Router {
         Ok(())
     }
 
-    /// Forget an outbox entry (delivered, refused or given up).
+    /// Forget an outbox entry (delivered, refused or given up), and its verified mark.
     pub(super) fn drop_from_outbox(&self, id: &ExecutionId, node: &PublicKey) {
         if let Err(e) = self.store.remove_outbox(id, node) {
             tracing::error!(execution_id = %id, "outbox entry not removed (it will be sent again): {e}");
+            return;
         }
+        self.unmark_verified(id);
     }
 
     /// Try to deliver one outbox entry now.
@@ -125,10 +127,7 @@ impl Router {
             && let Some(done) = self.deliver_verified(&id, &node, &entry).await
         {
             match done {
-                super::reveal::Delivered::Done => {
-                    self.drop_from_outbox(&id, &node);
-                    self.unmark_verified(&id);
-                }
+                super::reveal::Delivered::Done => self.drop_from_outbox(&id, &node),
                 super::reveal::Delivered::Retry(why) => self.retry_later(&id, entry, &why),
             }
             return;
