@@ -8,26 +8,9 @@ mod common;
 use common::Api;
 use mesg_testkit::{NodeProcess, service_dir};
 use serde_json::{Value, json};
-use std::time::Duration;
 
 fn joined(bootstrap: &NodeProcess) -> NodeProcess {
     NodeProcess::start(&["--bootstrap", &bootstrap.p2p_addr()])
-}
-
-/// Wait until `api` sees `providers` providers of `sid` (other than itself).
-async fn wait_providers(api: &Api, sid: &str, providers: usize) {
-    for _ in 0..300 {
-        let (_, v) = api.get("/v1/network/services").await;
-        if let Some(s) = v["services"]
-            .as_array()
-            .and_then(|a| a.iter().find(|s| s["sid"] == sid))
-            && s["providers"].as_array().map_or(0, |p| p.len()) >= providers
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no {providers} provider(s) of {sid} announced in time");
 }
 
 /// The reputation record of `node` in `GET /v1/peers`.
@@ -64,7 +47,7 @@ async fn a_banned_provider_gets_no_work_even_after_the_requester_restarts() {
         .deploy_and_start(&service_dir("echo"), json!({}))
         .await;
     let api_c = Api::new(&c);
-    wait_providers(&api_c, "echo", 2).await;
+    api_c.wait_providers("echo", 2).await;
 
     // Not a key: 404, like every other peer key in the API.
     let (status, v) = api_c
@@ -102,7 +85,7 @@ async fn a_banned_provider_gets_no_work_even_after_the_requester_restarts() {
     c.kill();
     c.start_again();
     let api_c = Api::new(&c);
-    wait_providers(&api_c, "echo", 2).await;
+    api_c.wait_providers("echo", 2).await;
     let rd = reputation_of(&api_c, &d.public_key)
         .await
         .expect("D's ban kept");

@@ -13,7 +13,7 @@ mod common;
 use common::Api;
 use mesg_protocol::evidence::check_verification;
 use mesg_protocol::verification::VerificationRecord;
-use mesg_testkit::{NodeProcess, service_dir};
+use mesg_testkit::NodeProcess;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -24,56 +24,25 @@ fn joined(bootstrap: &NodeProcess) -> NodeProcess {
 /// A copy of echo whose `echo` and `sleep` tasks are deterministic and whose instances
 /// may set `ECHO_TAMPER` (a faulty double appends it to every echoed message).
 fn deterministic_echo(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "mesg-verified-e2e-{tag}-{}-{}",
-        std::process::id(),
-        mesg_protocol::now_ms()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    for entry in std::fs::read_dir(service_dir("echo")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-    }
-    let yml = dir.join("mesg.yml");
-    let text = std::fs::read_to_string(&yml).unwrap();
-    let changed = text
-        .replace("sid: echo\n", "sid: echo-det\n")
-        .replace(
-            "    - TICK_INTERVAL_MS=0\n",
-            "    - TICK_INTERVAL_MS=0\n    - ECHO_TAMPER=\n",
-        )
-        .replace(
-            "    description: Return the inputs unchanged.\n",
-            "    description: Return the inputs unchanged.\n    deterministic: true\n",
-        )
-        .replace(
-            "    description: Wait `ms` milliseconds, then answer.\n",
-            "    description: Wait `ms` milliseconds, then answer.\n    deterministic: true\n",
-        );
-    assert_eq!(
-        changed.matches("deterministic: true").count(),
-        2,
-        "echo's mesg.yml changed: update this test"
-    );
-    assert!(changed.contains("ECHO_TAMPER"), "{changed}");
-    std::fs::write(&yml, changed).unwrap();
-    dir
-}
-
-/// Wait until `api` sees `providers` providers of `sid` (other than itself).
-async fn wait_providers(api: &Api, sid: &str, providers: usize) {
-    for _ in 0..300 {
-        let (_, v) = api.get("/v1/network/services").await;
-        if let Some(s) = v["services"]
-            .as_array()
-            .and_then(|a| a.iter().find(|s| s["sid"] == sid))
-            && s["providers"].as_array().map_or(0, |p| p.len()) >= providers
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no {providers} provider(s) of {sid} announced in time");
+    mesg_testkit::service_variant(
+        "echo",
+        tag,
+        &[
+            ("sid: echo\n", "sid: echo-det\n"),
+            (
+                "    - TICK_INTERVAL_MS=0\n",
+                "    - TICK_INTERVAL_MS=0\n    - ECHO_TAMPER=\n",
+            ),
+            (
+                "    description: Return the inputs unchanged.\n",
+                "    description: Return the inputs unchanged.\n    deterministic: true\n",
+            ),
+            (
+                "    description: Wait `ms` milliseconds, then answer.\n",
+                "    description: Wait `ms` milliseconds, then answer.\n    deterministic: true\n",
+            ),
+        ],
+    )
 }
 
 async fn verified(api: &Api, task: &str, inputs: Value, verify: &str) -> Value {
@@ -119,7 +88,7 @@ async fn two_of_three_with_a_faulty_double_completes_with_the_honest_answer_and_
         .deploy_and_start(&det, json!({"ECHO_TAMPER": " (wrong)"}))
         .await;
     let api = Api::new(&c);
-    wait_providers(&api, "echo-det", 3).await;
+    api.wait_providers("echo-det", 3).await;
 
     // Every verified execution completes with the honest answer; the double's attempt
     // never agrees. It disagrees whenever it committed before the decision (else it was
@@ -208,7 +177,7 @@ async fn two_honest_providers_that_disagree_by_design_end_undecided_with_both_gr
         .deploy_and_start(&det, json!({"ECHO_TAMPER": "-d"}))
         .await;
     let api = Api::new(&c);
-    wait_providers(&api, "echo-det", 2).await;
+    api.wait_providers("echo-det", 2).await;
 
     let e = verified(&api, "echo", json!({"message": "x"}), "2/2/2").await;
     assert_eq!(e["status"], "Failed", "{e}");
@@ -239,7 +208,7 @@ async fn an_executor_killed_in_the_middle_of_a_round_never_leaves_it_stuck() {
         Api::new(n).deploy_and_start(&det, json!({})).await;
     }
     let api = Api::new(&c);
-    wait_providers(&api, "echo-det", 3).await;
+    api.wait_providers("echo-det", 3).await;
 
     // 2-of-3: K dies while the three sleep; B and D still agree.
     let run = |verify: &'static str| {
@@ -263,7 +232,7 @@ async fn an_executor_killed_in_the_middle_of_a_round_never_leaves_it_stuck() {
     // 3-of-3 with K gone for good: undecided as soon as it is known, not at the 60 s
     // deadline.
     k.start_again();
-    wait_providers(&api, "echo-det", 3).await;
+    api.wait_providers("echo-det", 3).await;
     let three = run("3/3/3");
     tokio::time::sleep(Duration::from_millis(1000)).await;
     k.kill();
@@ -300,7 +269,7 @@ async fn adaptive_replication_verifies_trusted_providers_only_by_sample() {
         Api::new(n).deploy_and_start(&det, json!({})).await;
     }
     let api = Api::new(&c);
-    wait_providers(&api, "echo-det", 2).await;
+    api.wait_providers("echo-det", 2).await;
 
     // Unknown providers are verified every time; after 10 agreed verdicts in a row a
     // provider's sample rate falls (10/N after N in a row): some executions are run by one

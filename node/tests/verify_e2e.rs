@@ -12,25 +12,17 @@ use serde_json::json;
 
 /// A copy of echo whose `echo` task is deterministic, with a default `verify`.
 fn deterministic_echo() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "mesg-verify-e2e-echo-{}-{}",
-        std::process::id(),
-        mesg_protocol::now_ms()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    for entry in std::fs::read_dir(service_dir("echo")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-    }
-    let yml = dir.join("mesg.yml");
-    let text = std::fs::read_to_string(&yml).unwrap();
-    let changed = text.replace("sid: echo\n", "sid: echo-det\n").replace(
-        "    description: Return the inputs unchanged.\n",
-        "    description: Return the inputs unchanged.\n    deterministic: true\n    verify: 2/3\n",
-    );
-    assert_ne!(changed, text, "echo's mesg.yml changed: update this test");
-    std::fs::write(&yml, changed).unwrap();
-    dir
+    mesg_testkit::service_variant(
+        "echo",
+        "verify-e2e",
+        &[
+            ("sid: echo\n", "sid: echo-det\n"),
+            (
+                "    description: Return the inputs unchanged.\n",
+                "    description: Return the inputs unchanged.\n    deterministic: true\n    verify: 2/3\n",
+            ),
+        ],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]

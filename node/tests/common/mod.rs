@@ -68,6 +68,22 @@ impl Api {
         panic!("{sid} never announced");
     }
 
+    /// Wait until this node sees `providers` providers of `sid` (other than itself).
+    pub async fn wait_providers(&self, sid: &str, providers: usize) {
+        for _ in 0..300 {
+            let (_, v) = self.get("/v1/network/services").await;
+            if let Some(s) = v["services"]
+                .as_array()
+                .and_then(|a| a.iter().find(|s| s["sid"] == sid))
+                && s["providers"].as_array().map_or(0, |p| p.len()) >= providers
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no {providers} provider(s) of {sid} announced in time");
+    }
+
     /// Wait until this node knows a provider of `sid` in the network (other than itself);
     /// its service hash.
     pub async fn provider_of(&self, sid: &str) -> mesg_protocol::ServiceHash {

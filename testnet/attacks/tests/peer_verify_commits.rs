@@ -26,25 +26,17 @@ use std::time::Duration;
 
 /// A copy of echo whose `echo` task is declared deterministic (it is).
 fn deterministic_echo() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "mesg-verify-commits-{}-{}",
-        std::process::id(),
-        now_ms()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    for entry in std::fs::read_dir(mesg_testkit::service_dir("echo")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-    }
-    let yml = dir.join("mesg.yml");
-    let text = std::fs::read_to_string(&yml).unwrap();
-    let changed = text.replace("sid: echo\n", "sid: echo-commits\n").replace(
-        "    description: Return the inputs unchanged.\n",
-        "    description: Return the inputs unchanged.\n    deterministic: true\n",
-    );
-    assert_ne!(changed, text, "echo's mesg.yml changed: update this test");
-    std::fs::write(&yml, changed).unwrap();
-    dir
+    mesg_testkit::service_variant(
+        "echo",
+        "verify-commits",
+        &[
+            ("sid: echo\n", "sid: echo-commits\n"),
+            (
+                "    description: Return the inputs unchanged.\n",
+                "    description: Return the inputs unchanged.\n    deterministic: true\n",
+            ),
+        ],
+    )
 }
 
 fn sign<T: serde::Serialize + serde::de::DeserializeOwned + Claims>(

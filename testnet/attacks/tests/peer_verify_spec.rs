@@ -59,27 +59,17 @@ fn resign(key: &Keypair, signed: &mut Signed<ExecutionRequest>, payload: Vec<u8>
 /// A copy of echo whose `echo` task is declared deterministic (it is: it returns its
 /// inputs).
 fn deterministic_echo() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "mesg-deterministic-echo-{}-{}",
-        std::process::id(),
-        now_ms()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    for entry in std::fs::read_dir(mesg_testkit::service_dir("echo")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-    }
-    let yml = dir.join("mesg.yml");
-    let text = std::fs::read_to_string(&yml).unwrap();
-    let changed = text
-        .replace("sid: echo\n", "sid: echo-deterministic\n")
-        .replace(
-            "    description: Return the inputs unchanged.\n",
-            "    description: Return the inputs unchanged.\n    deterministic: true\n",
-        );
-    assert_ne!(changed, text, "echo's mesg.yml changed: update this test");
-    std::fs::write(&yml, changed).unwrap();
-    dir
+    mesg_testkit::service_variant(
+        "echo",
+        "deterministic",
+        &[
+            ("sid: echo\n", "sid: echo-deterministic\n"),
+            (
+                "    description: Return the inputs unchanged.\n",
+                "    description: Return the inputs unchanged.\n    deterministic: true\n",
+            ),
+        ],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]

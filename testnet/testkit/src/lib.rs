@@ -36,6 +36,37 @@ pub fn service_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A copy of the example service `name` in a fresh temporary directory (`tag` names it),
+/// with each `(from, to)` replacement made once in its mesg.yml: a variant of the example
+/// (another sid, a task declared deterministic, another env key). Panics when a `from` is
+/// not in the file, so a test notices when the example changes under it.
+pub fn service_variant(name: &str, tag: &str, edits: &[(&str, &str)]) -> PathBuf {
+    let source = service_dir(name);
+    let dir = std::env::temp_dir().join(format!(
+        "mesg-{name}-{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    for entry in std::fs::read_dir(&source).expect("the example's directory") {
+        let entry = entry.expect("a directory entry");
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copying the example");
+    }
+    let yml = dir.join("mesg.yml");
+    let mut text = std::fs::read_to_string(&yml).expect("the example's mesg.yml");
+    for (from, to) in edits {
+        assert!(
+            text.contains(from),
+            "{name}'s mesg.yml has no `{from}`: update the test's variant"
+        );
+        text = text.replacen(from, to, 1);
+    }
+    std::fs::write(&yml, text).expect("writing the variant's mesg.yml");
+    dir
+}
+
 /// The base images of the Python and JavaScript example services (`mesg-runtime-python`,
 /// `mesg-runtime-node`; not `mesg-runtime-busybox`, which needs apt), assembled from this machine's interpreters on first use in this
 /// process (`testnet/images/runtime-bases.sh`; a no-op when they are up to date). Nodes
