@@ -290,6 +290,23 @@ impl Client {
         })
     }
 
+    /// [`Client::json`], with None when the node answers 404 (it has no such thing).
+    pub async fn json_if_found<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+    ) -> anyhow::Result<Option<T>> {
+        match self.json(request).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e)
+                if e.downcast_ref::<ApiError>()
+                    .is_some_and(|a| a.status == 404) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Map a reqwest failure to an error a person can act on.
     pub fn transport_error(&self, e: reqwest::Error) -> anyhow::Error {
         let reason = root_cause(&e);

@@ -4,7 +4,7 @@
 //! that nobody has to take the requesting node's word for the verdict.
 
 use super::{Ctx, Exit, print_json, views};
-use crate::client::{ApiError, Client};
+use crate::client::Client;
 use crate::output::{Paint, compact_json, errln, outln, pe, po};
 use mesg_protocol::evidence::check_verification;
 use mesg_protocol::verification::{Decision, Verdict, VerificationRecord};
@@ -17,18 +17,11 @@ pub async fn fetch(
     client: &Client,
     id: &str,
 ) -> anyhow::Result<Option<(Value, VerificationRecord)>> {
-    let raw: Value = match client
-        .json(client.get(&["v1", "executions", id, "attempts"]))
-        .await
-    {
-        Ok(v) => v,
-        Err(e)
-            if e.downcast_ref::<ApiError>()
-                .is_some_and(|a| a.status == 404) =>
-        {
-            return Ok(None);
-        }
-        Err(e) => return Err(e),
+    let Some(raw) = client
+        .json_if_found::<Value>(client.get(&["v1", "executions", id, "attempts"]))
+        .await?
+    else {
+        return Ok(None);
     };
     let record: VerificationRecord = serde_json::from_value(raw.clone())
         .map_err(|e| anyhow::anyhow!("the node's verification record does not decode ({e})"))?;

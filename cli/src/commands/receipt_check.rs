@@ -3,7 +3,7 @@
 //! charged: signed by the executor that signed the result, for that very result, and for
 //! exactly the price applied to the usage within the request's cap.
 
-use crate::client::{ApiError, Client};
+use crate::client::Client;
 use mesg_protocol::economy::UsageReceipt;
 use mesg_protocol::evidence::{receipt_mismatches, verify_receipt};
 use mesg_protocol::{Execution, ExecutionResult, Signed, now_ms};
@@ -26,24 +26,17 @@ pub async fn check(
     result: &Signed<ExecutionResult>,
     record: Option<&Execution>,
 ) -> anyhow::Result<ReceiptCheck> {
-    let raw: Value = match client
-        .json(client.get(&["v1", "executions", id, "receipt"]))
-        .await
-    {
-        Ok(v) => v,
-        Err(e)
-            if e.downcast_ref::<ApiError>()
-                .is_some_and(|a| a.status == 404) =>
-        {
-            return Ok(ReceiptCheck {
-                json: Value::Null,
-                lines: vec![
-                    "receipt:    none (a free task, or asked on its executor's own node)".into(),
-                ],
-                problems: Vec::new(),
-            });
-        }
-        Err(e) => return Err(e),
+    let Some(raw) = client
+        .json_if_found::<Value>(client.get(&["v1", "executions", id, "receipt"]))
+        .await?
+    else {
+        return Ok(ReceiptCheck {
+            json: Value::Null,
+            lines: vec![
+                "receipt:    none (a free task, or asked on its executor's own node)".into(),
+            ],
+            problems: Vec::new(),
+        });
     };
     let signed: Signed<UsageReceipt> = match serde_json::from_value(raw) {
         Ok(s) => s,

@@ -48,6 +48,17 @@ fn sign<T: serde::Serialize + serde::de::DeserializeOwned + Claims>(
     Signed::sign(key, domain, payload, now_ms(), COMMIT_TTL_MS, max).unwrap()
 }
 
+/// `commit`, signed by `key`, sent by the rogue to `to`; the answer.
+async fn send_commit(
+    rogue: &Rogue,
+    to: mesg_node::network::PeerId,
+    key: &Keypair,
+    commit: &OutputCommit,
+) -> WorkResponse {
+    let signed = sign(key, domains::VERIFY_COMMIT, commit, MAX_COMMIT_BYTES);
+    send(rogue, to, WorkRequest::Commit(signed)).await
+}
+
 async fn send(rogue: &Rogue, to: mesg_node::network::PeerId, request: WorkRequest) -> WorkResponse {
     rogue
         .net
@@ -124,17 +135,7 @@ async fn a_lazy_executor_cannot_reveal_an_answer_it_did_not_commit_to() {
     // A commit signed by another key: not the sender's.
     let other = Keypair::generate().unwrap();
     let forged = OutputCommit::new(id, request_digest, other.public(), &salt, &guess, now_ms());
-    let answer = send(
-        &rogue,
-        v_peer,
-        WorkRequest::Commit(sign(
-            &other,
-            domains::VERIFY_COMMIT,
-            &forged,
-            MAX_COMMIT_BYTES,
-        )),
-    )
-    .await;
+    let answer = send_commit(&rogue, v_peer, &other, &forged).await;
     let (code, message) = rogue::refused(answer);
     assert_eq!(code, RejectCode::WrongNode, "{message}");
 
@@ -147,52 +148,18 @@ async fn a_lazy_executor_cannot_reveal_an_answer_it_did_not_commit_to() {
         &guess,
         now_ms(),
     );
-    let (code, message) = rogue::refused(
-        send(
-            &rogue,
-            v_peer,
-            WorkRequest::Commit(sign(
-                &rogue.key,
-                domains::VERIFY_COMMIT,
-                &stray,
-                MAX_COMMIT_BYTES,
-            )),
-        )
-        .await,
-    );
+    let (code, message) = rogue::refused(send_commit(&rogue, v_peer, &rogue.key, &stray).await);
     assert_eq!(code, RejectCode::UnknownExecution, "{message}");
 
     // It commits to a guess (taken), then cannot commit again.
     let commit = OutputCommit::new(id, request_digest, me, &salt, &guess, now_ms());
     assert_eq!(
-        send(
-            &rogue,
-            v_peer,
-            WorkRequest::Commit(sign(
-                &rogue.key,
-                domains::VERIFY_COMMIT,
-                &commit,
-                MAX_COMMIT_BYTES
-            )),
-        )
-        .await,
+        send_commit(&rogue, v_peer, &rogue.key, &commit).await,
         WorkResponse::Accepted
     );
     let right = Json(json!({"message": "copy me"}));
     let second = OutputCommit::new(id, request_digest, me, &salt, &right, now_ms());
-    let (code, message) = rogue::refused(
-        send(
-            &rogue,
-            v_peer,
-            WorkRequest::Commit(sign(
-                &rogue.key,
-                domains::VERIFY_COMMIT,
-                &second,
-                MAX_COMMIT_BYTES,
-            )),
-        )
-        .await,
-    );
+    let (code, message) = rogue::refused(send_commit(&rogue, v_peer, &rogue.key, &second).await);
     assert_eq!(code, RejectCode::WrongNode, "{message}");
     assert!(message.contains("already committed"), "{message}");
 

@@ -90,13 +90,20 @@ impl Router {
         Ok(())
     }
 
-    /// Forget an outbox entry (delivered, refused or given up), and its verified mark.
+    /// Forget an outbox entry (delivered, refused or given up).
     pub(super) fn drop_from_outbox(&self, id: &ExecutionId, node: &PublicKey) {
         if let Err(e) = self.store.remove_outbox(id, node) {
             tracing::error!(execution_id = %id, "outbox entry not removed (it will be sent again): {e}");
-            return;
         }
-        self.unmark_verified(id);
+    }
+
+    /// An outbox entry is done with (delivered, refused or given up): dropped, with its
+    /// verified mark when it had one.
+    fn delivered(&self, id: &ExecutionId, node: &PublicKey, verified: bool) {
+        self.drop_from_outbox(id, node);
+        if verified {
+            self.unmark_verified(id);
+        }
     }
 
     /// Try to deliver one outbox entry now.
@@ -108,8 +115,10 @@ impl Router {
         let Ok(Some(entry)) = self.store.outbox_entry(&id, &node) else {
             return;
         };
+        // A verified execution's outputs go as a commit, then a reveal (one small read).
+        let verified = self.is_marked_verified(&id);
         let Ok(peer) = entry.requester_node.peer_id() else {
-            self.drop_from_outbox(&id, &node);
+            self.delivered(&id, &node, verified);
             return;
         };
         if let Some(reason) = outbox_give_up(&entry, now_ms()) {
@@ -119,15 +128,12 @@ impl Router {
                 "result not delivered, dropped from the outbox: {reason}"
             );
             self.metrics.results_undelivered.inc();
-            self.drop_from_outbox(&id, &node);
+            self.delivered(&id, &node, verified);
             return;
         }
-        // A verified execution's outputs go as a commit, then a reveal.
-        if self.is_marked_verified(&id)
-            && let Some(done) = self.deliver_verified(&id, &node, &entry).await
-        {
+        if verified && let Some(done) = self.deliver_verified(&id, &node, &entry).await {
             match done {
-                super::reveal::Delivered::Done => self.drop_from_outbox(&id, &node),
+                super::reveal::Delivered::Done => self.delivered(&id, &node, verified),
                 super::reveal::Delivered::Retry(why) => self.retry_later(&id, entry, &why),
             }
             return;
@@ -154,15 +160,15 @@ impl Router {
         }
         match net.send_work(peer, message).await {
             Ok(WorkResponse::Accepted) => {
-                self.drop_from_outbox(&id, &node);
+                self.delivered(&id, &node, verified);
             }
             Ok(WorkResponse::Receipt(answer)) => {
                 self.receipt_answered(&id, &answer);
-                self.drop_from_outbox(&id, &node);
+                self.delivered(&id, &node, verified);
             }
             Ok(WorkResponse::Rejected(r)) if !r.code.is_retriable() => {
                 tracing::warn!(execution = %id, "the requester refused the result: {r}");
-                self.drop_from_outbox(&id, &node);
+                self.delivered(&id, &node, verified);
             }
             other => self.retry_later(&id, entry, &format!("{other:?}")),
         }

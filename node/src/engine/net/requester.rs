@@ -243,17 +243,43 @@ impl Router {
         }
     }
 
+    /// Outputs an executor returned, checked against the task's schema when this node
+    /// knows the definition (the error says why they do not fit).
+    pub(super) fn check_outputs(
+        &self,
+        e: &Execution,
+        outputs: &mesg_protocol::Json,
+    ) -> Result<(), String> {
+        let Some(s) = self.store.service(&e.service_hash).ok().flatten() else {
+            return Ok(());
+        };
+        match s.record.definition.task(&e.task_key) {
+            Some(t) => mesg_protocol::schema::validate(&t.outputs, &outputs.0, "outputs")
+                .map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
     /// Tell the executor we gave up (timeout, cancel). Best effort.
     pub fn cancel_remote(&self, e: &Execution, reason: &str) {
-        let (Some(net), Some(executor)) = (self.network().cloned(), e.executor) else {
+        let Some(executor) = e.executor else { return };
+        if e.requester_node != self.node() {
+            return;
+        }
+        self.cancel_at(e.id, executor, reason);
+    }
+
+    /// Tell `executor` to stop running `id`, a request of this node. Best effort.
+    pub(super) fn cancel_at(&self, id: ExecutionId, executor: PublicKey, reason: &str) {
+        let Some(net) = self.network().cloned() else {
             return;
         };
-        if executor == self.node() || e.requester_node != self.node() {
+        if executor == self.node() {
             return;
         }
         let Ok(peer) = executor.peer_id() else { return };
         let cancel = CancelRequest {
-            execution_id: e.id,
+            execution_id: id,
             requester: self.node(),
             reason: reason.to_string(),
         };
@@ -357,24 +383,10 @@ impl Router {
             return reject(RejectCode::WrongNode, "this execution was not given to you");
         }
         let outcome = match &result.outcome {
-            Outcome::Completed { outputs } => {
-                // Check the outputs ourselves when we know the definition.
-                match self.store.service(&execution.service_hash).ok().flatten() {
-                    Some(s) => match s.record.definition.task(&execution.task_key) {
-                        Some(t) => {
-                            match mesg_protocol::schema::validate(&t.outputs, &outputs.0, "outputs")
-                            {
-                                Ok(()) => Ok(outputs.0.clone()),
-                                Err(e) => {
-                                    Err(format!("the executor returned invalid outputs: {e}"))
-                                }
-                            }
-                        }
-                        None => Ok(outputs.0.clone()),
-                    },
-                    None => Ok(outputs.0.clone()),
-                }
-            }
+            Outcome::Completed { outputs } => self
+                .check_outputs(&execution, outputs)
+                .map(|()| outputs.0.clone())
+                .map_err(|e| format!("the executor returned invalid outputs: {e}")),
             Outcome::Failed { error } => Err(error.clone()),
         };
         let executor = result.executor;

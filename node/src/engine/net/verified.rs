@@ -18,9 +18,7 @@ use mesg_protocol::verification::{
     Decision, MAX_COMMIT_BYTES, MAX_REVEAL_BYTES, Next, OutputCommit, Reveal, RoundError, Verdict,
     VerificationRound, VerifySpec,
 };
-use mesg_protocol::{
-    Execution, ExecutionId, ExecutionRequest, ExecutionResult, PublicKey, ServiceHash, now_ms,
-};
+use mesg_protocol::{Execution, ExecutionId, ExecutionRequest, ExecutionResult, PublicKey, now_ms};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +40,6 @@ const SUBMIT_PATIENCE: Duration = Duration::from_millis(3_500);
 #[derive(Debug)]
 pub(super) struct LiveRound {
     round: VerificationRound,
-    service: ServiceHash,
     /// Woken at every change of the round.
     changed: Arc<Notify>,
     /// Executors whose verdict reputation already heard.
@@ -86,7 +83,6 @@ impl Router {
         let changed = Arc::new(Notify::new());
         let live = LiveRound {
             round: VerificationRound::new(id, signed.digest(), spec),
-            service: execution.service_hash,
             changed: changed.clone(),
             reported: HashSet::new(),
             refused: HashSet::new(),
@@ -355,12 +351,7 @@ impl Router {
 
     /// Tell an executor whose attempt the decision made useless to stop. Best effort.
     fn cancel_attempt(&self, id: &ExecutionId, executor: PublicKey) {
-        let Ok(Some(e)) = self.ledger.find(id) else {
-            return;
-        };
-        let mut e = e;
-        e.executor = Some(executor);
-        self.cancel_remote(&e, "verification decided without this attempt");
+        self.cancel_at(*id, executor, "verification decided without this attempt");
     }
 
     /// The execution ended without the round (cancelled): forget the round, tell the
@@ -481,7 +472,10 @@ impl Router {
                 "the reveal is not signed by the node that sent it",
             );
         }
-        if let Err(e) = self.check_outputs(&reveal.execution_id, &reveal.outputs) {
+        if self.is_verifying(&reveal.execution_id)
+            && let Ok(Some(e)) = self.ledger.find(&reveal.execution_id)
+            && let Err(e) = self.check_outputs(&e, &reveal.outputs)
+        {
             // Outputs that break the task's schema cannot be the agreed answer: the
             // round hears them as they are and they disagree with any honest group.
             tracing::info!(execution_id = %reveal.execution_id, executor = %reveal.executor, "revealed outputs break the schema: {e}");
@@ -538,24 +532,6 @@ impl Router {
                 reject(RejectCode::BadSignature, e.to_string())
             }
             Some(Err(e)) => reject(RejectCode::Malformed, e.to_string()),
-        }
-    }
-
-    /// Check revealed outputs against the task's schema, when the definition is known.
-    fn check_outputs(&self, id: &ExecutionId, outputs: &mesg_protocol::Json) -> Result<(), String> {
-        let Some(service) = self.with_round(id, |l| l.service) else {
-            return Ok(());
-        };
-        let Ok(Some(e)) = self.ledger.find(id) else {
-            return Ok(());
-        };
-        match self.store.service(&service).ok().flatten() {
-            Some(s) => match s.record.definition.task(&e.task_key) {
-                Some(t) => mesg_protocol::schema::validate(&t.outputs, &outputs.0, "outputs")
-                    .map_err(|e| e.to_string()),
-                None => Ok(()),
-            },
-            None => Ok(()),
         }
     }
 }
