@@ -10,6 +10,7 @@
 
 mod cluster;
 mod deploy;
+mod fanout;
 mod footprint;
 mod prices;
 mod process;
@@ -57,6 +58,10 @@ struct Args {
     /// Do not run testnet/build.sh; use the binaries and images already built.
     #[arg(long)]
     no_build: bool,
+    /// Round trip: only these payloads (comma-separated: 100B, 10KiB, 1MiB, 10MiB) and,
+    /// with `fanout`, the 16-way fan-out; all of them when not given.
+    #[arg(long, value_delimiter = ',')]
+    payloads: Vec<String>,
 }
 
 /// What every section gets.
@@ -65,12 +70,19 @@ pub struct Ctx {
     pub quick: bool,
     /// The `echo` service directory (mesg.yml, Dockerfile, static binary).
     pub echo_dir: PathBuf,
+    /// `--payloads`: the round trip's rows to run (empty: all).
+    pub payloads: Vec<String>,
 }
 
 impl Ctx {
     /// `full` samples normally, `quick` in a quick run.
     pub fn n(&self, full: usize, quick: usize) -> usize {
         if self.quick { quick } else { full }
+    }
+
+    /// Whether the round trip runs the row `key` (`1MiB`, `fanout`, …).
+    pub fn wants(&self, key: &str) -> bool {
+        self.payloads.is_empty() || self.payloads.iter().any(|p| p.eq_ignore_ascii_case(key))
     }
 }
 
@@ -87,6 +99,12 @@ async fn run(args: Args) -> Result<()> {
     for s in &args.only {
         if !SECTIONS.contains(&s.as_str()) {
             bail!("unknown section `{s}`; sections: {}", SECTIONS.join(", "));
+        }
+    }
+    let keys = roundtrip::row_keys();
+    for p in &args.payloads {
+        if !keys.iter().any(|k| k.eq_ignore_ascii_case(p)) {
+            bail!("unknown payload `{p}`; payloads: {}", keys.join(", "));
         }
     }
     let root = mesg_testkit::workspace_root();
@@ -124,6 +142,7 @@ async fn run(args: Args) -> Result<()> {
     let ctx = Ctx {
         quick: args.quick,
         echo_dir,
+        payloads: args.payloads.clone(),
     };
 
     let started = Instant::now();

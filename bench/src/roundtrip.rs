@@ -19,28 +19,54 @@ const FLOOR_PORT: u16 = 7000;
 
 struct Payload {
     label: &'static str,
+    /// Its name for `--payloads`.
+    key: &'static str,
     bytes: usize,
     /// Samples for (node paths, floor, docker exec, docker run) in a full run.
     full: [usize; 4],
+    /// Warm-up round trips (each path) in a full run, not counted.
+    warm: usize,
 }
 
 const PAYLOADS: &[Payload] = &[
     Payload {
         label: "100 B",
+        key: "100B",
         bytes: 100,
         full: [400, 2000, 40, 20],
+        warm: 20,
     },
     Payload {
         label: "10 KiB",
+        key: "10KiB",
         bytes: 10 * 1024,
         full: [300, 1000, 30, 15],
+        warm: 20,
     },
     Payload {
         label: "1 MiB",
+        key: "1MiB",
         bytes: 1024 * 1024,
         full: [40, 100, 15, 10],
+        warm: 20,
+    },
+    Payload {
+        label: "10 MiB",
+        key: "10MiB",
+        bytes: 10 * 1024 * 1024,
+        full: [15, 30, 8, 5],
+        warm: 5,
     },
 ];
+
+/// The names `--payloads` takes: each payload, and the fan-out.
+pub fn row_keys() -> Vec<&'static str> {
+    PAYLOADS
+        .iter()
+        .map(|p| p.key)
+        .chain(std::iter::once(crate::fanout::KEY))
+        .collect()
+}
 
 pub async fn run(ctx: &Ctx) -> Result<Section> {
     let pair = Pair::start(&ctx.echo_dir).await?;
@@ -74,29 +100,29 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
          image per task (`/echo once`). Ratios are p50 ÷ floor p50.",
     );
     let mut headline = None;
-    for p in PAYLOADS {
+    let mut cpu_rows = Vec::new();
+    for p in PAYLOADS.iter().filter(|p| ctx.wants(p.key)) {
         let n = |i: usize| ctx.n(p.full[i], [5, 20, 2, 2][i]);
         let message = "x".repeat(p.bytes);
         let inputs = json!({ "message": message });
         let raw = vec![b'x'; p.bytes];
-        eprintln!("  {}: warm-up", p.label);
-        for _ in 0..ctx.n(20, 2) {
-            pair.api_b.exec(&pair.service, "echo", &inputs).await?;
-            pair.api_a.exec(&pair.service, "echo", &inputs).await?;
-        }
         eprintln!("  {}: local and routed", p.label);
-        let (mut local, mut routed) = (Vec::new(), Vec::new());
-        // Interleaved, so both see the same machine state.
-        for _ in 0..n(0) {
-            let t = Instant::now();
-            let e = pair.api_b.exec(&pair.service, "echo", &inputs).await?;
-            local.push(t.elapsed());
-            check_echoed(&e, &message)?;
-            let t = Instant::now();
-            let e = pair.api_a.exec(&pair.service, "echo", &inputs).await?;
-            routed.push(t.elapsed());
-            check_echoed(&e, &message)?;
-        }
+        let (local, routed) = match node_paths(&pair, &inputs, &message, ctx.n(p.warm, 2), n(0))
+            .await
+        {
+            Ok((local, routed, cpu)) => {
+                cpu_rows.push((p.label, cpu));
+                (local, routed)
+            }
+            // A payload the node refuses: the rows say so, with the node's answer.
+            Err(e) => {
+                section.notes.push(format!(
+                    "{}: the node refused the payload, so its local and routed rows are empty: {e:#}",
+                    p.label
+                ));
+                (Vec::new(), Vec::new())
+            }
+        };
         eprintln!("  {}: floor", p.label);
         let floor = floor(&ip, &raw, n(1)).await?;
         eprintln!("  {}: docker exec", p.label);
@@ -142,7 +168,35 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
             headline = Some((rows[0].1, rows[2].1, rows[3].1, rows[4].1));
         }
     }
-    let (floor, routed, exec, run_rm) = headline.context("no 100 B row")?;
+    if !cpu_rows.is_empty() {
+        let mut t = Table::new(&["payload", "local: B ms", "routed: A ms", "routed: B ms"]);
+        for (label, c) in &cpu_rows {
+            t.row(vec![
+                label.to_string(),
+                ms(c.local_b),
+                ms(c.routed_a),
+                ms(c.routed_b),
+            ]);
+        }
+        section.tables.push((
+            "CPU time of each node per execution (user + system from /proc, read around \
+             each call of the local and routed rows above, mean; ticks of 10 ms, so only \
+             the means over many calls mean anything; the echo container and the client \
+             not counted)"
+                .into(),
+            t,
+        ));
+    }
+    if ctx.wants(crate::fanout::KEY) {
+        crate::fanout::run(ctx, &pair, &mut section).await?;
+    }
+    section.notes.push(format!(
+        "The floor connects to the container's address on its instance network ({ip}:{FLOOR_PORT}) from the host."
+    ));
+    // The goals are about 100 B: a run without that row has none.
+    let Some((floor, routed, exec, run_rm)) = headline else {
+        return Ok(section);
+    };
     section.goals.push(Goal::new(
         "routed round trip p50, 100 B",
         "≤ 2 ms",
@@ -176,10 +230,57 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         format!("{x_run:.1}×"),
         x_run >= 100.0,
     ));
-    section.notes.push(format!(
-        "The floor connects to the container's address on its instance network ({ip}:{FLOOR_PORT}) from the host."
-    ));
     Ok(section)
+}
+
+/// Mean CPU time per execution (ms): B for the local path, A and B for the routed one.
+struct CpuPerExec {
+    local_b: f64,
+    routed_a: f64,
+    routed_b: f64,
+}
+
+/// Warm-up, then `n` local and `n` routed round trips of `inputs`, interleaved so both
+/// see the same machine state; with the nodes' CPU time around each call.
+async fn node_paths(
+    pair: &Pair,
+    inputs: &serde_json::Value,
+    message: &str,
+    warm: usize,
+    n: usize,
+) -> Result<(Vec<Duration>, Vec<Duration>, CpuPerExec)> {
+    let pid_a = pair.a.pid().context("A is not running")?;
+    let pid_b = pair.b.pid().context("B is not running")?;
+    let cpu = cluster::cpu_time;
+    let (mut local_b, mut routed_a, mut routed_b) =
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    for _ in 0..warm {
+        pair.api_b.exec(&pair.service, "echo", inputs).await?;
+        pair.api_a.exec(&pair.service, "echo", inputs).await?;
+    }
+    let (mut local, mut routed) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        let b0 = cpu(pid_b)?;
+        let t = Instant::now();
+        let e = pair.api_b.exec(&pair.service, "echo", inputs).await?;
+        local.push(t.elapsed());
+        local_b += cpu(pid_b)?.saturating_sub(b0);
+        check_echoed(&e, message)?;
+        let (a0, b0) = (cpu(pid_a)?, cpu(pid_b)?);
+        let t = Instant::now();
+        let e = pair.api_a.exec(&pair.service, "echo", inputs).await?;
+        routed.push(t.elapsed());
+        routed_a += cpu(pid_a)?.saturating_sub(a0);
+        routed_b += cpu(pid_b)?.saturating_sub(b0);
+        check_echoed(&e, message)?;
+    }
+    let mean = |d: Duration| d.as_secs_f64() * 1e3 / n.max(1) as f64;
+    let cpu = CpuPerExec {
+        local_b: mean(local_b),
+        routed_a: mean(routed_a),
+        routed_b: mean(routed_b),
+    };
+    Ok((local, routed, cpu))
 }
 
 fn check_echoed(e: &serde_json::Value, message: &str) -> Result<()> {

@@ -427,8 +427,75 @@ async fn large_inputs_and_outputs_come_back_whole_after_status_changes() {
         })
         .unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].outputs, Some(outputs));
+    assert_eq!(listed[0].outputs, Some(outputs.clone()));
     assert_eq!(listed[0].inputs, e.inputs);
+
+    // Large values live in files of their own (docs/benchmarks.md: sled rewrote leaves
+    // holding many of them), the signed result and an outbox entry too, and go with
+    // their execution once its removal is flushed.
+    let spilled = |store_dir: &std::path::Path| {
+        std::fs::read_dir(store_dir.join("spilled")).map_or(0, |d| d.count())
+    };
+    assert_eq!(spilled(dir.path()), 2, "the inputs and the outputs");
+    let result = ExecutionResult {
+        execution_id: e.id,
+        request_digest: s.digest(),
+        service_hash: e.service_hash,
+        task_key: e.task_key.clone(),
+        executor: key.public(),
+        instance_hash: None,
+        outcome: Outcome::Completed {
+            outputs: outputs.clone(),
+        },
+        started_at: Some(2),
+        finished_at: 3,
+    };
+    let signed = Signed::sign(
+        &key,
+        domains::EXECUTION_RESULT,
+        &result,
+        3,
+        60_000,
+        MAX_WORK_MESSAGE,
+    )
+    .unwrap();
+    store.put_result(&signed, &e.id).unwrap();
+    let entry = mesg_node::store::OutboxEntry {
+        result: signed.clone(),
+        requester_node: key.public(),
+        attempts: 0,
+        next_attempt_at: 0,
+    };
+    store.put_outbox(&e.id, &entry).unwrap();
+    store
+        .put_outbox(
+            &e.id,
+            &mesg_node::store::OutboxEntry {
+                attempts: 1,
+                ..entry.clone()
+            },
+        )
+        .unwrap();
+    store.persist().await.unwrap();
+    assert_eq!(
+        spilled(dir.path()),
+        4,
+        "a rewritten outbox entry leaves one file"
+    );
+    store.close().await.unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.result(&e.id).unwrap(), Some(signed));
+    assert_eq!(store.outbox().unwrap()[0].1.attempts, 1);
+    store.remove_outbox(&e.id, &key.public()).unwrap();
+    store.remove_execution(&e.id).unwrap();
+    assert_eq!(
+        spilled(dir.path()),
+        4,
+        "files stay until the removal is flushed"
+    );
+    store.persist().await.unwrap();
+    assert_eq!(spilled(dir.path()), 0);
+    assert!(store.execution(&e.id).unwrap().is_none());
 }
 
 /// Processes and runs were stored through the generic blob trees before they had typed
@@ -538,4 +605,63 @@ async fn processes_and_runs_written_as_blobs_read_through_the_typed_methods() {
         serde_json::from_slice::<serde_json::Value>(&raw).unwrap()["created_at"],
         42
     );
+}
+
+/// Large inputs are stored once: inside the signed request kept beside the record.
+#[tokio::test]
+async fn large_inputs_are_written_once_inside_their_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let key = Keypair::generate().unwrap();
+    let mut req = request(&key, 1, &[], None, 1)
+        .1
+        .payload_unverified(MAX_WORK_MESSAGE)
+        .unwrap();
+    req.inputs = Json(serde_json::json!({ "message": "y".repeat(300 * 1024) }));
+    let signed = Signed::sign(
+        &key,
+        domains::EXECUTION_REQUEST,
+        &req,
+        1,
+        60_000,
+        MAX_WORK_MESSAGE,
+    )
+    .unwrap();
+    let e = Execution::from_request(&req);
+    store.insert_execution(&e, &signed).unwrap();
+    let files = std::fs::read_dir(dir.path().join("spilled"))
+        .unwrap()
+        .count();
+    assert_eq!(files, 1, "the request only");
+    let running = store
+        .update_execution(&e.id, &mut |e| {
+            Ok(e.transition(ExecutionStatus::InProgress, 2)?)
+        })
+        .unwrap();
+    assert_eq!(running.inputs, req.inputs);
+    // Another request under the same id is refused and changes nothing.
+    let mut other = req.clone();
+    other.inputs = Json(serde_json::json!({ "message": "w".repeat(300 * 1024) }));
+    let other_signed = Signed::sign(
+        &key,
+        domains::EXECUTION_REQUEST,
+        &other,
+        1,
+        60_000,
+        MAX_WORK_MESSAGE,
+    )
+    .unwrap();
+    assert!(matches!(
+        store.insert_execution(&Execution::from_request(&other), &other_signed),
+        Err(StoreError::ExecutionExists(_))
+    ));
+    assert_eq!(store.execution(&e.id).unwrap().unwrap().inputs, req.inputs);
+    let files = std::fs::read_dir(dir.path().join("spilled"))
+        .unwrap()
+        .count();
+    assert_eq!(files, 1, "the refused request's file is gone");
+    store.close().await.unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.execution(&e.id).unwrap().unwrap().inputs, req.inputs);
+    assert_eq!(store.request(&e.id).unwrap(), Some(signed));
 }

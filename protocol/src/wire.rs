@@ -9,8 +9,15 @@ use serde::de::DeserializeOwned;
 /// endian); a peer that sends another version gets a clear error, not a garbled decode.
 pub const WIRE_VERSION: u16 = 1;
 
-/// Largest work message (execution request or result, with inputs or outputs inline).
-pub const MAX_WORK_MESSAGE: usize = 4 * 1024 * 1024;
+/// Largest work message (execution request or result, with inputs or outputs inline):
+/// room for a 10 MiB payload with its JSON escapes and envelope. Was 4 MiB; raised for
+/// issue 17's 10 MiB round trip. What bounds a node's memory against large messages is
+/// not this limit alone: the node reads messages above [`LARGE_WORK_MESSAGE`] only within
+/// a node-wide byte budget (node/src/network/codec.rs), and its API takes bodies above it
+/// only a few at a time (docs/security.md).
+pub const MAX_WORK_MESSAGE: usize = 16 * 1024 * 1024;
+/// Work messages above this size are "large": read only within the node's budget.
+pub const LARGE_WORK_MESSAGE: usize = 4 * 1024 * 1024;
 /// Largest gossip message (announcement or event). Gossip is for small things only.
 pub const MAX_GOSSIP_MESSAGE: usize = 64 * 1024;
 /// Largest package chunk carried in one response.
@@ -21,7 +28,7 @@ pub const MAX_PACKAGE_MESSAGE: usize = MAX_PACKAGE_CHUNK + 64 * 1024;
 /// bincode's own cap on what one decode may claim (lengths of strings, vectors). It is a
 /// second line of defence behind the per-message limits above: a length field can never
 /// make the decoder allocate more than this.
-const DECODE_CLAIM_LIMIT: usize = 8 * 1024 * 1024;
+const DECODE_CLAIM_LIMIT: usize = MAX_WORK_MESSAGE + 1024 * 1024;
 
 fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<DECODE_CLAIM_LIMIT>()

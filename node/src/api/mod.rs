@@ -149,12 +149,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
 }
 
 fn json_rejection(r: JsonRejection) -> ApiErr {
-    let status = match &r {
-        JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    ApiErr::new(status, "bad_request", r.body_text())
+    match &r {
+        JsonRejection::MissingJsonContentType(_) => ApiErr::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "bad_request",
+            r.body_text(),
+        ),
+        JsonRejection::BytesRejection(_) => ApiErr::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "{}: a body may hold at most {} bytes (a work message's {} plus 64 KiB)",
+                r.body_text(),
+                mesg_protocol::wire::MAX_WORK_MESSAGE + 64 * 1024,
+                mesg_protocol::wire::MAX_WORK_MESSAGE
+            ),
+        ),
+        _ => ApiErr::new(StatusCode::BAD_REQUEST, "bad_request", r.body_text()),
+    }
 }
 
 impl<T: serde::Serialize> IntoResponse for Json<T> {

@@ -23,9 +23,10 @@ type PackageCodec = FrameCodec<PackageRequest, PackageResponse, MAX_PACKAGE_MESS
 
 /// Concurrent work streams on one connection (inbound and outbound together; a peer has
 /// at most 4 connections). Each inbound stream may hold a frame of up to
-/// `MAX_WORK_MESSAGE` (4 MiB) while it arrives, so this bounds what one peer can pin:
+/// `LARGE_WORK_MESSAGE` (4 MiB) while it arrives, so this bounds what one peer can pin:
 /// 256 × 4 MiB per connection, and only for bytes it really sends, until the request
-/// timeout. Four times the 64 requests in flight of the routing benchmark, whose results
+/// timeout; frames above that, up to `MAX_WORK_MESSAGE` (16 MiB), share one node-wide
+/// budget (`codec::LARGE_FRAME_BUDGET`). Four times the 64 requests in flight of the routing benchmark, whose results
 /// flow back on the same connection. (Was 1,024, with the whole frame reserved up front.)
 pub const MAX_WORK_STREAMS: usize = 256;
 

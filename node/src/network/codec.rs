@@ -7,15 +7,62 @@
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
-use mesg_protocol::wire;
+use mesg_protocol::wire::{self, LARGE_WORK_MESSAGE};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::io;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Bytes of a frame's body reserved before they arrive; beyond this the buffer grows with
 /// what the peer really sends.
 pub const FRAME_PREALLOC: usize = 64 * 1024;
+
+/// Bytes of frames above [`LARGE_WORK_MESSAGE`] read at once by this node, all peers and
+/// protocols together: four 16 MiB messages. A large frame that does not fit is refused
+/// before its body is read (its stream dropped, the sender sees an error and may retry):
+/// raising the work limit to 16 MiB multiplied what streams could pin by four, this keeps
+/// large messages to a fixed amount whoever sends them.
+pub const LARGE_FRAME_BUDGET: usize = 64 * 1024 * 1024;
+
+static LARGE_FRAME_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// A share of [`LARGE_FRAME_BUDGET`], given back on drop.
+struct LargeFrame(usize);
+
+impl LargeFrame {
+    fn reserve(len: usize) -> io::Result<Option<LargeFrame>> {
+        if len <= LARGE_WORK_MESSAGE {
+            return Ok(None);
+        }
+        let mut held = LARGE_FRAME_BYTES.load(Ordering::Relaxed);
+        loop {
+            if held + len > LARGE_FRAME_BUDGET {
+                return Err(io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    format!(
+                        "a message of {len} bytes does not fit in the {LARGE_FRAME_BUDGET} bytes this node reads of large messages at once ({held} in use); retry later"
+                    ),
+                ));
+            }
+            match LARGE_FRAME_BYTES.compare_exchange_weak(
+                held,
+                held + len,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(Some(LargeFrame(len))),
+                Err(now) => held = now,
+            }
+        }
+    }
+}
+
+impl Drop for LargeFrame {
+    fn drop(&mut self) {
+        LARGE_FRAME_BYTES.fetch_sub(self.0, Ordering::AcqRel);
+    }
+}
 
 /// A codec for requests `Req` and responses `Resp`, each at most `LIMIT` bytes.
 #[derive(Debug)]
@@ -50,6 +97,7 @@ async fn read_frame<T: AsyncRead + Unpin + Send, M: DeserializeOwned>(
             format!("message of {len} bytes exceeds the {limit} byte limit"),
         ));
     }
+    let _budget = LargeFrame::reserve(len)?;
     let buf = read_body(io, len).await?;
     wire::decode_frame(&buf, limit).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
@@ -154,6 +202,20 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[tokio::test]
+    async fn large_frames_are_read_within_a_node_wide_budget() {
+        let big = LARGE_WORK_MESSAGE + 1;
+        let held: Vec<_> = (0..LARGE_FRAME_BUDGET / big)
+            .map(|_| LargeFrame::reserve(big).unwrap().unwrap())
+            .collect();
+        let err = LargeFrame::reserve(big).err().unwrap();
+        assert!(err.to_string().contains("retry later"), "{err}");
+        // Small frames never count; a large one fits again once one is read.
+        assert!(LargeFrame::reserve(LARGE_WORK_MESSAGE).unwrap().is_none());
+        drop(held);
+        assert!(LargeFrame::reserve(big).unwrap().is_some());
     }
 
     #[tokio::test]

@@ -38,7 +38,7 @@ const MAX_GRACE: Duration = Duration::from_secs(300);
         ),
         (status = 400, description = "Invalid body, env or limits", body = ApiError),
         (status = 404, description = "No such service", body = ApiError),
-        (status = 413, description = "Body larger than the node accepts (4 MiB + 64 KiB)", body = ApiError),
+        (status = 413, description = "Body larger than the node accepts (16 MiB + 64 KiB): payload_too_large", body = ApiError),
         (status = 415, description = "Body without `content-type: application/json`", body = ApiError),
         (status = 503, description = "Docker is unavailable", body = ApiError),
     ),

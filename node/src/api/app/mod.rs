@@ -213,9 +213,7 @@ pub fn router(state: AppState) -> Router {
         .merge(super::ui::routes())
         .fallback(super::not_found)
         .method_not_allowed_fallback(super::method_not_allowed)
-        .layer(DefaultBodyLimit::max(
-            mesg_protocol::wire::MAX_WORK_MESSAGE + 64 * 1024,
-        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY as usize))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             require_access,
@@ -223,11 +221,56 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Bodies the Application API reads at once beyond [`LARGE_BODY`] bytes (or of a length
+/// not declared up front), all clients together: with bodies of up to 16 MiB (a 10 MiB
+/// payload), 768 connections could otherwise hold 12 GiB.
+pub const LARGE_BODIES_AT_ONCE: usize = 4;
+/// The largest body (a work message and 64 KiB for the rest of the request).
+pub const MAX_BODY: u64 = (mesg_protocol::wire::MAX_WORK_MESSAGE + 64 * 1024) as u64;
+/// A body above this is large (the former limit of every body).
+pub const LARGE_BODY: u64 = (mesg_protocol::wire::LARGE_WORK_MESSAGE + 64 * 1024) as u64;
+static LARGE_BODIES: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(LARGE_BODIES_AT_ONCE);
+
 async fn require_access(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match state.access.check(&req) {
-        Ok(()) => next.run(req).await,
-        Err(refused) => refused.into_response(),
+    if let Err(refused) = state.access.check(&req) {
+        return refused.into_response();
     }
+    // A deploy (a package's tar) has its own limit and is not a work message.
+    if req.uri().path() == "/v1/services" {
+        return next.run(req).await;
+    }
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let chunked = req
+        .headers()
+        .contains_key(axum::http::header::TRANSFER_ENCODING);
+    // A declared length over the limit is refused before any of the body is read.
+    if let Some(n) = declared.filter(|n| *n > MAX_BODY) {
+        return ApiErr::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("a body of {n} bytes: a body may hold at most {MAX_BODY} bytes (a work message's {} plus 64 KiB)", mesg_protocol::wire::MAX_WORK_MESSAGE),
+        )
+        .into_response();
+    }
+    if declared.is_some_and(|n| n > LARGE_BODY) || (declared.is_none() && chunked) {
+        // Held until the answer is made (a waiting create holds it until the end).
+        let Ok(_permit) = LARGE_BODIES.try_acquire() else {
+            return ApiErr::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                format!(
+                    "this node already reads {LARGE_BODIES_AT_ONCE} bodies over {LARGE_BODY} bytes (or without a declared length); retry in a moment"
+                ),
+            )
+            .into_response();
+        };
+        return next.run(req).await;
+    }
+    next.run(req).await
 }
 
 /// An optional JSON body: empty means none.

@@ -28,7 +28,7 @@ const MAX_RUNS: usize = 1000;
         (status = 200, description = "The same definition existed: that process", body = ProcessView),
         (status = 201, description = "The process", body = ProcessView),
         (status = 400, description = "Invalid process file", body = ApiError),
-        (status = 413, description = "Body larger than the node accepts (4 MiB + 64 KiB)", body = ApiError),
+        (status = 413, description = "Body larger than the node accepts (16 MiB + 64 KiB): payload_too_large", body = ApiError),
         (status = 415, description = "Body without `content-type: application/json`", body = ApiError),
     ),
 )]
@@ -58,7 +58,7 @@ pub(super) async fn create_process(
     responses(
         (status = 200, description = "Whether the definition is valid, with its errors", body = ProcessCheck),
         (status = 400, description = "Invalid body", body = ApiError),
-        (status = 413, description = "Body larger than the node accepts (4 MiB + 64 KiB)", body = ApiError),
+        (status = 413, description = "Body larger than the node accepts (16 MiB + 64 KiB): payload_too_large", body = ApiError),
         (status = 415, description = "Body without `content-type: application/json`", body = ApiError),
     ),
 )]

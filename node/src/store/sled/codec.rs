@@ -6,7 +6,7 @@ use mesg_protocol::wire;
 use serde::Serialize;
 
 /// Cap on one stored record (an execution with large inputs and outputs).
-const MAX_RECORD: usize = 64 * 1024 * 1024;
+pub(super) const MAX_RECORD: usize = 64 * 1024 * 1024;
 
 pub(super) fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     wire::encode(v, MAX_RECORD).map_err(|e| StoreError::Encode(e.to_string()))

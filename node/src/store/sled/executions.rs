@@ -2,11 +2,17 @@
 //! index trees listings scan (by time, status, service, tag, parent).
 
 use super::codec::{dec, enc};
+use super::payloads::{IN_REQUEST, StoredExecution, join_outputs, split_payloads};
+use super::recent::RecentInputs;
+use super::spill::Spill;
 use crate::store::{ExecutionFilter, StoreError};
 use mesg_protocol::envelope::Signed;
-use mesg_protocol::{Execution, ExecutionId, ExecutionRequest, ExecutionResult, ExecutionStatus};
+use mesg_protocol::{
+    Execution, ExecutionId, ExecutionRequest, ExecutionResult, ExecutionStatus, Json,
+};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
+use std::sync::Arc;
 
 /// The execution trees.
 #[derive(Debug)]
@@ -24,6 +30,10 @@ pub(super) struct ExecutionTrees {
     by_service: sled::Tree,
     by_tag: sled::Tree,
     by_parent: sled::Tree,
+    /// Inputs, outputs, requests and results of 64 KiB or more live in files.
+    spill: Arc<Spill>,
+    /// Large inputs parsed lately (they never change).
+    recent: RecentInputs,
 }
 
 fn status_byte(s: ExecutionStatus) -> u8 {
@@ -90,65 +100,6 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// An execution as stored: the record without its inputs and outputs, which are kept
-/// apart and written once each, so the status changes of an execution with large
-/// payloads rewrite a few hundred bytes instead of the payloads.
-struct StoredExecution {
-    record: Vec<u8>,
-    inputs: Vec<u8>,
-    outputs: Option<Vec<u8>>,
-}
-
-fn split_payloads(e: &Execution) -> Result<StoredExecution, StoreError> {
-    // Field by field, so the payloads are not copied only to be dropped.
-    let head = Execution {
-        id: e.id,
-        service_hash: e.service_hash,
-        task_key: e.task_key.clone(),
-        inputs: mesg_protocol::Json::null(),
-        requester: e.requester,
-        requester_node: e.requester_node,
-        executor: e.executor,
-        instance_hash: e.instance_hash,
-        status: e.status,
-        outputs: None,
-        error: e.error.clone(),
-        parent: e.parent,
-        process: e.process.clone(),
-        tags: e.tags.clone(),
-        timeout_ms: e.timeout_ms,
-        created_at: e.created_at,
-        started_at: e.started_at,
-        finished_at: e.finished_at,
-        idempotency_key: e.idempotency_key.clone(),
-        cause: e.cause,
-        max_price: e.max_price,
-        cost: e.cost,
-    };
-    let outputs = e.outputs.as_ref().map(enc).transpose()?;
-    Ok(StoredExecution {
-        record: enc(&head)?,
-        inputs: enc(&e.inputs)?,
-        outputs,
-    })
-}
-
-/// Put the payloads back into a stored record. A record written before payloads were kept
-/// apart still holds them itself: then there is no separate entry and it stays as it is.
-fn join_payloads(
-    e: &mut Execution,
-    inputs: Option<&[u8]>,
-    outputs: Option<&[u8]>,
-) -> Result<(), StoreError> {
-    if let Some(b) = inputs {
-        e.inputs = dec("exec_inputs", b)?;
-    }
-    if let Some(b) = outputs {
-        e.outputs = Some(dec("exec_outputs", b)?);
-    }
-    Ok(())
-}
-
 fn tx_abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
     ConflictableTransactionError::Abort(e)
 }
@@ -162,7 +113,7 @@ fn tx_result<T>(r: Result<T, TransactionError<StoreError>>) -> Result<T, StoreEr
 }
 
 impl ExecutionTrees {
-    pub(super) fn open(db: &sled::Db) -> Result<ExecutionTrees, StoreError> {
+    pub(super) fn open(db: &sled::Db, spill: Arc<Spill>) -> Result<ExecutionTrees, StoreError> {
         Ok(ExecutionTrees {
             executions: db.open_tree("executions")?,
             inputs: db.open_tree("exec_inputs")?,
@@ -174,6 +125,8 @@ impl ExecutionTrees {
             by_service: db.open_tree("exec_by_service")?,
             by_tag: db.open_tree("exec_by_tag")?,
             by_parent: db.open_tree("exec_by_parent")?,
+            spill,
+            recent: RecentInputs::default(),
         })
     }
 
@@ -182,10 +135,22 @@ impl ExecutionTrees {
             return Ok(None);
         };
         let mut e: Execution = dec("executions", &v)?;
-        let inputs = self.inputs.get(id_bytes)?;
-        let outputs = self.outputs.get(id_bytes)?;
-        join_payloads(&mut e, inputs.as_deref(), outputs.as_deref())?;
+        if let Some(i) = self.read(&self.inputs, "exec_inputs", id_bytes)? {
+            e.inputs = self.inputs_from(id_bytes, i)?;
+        }
+        let outputs = self.read(&self.outputs, "exec_outputs", id_bytes)?;
+        join_outputs(&mut e, outputs.as_deref())?;
         Ok(Some(e))
+    }
+
+    /// A value of a tree that may spill, from sled or its file.
+    fn read(
+        &self,
+        tree: &sled::Tree,
+        name: &'static str,
+        key: &[u8],
+    ) -> Result<Option<super::spill::Loaded>, StoreError> {
+        tree.get(key)?.map(|v| self.spill.load(name, v)).transpose()
     }
 
     pub(super) fn insert(
@@ -195,10 +160,86 @@ impl ExecutionTrees {
     ) -> Result<(), StoreError> {
         let StoredExecution {
             record: value,
-            inputs,
             outputs,
-        } = split_payloads(e)?;
-        let req = enc(request)?;
+            ..
+        } = split_payloads(e, false, true)?;
+        let spilled = [
+            self.stored_inputs(e, request)?,
+            self.spill.store(enc(request)?)?,
+            match outputs {
+                Some(o) => self.spill.store(o)?,
+                None => Vec::new(),
+            },
+        ];
+        let inserted = self.insert_spilled(e, value, &spilled);
+        match &inserted {
+            // Parsed already: kept for the status changes to come (only once stored: an
+            // id already taken keeps the inputs it has).
+            Ok(()) if spilled[0] == IN_REQUEST => {
+                self.recent.keep(e.id, &e.inputs, request.payload.0.len());
+            }
+            Ok(()) => {}
+            Err(_) => spilled.iter().for_each(|v| self.spill.discard(v)),
+        }
+        inserted
+    }
+
+    /// What `exec_inputs` holds for `e`: [`IN_REQUEST`] when its inputs are large and
+    /// those of its signed request (stored beside it), else their encoding, spilled
+    /// when large. A large payload is then written once, not twice.
+    fn stored_inputs(
+        &self,
+        e: &Execution,
+        request: &Signed<ExecutionRequest>,
+    ) -> Result<Vec<u8>, StoreError> {
+        if request.payload.0.len() >= super::spill::SPILL_AT
+            && request
+                .payload_unverified(super::codec::MAX_RECORD)
+                .is_ok_and(|r| r.inputs == e.inputs)
+        {
+            return Ok(IN_REQUEST.to_vec());
+        }
+        self.spill.store(enc(&e.inputs)?)
+    }
+
+    /// The inputs `exec_inputs` holds as `stored` for execution `id`.
+    fn inputs_from(&self, id: &[u8], stored: super::spill::Loaded) -> Result<Json, StoreError> {
+        if &*stored != IN_REQUEST {
+            return dec("exec_inputs", &stored);
+        }
+        let id_key = ExecutionId(id.try_into().map_err(|_| StoreError::Corrupt {
+            tree: "exec_inputs",
+            message: "key is not an execution id".into(),
+        })?);
+        if let Some(inputs) = self.recent.get(&id_key) {
+            return Ok(inputs);
+        }
+        let request: Signed<ExecutionRequest> = match self.read(&self.requests, "requests", id)? {
+            Some(v) => dec("requests", &v)?,
+            None => {
+                return Err(StoreError::Corrupt {
+                    tree: "exec_inputs",
+                    message: "inputs kept in a request that is not stored".into(),
+                });
+            }
+        };
+        let inputs = request
+            .payload_unverified(super::codec::MAX_RECORD)
+            .map(|r| r.inputs)
+            .map_err(|e| StoreError::Corrupt {
+                tree: "requests",
+                message: e.to_string(),
+            })?;
+        self.recent.keep(id_key, &inputs, request.payload.0.len());
+        Ok(inputs)
+    }
+
+    fn insert_spilled(
+        &self,
+        e: &Execution,
+        value: Vec<u8>,
+        [inputs, req, outputs]: &[Vec<u8>; 3],
+    ) -> Result<(), StoreError> {
         let id = e.id;
         let keys = IndexKeys::of(e);
         let trees = (
@@ -219,8 +260,8 @@ impl ExecutionTrees {
                 }
                 ex.insert(&id.0, value.as_slice())?;
                 ei.insert(&id.0, inputs.as_slice())?;
-                if let Some(o) = &outputs {
-                    eo.insert(&id.0, o.as_slice())?;
+                if !outputs.is_empty() {
+                    eo.insert(&id.0, outputs.as_slice())?;
                 }
                 rq.insert(&id.0, req.as_slice())?;
                 bt.insert(keys.time.as_slice(), &[])?;
@@ -245,7 +286,7 @@ impl ExecutionTrees {
         &self,
         id: &ExecutionId,
     ) -> Result<Option<Signed<ExecutionRequest>>, StoreError> {
-        match self.requests.get(id.0)? {
+        match self.read(&self.requests, "requests", &id.0)? {
             Some(v) => Ok(Some(dec("requests", &v)?)),
             None => Ok(None),
         }
@@ -257,22 +298,52 @@ impl ExecutionTrees {
         change: &mut dyn FnMut(&mut Execution) -> Result<(), StoreError>,
     ) -> Result<Execution, StoreError> {
         let id = *id;
+        // Inputs kept in the request are read before the transaction: a read of another
+        // tree inside it would wait for the transaction's own lock. They never change.
+        let in_request = match self.inputs.get(id.0)? {
+            Some(v) if &*v == IN_REQUEST => {
+                Some(self.inputs_from(&id.0, super::spill::Loaded::Inline(v))?)
+            }
+            _ => None,
+        };
         let change = std::cell::RefCell::new(change);
+        // Outputs spilled by an attempt of the transaction (sled may run it again).
+        let spilled = std::cell::RefCell::new(Vec::<Vec<u8>>::new());
         let trees = (
             &self.executions,
             &self.by_status,
             &self.inputs,
             &self.outputs,
         );
-        tx_result(trees.transaction(|(ex, bs, ei, eo)| {
+        let updated = tx_result(trees.transaction(|(ex, bs, ei, eo)| {
             let Some(bytes) = ex.get(id.0)? else {
                 return Err(tx_abort(StoreError::UnknownExecution(id)));
             };
             let mut e: Execution = dec("executions", &bytes).map_err(tx_abort)?;
-            let stored_inputs = ei.get(id.0)?;
-            let stored_outputs = eo.get(id.0)?;
-            join_payloads(&mut e, stored_inputs.as_deref(), stored_outputs.as_deref())
-                .map_err(tx_abort)?;
+            let stored_inputs = match ei.get(id.0)? {
+                Some(v) => {
+                    e.inputs = match &in_request {
+                        Some(inputs) if &*v == IN_REQUEST => inputs.clone(),
+                        None if &*v == IN_REQUEST => {
+                            return Err(tx_abort(StoreError::Corrupt {
+                                tree: "exec_inputs",
+                                message: "inputs kept in a request that is not stored".into(),
+                            }));
+                        }
+                        _ => {
+                            let loaded = self.spill.load("exec_inputs", v).map_err(tx_abort)?;
+                            dec("exec_inputs", &loaded).map_err(tx_abort)?
+                        }
+                    };
+                    Some(())
+                }
+                None => None,
+            };
+            let stored_outputs = match eo.get(id.0)? {
+                Some(v) => Some(self.spill.load("exec_outputs", v).map_err(tx_abort)?),
+                None => None,
+            };
+            join_outputs(&mut e, stored_outputs.as_deref()).map_err(tx_abort)?;
             let before = e.status;
             (change.borrow_mut())(&mut e).map_err(tx_abort)?;
             if e.status != before {
@@ -283,20 +354,29 @@ impl ExecutionTrees {
                 record,
                 inputs,
                 outputs,
-            } = split_payloads(&e).map_err(tx_abort)?;
+            } = split_payloads(&e, stored_inputs.is_none(), stored_outputs.is_none())
+                .map_err(tx_abort)?;
             ex.insert(&id.0, record)?;
             // Inputs never change; outputs are set once, when the execution completes.
             // A record from before payloads were kept apart gets its entries now.
-            if stored_inputs.is_none() {
-                ei.insert(&id.0, inputs)?;
+            if let Some(i) = inputs {
+                ei.insert(&id.0, i)?;
             }
-            if let Some(o) = outputs
-                && stored_outputs.is_none()
-            {
+            if let Some(o) = outputs {
+                let o = self.spill.store(o).map_err(tx_abort)?;
+                spilled.borrow_mut().push(o.clone());
                 eo.insert(&id.0, o)?;
             }
             Ok(e)
-        }))
+        }));
+        // Keep the file of the attempt that committed; drop the others'.
+        let mut spilled = spilled.into_inner();
+        if updated.as_ref().is_ok_and(|e| e.outputs.is_some()) {
+            let kept = self.outputs.get(id.0)?;
+            spilled.retain(|v| kept.as_deref() != Some(v.as_slice()));
+        }
+        spilled.iter().for_each(|v| self.spill.discard(v));
+        updated
     }
 
     pub(super) fn list(&self, f: &ExecutionFilter) -> Result<Vec<Execution>, StoreError> {
@@ -404,6 +484,11 @@ impl ExecutionTrees {
     pub(super) fn remove(&self, e: &Execution) -> Result<(), StoreError> {
         let id = e.id;
         let keys = IndexKeys::of(e);
+        // The files of its payloads go once the removal is flushed.
+        let mut stored = Vec::new();
+        for tree in [&self.inputs, &self.outputs, &self.requests, &self.results] {
+            stored.extend(tree.get(id.0)?);
+        }
         let trees = (
             &self.executions,
             &self.requests,
@@ -435,6 +520,8 @@ impl ExecutionTrees {
                 Ok(())
             }),
         )?;
+        stored.iter().for_each(|v| self.spill.doom(v));
+        self.recent.forget(&id);
         Ok(())
     }
 
@@ -443,7 +530,15 @@ impl ExecutionTrees {
         result: &Signed<ExecutionResult>,
         id: &ExecutionId,
     ) -> Result<(), StoreError> {
-        self.results.insert(id.0, enc(result)?)?;
+        let stored = self.spill.store(enc(result)?)?;
+        match self.results.insert(id.0, stored.as_slice()) {
+            Ok(Some(old)) => self.spill.doom(&old),
+            Ok(None) => {}
+            Err(e) => {
+                self.spill.discard(&stored);
+                return Err(e.into());
+            }
+        }
         Ok(())
     }
 
@@ -451,7 +546,7 @@ impl ExecutionTrees {
         &self,
         id: &ExecutionId,
     ) -> Result<Option<Signed<ExecutionResult>>, StoreError> {
-        match self.results.get(id.0)? {
+        match self.read(&self.results, "results", &id.0)? {
             Some(v) => Ok(Some(dec("results", &v)?)),
             None => Ok(None),
         }

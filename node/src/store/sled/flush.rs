@@ -1,9 +1,11 @@
 //! Group commit: writers ask for a flush after their writes, and everyone waiting when a
 //! flush starts shares it, so durability costs one fsync per batch, not one per write.
 
+use super::spill::{self, Spill};
 use crate::store::StoreError;
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// How many times the flusher yields to ready tasks before it flushes.
@@ -20,7 +22,7 @@ pub(super) struct Flusher {
 
 impl Flusher {
     /// Start flushing `db` on request. Must be called inside a tokio runtime.
-    pub(super) fn spawn(db: sled::Db) -> Flusher {
+    pub(super) fn spawn(db: sled::Db, spill: Arc<Spill>) -> Flusher {
         let (requests, mut rx) = mpsc::channel::<FlushWaiter>(4096);
         let task = tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -39,11 +41,22 @@ impl Flusher {
                 while let Ok(w) = rx.try_recv() {
                     waiters.push(w);
                 }
-                let result = db
-                    .flush_async()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string());
+                // Spilled files are named on disk before the flush makes their markers
+                // durable; those whose markers went are deleted once it did.
+                let result = match spill.before_flush() {
+                    Ok(doomed) => {
+                        let flushed = db
+                            .flush_async()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string());
+                        if flushed.is_ok() {
+                            doomed.iter().for_each(|p| spill::delete(p));
+                        }
+                        flushed
+                    }
+                    Err(e) => Err(format!("cannot sync the spilled values' directory: {e}")),
+                };
                 for w in waiters {
                     let _ = w.send(result.clone());
                 }

@@ -8,8 +8,11 @@ mod events;
 mod executions;
 mod flush;
 mod outbox;
+mod payloads;
 mod processes;
+mod recent;
 mod services;
+mod spill;
 
 use crate::processes::{ProcessRecord, Run};
 use crate::store::{
@@ -28,7 +31,9 @@ use mesg_protocol::{
 use outbox::OutboxTree;
 use processes::ProcessTrees;
 use services::ServiceTrees;
+use spill::Spill;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Size of sled's page cache. sled's default is 1 GiB, and the cache fills up to it as
 /// the store grows (a node's RSS reached ~270 MiB over 100k executions). Nodes run on
@@ -76,6 +81,7 @@ pub struct SledStore {
     nonces: NonceTrees,
     processes: ProcessTrees,
     blobs: BlobTrees,
+    spill: Arc<Spill>,
     flusher: Flusher,
 }
 
@@ -118,16 +124,18 @@ impl SledStore {
                 db.flush()?;
             }
         }
+        let spill = Arc::new(Spill::open(path)?);
         Ok(SledStore {
             meta,
             services: ServiceTrees::open(&db)?,
-            executions: ExecutionTrees::open(&db)?,
-            outbox: OutboxTree::open(&db)?,
+            executions: ExecutionTrees::open(&db, spill.clone())?,
+            outbox: OutboxTree::open(&db, spill.clone())?,
             events: EventTree::open(&db)?,
             nonces: NonceTrees::open(&db)?,
             processes: ProcessTrees::open(&db)?,
             blobs: BlobTrees::new(db.clone()),
-            flusher: Flusher::spawn(db.clone()),
+            flusher: Flusher::spawn(db.clone(), spill.clone()),
+            spill,
             db,
         })
     }
@@ -135,8 +143,12 @@ impl SledStore {
     /// Flush and close the database, waiting until its files are released (so the same
     /// path can be opened again, e.g. by a restarted node in the same process).
     pub async fn close(self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
         self.flusher.stop().await;
+        let doomed = self.spill.before_flush().map_err(|e| {
+            StoreError::Encode(format!("cannot sync the spilled values' directory: {e}"))
+        })?;
+        self.db.flush_async().await?;
+        doomed.iter().for_each(|p| spill::delete(p));
         Ok(())
     }
 

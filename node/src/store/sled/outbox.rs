@@ -3,8 +3,10 @@
 //! (each is owed its own copy of the result when the execution ends).
 
 use super::codec::{dec, enc};
+use super::spill::Spill;
 use crate::store::{OutboxEntry, StoreError};
 use mesg_protocol::{ExecutionId, Hash32, PublicKey};
+use std::sync::Arc;
 
 /// The `outbox` tree, by execution id then requester node; the `owed_copies` tree, by
 /// execution id then node, holding the digest of that node's request.
@@ -12,6 +14,8 @@ use mesg_protocol::{ExecutionId, Hash32, PublicKey};
 pub(super) struct OutboxTree {
     outbox: sled::Tree,
     copies: sled::Tree,
+    /// Entries of 64 KiB or more (a result with large outputs) live in files.
+    spill: Arc<Spill>,
 }
 
 fn key(id: &ExecutionId, node: &PublicKey) -> [u8; 48] {
@@ -35,10 +39,11 @@ fn split(tree: &'static str, k: &[u8]) -> Result<(ExecutionId, PublicKey), Store
 }
 
 impl OutboxTree {
-    pub(super) fn open(db: &sled::Db) -> Result<OutboxTree, StoreError> {
+    pub(super) fn open(db: &sled::Db, spill: Arc<Spill>) -> Result<OutboxTree, StoreError> {
         Ok(OutboxTree {
             outbox: db.open_tree("outbox")?,
             copies: db.open_tree("owed_copies")?,
+            spill,
         })
     }
 
@@ -64,19 +69,31 @@ impl OutboxTree {
         node: &PublicKey,
     ) -> Result<Option<OutboxEntry>, StoreError> {
         match self.outbox.get(key(id, node))? {
-            Some(v) => Ok(Some(dec("outbox", &v)?)),
+            Some(v) => Ok(Some(dec("outbox", &self.spill.load("outbox", v)?)?)),
             None => Ok(None),
         }
     }
 
     pub(super) fn put(&self, id: &ExecutionId, entry: &OutboxEntry) -> Result<(), StoreError> {
-        self.outbox
-            .insert(key(id, &entry.requester_node), enc(entry)?)?;
+        let stored = self.spill.store(enc(entry)?)?;
+        match self
+            .outbox
+            .insert(key(id, &entry.requester_node), stored.as_slice())
+        {
+            Ok(Some(old)) => self.spill.doom(&old),
+            Ok(None) => {}
+            Err(e) => {
+                self.spill.discard(&stored);
+                return Err(e.into());
+            }
+        }
         Ok(())
     }
 
     pub(super) fn remove(&self, id: &ExecutionId, node: &PublicKey) -> Result<(), StoreError> {
-        self.outbox.remove(key(id, node))?;
+        if let Some(old) = self.outbox.remove(key(id, node))? {
+            self.spill.doom(&old);
+        }
         Ok(())
     }
 
@@ -86,7 +103,7 @@ impl OutboxTree {
             .map(|r| {
                 let (k, v) = r?;
                 let (id, _) = split("outbox", &k)?;
-                Ok((id, dec("outbox", &v)?))
+                Ok((id, dec("outbox", &self.spill.load("outbox", v)?)?))
             })
             .collect()
     }
