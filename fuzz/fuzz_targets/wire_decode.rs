@@ -124,9 +124,17 @@ fuzz_target!(|data: &[u8]| {
             WorkRequest::Reveal(s) => {
                 envelope(s, domains::VERIFY_REVEAL, MAX_REVEAL_BYTES);
             }
+            WorkRequest::Exchange(x) => {
+                envelope(&x.own, domains::ANNOUNCEMENT, MAX_GOSSIP_MESSAGE);
+            }
         }
     }
     if let Some(msg) = frame::<WorkResponse>(data, MAX_WORK_MESSAGE) {
+        if let WorkResponse::Announcements(list) = &msg {
+            for s in list {
+                envelope(s, domains::ANNOUNCEMENT, MAX_GOSSIP_MESSAGE);
+            }
+        }
         let _ = format!("{msg:?}");
     }
     if let Some(msg) = frame::<GossipMessage>(data, MAX_GOSSIP_MESSAGE) {

@@ -213,6 +213,29 @@ pub struct NodeArgs {
     )]
     pub private_network: crate::network::addrs::PrivateNetwork,
 
+    /// Peers this node keeps connections to: it dials peers it has heard of until it has
+    /// this many, not every node of the network. Work to a peer that is not connected
+    /// dials it when needed.
+    #[arg(
+        long,
+        env = "MESG_TARGET_PEERS",
+        default_value_t = crate::network::DEFAULT_TARGET_PEERS,
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub target_peers: u16,
+
+    /// Connections above which this node closes random ones without recent work, down to
+    /// --target-peers (at least --target-peers).
+    #[arg(
+        long,
+        env = "MESG_MAX_PEERS",
+        default_value_t = crate::network::DEFAULT_MAX_PEERS,
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub max_peers: u16,
+
     /// Log filter, e.g. `info`, `mesg_node=debug`.
     #[arg(
         long,

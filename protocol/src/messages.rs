@@ -40,7 +40,28 @@ pub enum WorkRequest {
     /// The executor opens its commit: its outputs and salt. A failed task is reported as
     /// a `Result` instead.
     Reveal(Signed<Reveal>),
+    /// Peer exchange, sent when a connection opens: the sender's own current signed
+    /// announcement, and whether it wants the announcements the receiver holds (a node
+    /// that just joined learns the network at once, instead of waiting for everyone's
+    /// slow refresh). Answered `Announcements`.
+    Exchange(PeerExchange),
 }
+
+/// What a node sends a peer it has just connected to (see [`WorkRequest::Exchange`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerExchange {
+    /// The sender's own announcement (signed by the sender: the receiver checks that the
+    /// signer is the peer on the connection).
+    pub own: Signed<Announcement>,
+    /// Whether the sender wants the other live announcements the receiver holds.
+    pub want_known: bool,
+}
+
+/// Most announcements in one `Announcements` answer; beyond it the DHT and the slow
+/// refresh fill in.
+pub const MAX_EXCHANGED_ANNOUNCEMENTS: usize = 2048;
+/// Most encoded bytes of announcements in one answer.
+pub const MAX_EXCHANGED_BYTES: usize = 4 * 1024 * 1024;
 
 /// Variants are encoded by position: new ones go at the end.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +70,10 @@ pub enum WorkResponse {
     Rejected(Reject),
     /// The answer to a `PricedResult` whose result was taken: what became of the receipt.
     Receipt(ReceiptAnswer),
+    /// The answer to an `Exchange`: the receiver's own announcement first, then (when
+    /// asked) the live announcements it holds of other nodes, each signed by its node,
+    /// at most [`MAX_EXCHANGED_ANNOUNCEMENTS`] and [`MAX_EXCHANGED_BYTES`].
+    Announcements(Vec<Signed<Announcement>>),
 }
 
 /// The requester's answer about a receipt; each carries the pair's latest signed

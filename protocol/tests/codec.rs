@@ -189,6 +189,12 @@ fn work_request() -> impl Strategy<Value = WorkRequest> {
                 },
             ))
         }),
+        (announcement(), any::<bool>()).prop_map(|(a, want_known)| {
+            WorkRequest::Exchange(mesg_protocol::messages::PeerExchange {
+                own: sign(&NODE, domains::ANNOUNCEMENT, &a),
+                want_known,
+            })
+        }),
     ]
 }
 
@@ -244,6 +250,10 @@ fn verify_work(msg: &WorkRequest) -> bool {
                 NOW,
                 mesg_protocol::verification::MAX_REVEAL_BYTES,
             )
+            .is_ok(),
+        WorkRequest::Exchange(x) => x
+            .own
+            .verify(domains::ANNOUNCEMENT, NOW, MAX_GOSSIP_MESSAGE)
             .is_ok(),
     }
 }
@@ -304,6 +314,21 @@ proptest! {
             let bytes = wire::encode_frame(&r, MAX_PACKAGE_MESSAGE).unwrap();
             prop_assert_eq!(wire::decode_frame::<PackageResponse>(&bytes, MAX_PACKAGE_MESSAGE).unwrap(), r);
         }
+    }
+
+    #[test]
+    fn announcement_lists_round_trip(list in prop::collection::vec(announcement(), 0..4)) {
+        let resp = WorkResponse::Announcements(
+            list.iter().map(|a| sign(&NODE, domains::ANNOUNCEMENT, a)).collect(),
+        );
+        let bytes = wire::encode_frame(&resp, MAX_WORK_MESSAGE).unwrap();
+        let back = wire::decode_frame::<WorkResponse>(&bytes, MAX_WORK_MESSAGE).unwrap();
+        if let WorkResponse::Announcements(signed) = &back {
+            for s in signed {
+                s.verify(domains::ANNOUNCEMENT, NOW, MAX_GOSSIP_MESSAGE).unwrap();
+            }
+        }
+        prop_assert_eq!(back, resp);
     }
 
     #[test]

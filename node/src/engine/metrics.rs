@@ -24,7 +24,10 @@ pub struct EngineMetrics {
     /// Requests answered with the execution their idempotency key already named (from an
     /// Application here, or a peer's duplicate): nothing ran again.
     pub idempotent_replays: prometheus_client::metrics::counter::Counter,
-    /// Nodes in the provider table (expired ones are evicted every announce interval).
+    /// Announcements from a peer exchange that did not verify (a peer's own or one it
+    /// passed on).
+    pub exchange_dropped: prometheus_client::metrics::counter::Counter,
+    /// Nodes in the provider table (expired ones are evicted every second).
     pub provider_nodes: prometheus_client::metrics::gauge::Gauge,
     /// Callers blocked in `wait` right now.
     pub waiters: prometheus_client::metrics::gauge::Gauge,
@@ -112,6 +115,11 @@ impl EngineMetrics {
             "idempotent_replays",
             "Requests answered with the execution their idempotency key already named",
             m.idempotent_replays.clone(),
+        );
+        r.register(
+            "exchange_announcements_dropped",
+            "Announcements from a peer exchange dropped: they did not verify or were not the sender's own",
+            m.exchange_dropped.clone(),
         );
         r.register(
             "provider_nodes",

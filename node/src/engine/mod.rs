@@ -47,7 +47,7 @@ pub use container_api::ContainerApi;
 pub use error::EngineError;
 pub use facade_executions::Submitted;
 pub use metrics::EngineMetrics;
-pub use net::{ANNOUNCE_INTERVAL, EventInterest, peer_limits};
+pub use net::{ANNOUNCE_REFRESH, EventInterest, peer_limits};
 pub use services::names;
 pub use views::{CreateExecution, DeployProgress, InstanceView, RecoveryReport, ServiceView};
 

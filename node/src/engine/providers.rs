@@ -2,6 +2,7 @@
 //! learned about each provider while routing to it (round trips, failures, work it sent).
 
 use crate::engine::reputation::{Rank, Reputation};
+use mesg_protocol::envelope::Signed;
 use mesg_protocol::{
     Announcement, PublicKey, PublisherClaim, ServiceHash, ServiceOffer, SignedClaim, now_ms,
 };
@@ -10,9 +11,11 @@ use std::sync::Arc;
 
 /// A failed provider is tried last for this long.
 const FAILURE_PENALTY_MS: u64 = 15_000;
-/// Longest validity taken from an announcement: honest nodes announce every 5 s with a
-/// 20 s validity; a longer claim would keep a vanished (or lying) provider listed.
-pub const MAX_ANNOUNCE_TTL_MS: u64 = 60_000;
+/// Longest validity taken from an announcement: honest nodes refresh every minute with a
+/// 3 min validity (and announce at once when what they run changes); a longer claim would
+/// keep a vanished (or lying) provider listed. A vanished provider that is still listed
+/// costs a failed dial, then failover: its failures rank it last.
+pub const MAX_ANNOUNCE_TTL_MS: u64 = 300_000;
 /// Services taken from one announcement; the rest are ignored. A node runs a handful;
 /// an announcement listing thousands would only fill our table.
 pub const MAX_SERVICES_PER_NODE: usize = 256;
@@ -56,6 +59,9 @@ struct NodeEntry {
     expires_at: u64,
     /// When this node applied the announcement (ms).
     seen_at: u64,
+    /// The announcement as its node signed it, to pass on to peers that join
+    /// (peer exchange); none when it came from an older node's first format.
+    signed: Option<Signed<Announcement>>,
 }
 
 /// One offer of a service, by whom, and when it was heard (what the catalogue lists).
@@ -185,9 +191,56 @@ impl ProviderTable {
                 services,
                 expires_at: now + a.ttl_ms.min(MAX_ANNOUNCE_TTL_MS),
                 seen_at: now,
+                signed: None,
             },
         );
         (true, new)
+    }
+
+    /// [`apply`](Self::apply), keeping the signed form to pass on (`a` is what was read
+    /// from `signed`, with invalid claims dropped).
+    pub fn apply_signed(
+        &mut self,
+        signed: &Signed<Announcement>,
+        a: &Announcement,
+    ) -> (bool, Vec<ServiceHash>) {
+        let applied = self.apply(a);
+        if applied.0
+            && let Some(e) = self.nodes.get_mut(&a.node)
+        {
+            e.signed = Some(signed.clone());
+        }
+        applied
+    }
+
+    /// The live signed announcements held, but `except`'s, newest first, at most
+    /// `max_count` and about `max_bytes` encoded: what a joining peer is given.
+    pub fn signed_announcements(
+        &self,
+        except: &PublicKey,
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Vec<Signed<Announcement>> {
+        let now = now_ms();
+        let mut live: Vec<(&PublicKey, &NodeEntry)> = self
+            .nodes
+            .iter()
+            .filter(|(k, e)| *k != except && e.expires_at > now && e.signed.is_some())
+            .collect();
+        live.sort_by_key(|(_, e)| std::cmp::Reverse(e.seen_at));
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for (_, e) in live.into_iter().take(max_count) {
+            let Some(s) = &e.signed else { continue };
+            // Header and framing are small next to the payload and the signature.
+            let size = s.payload.0.len() + s.signature.0.len() + 256;
+            if bytes + size > max_bytes {
+                break;
+            }
+            bytes += size;
+            out.push(s.clone());
+        }
+        out
     }
 
     pub fn forget(&mut self, node: &PublicKey) {
@@ -357,6 +410,7 @@ impl ProviderTable {
             services: local.to_vec(),
             expires_at: now + 1,
             seen_at: now,
+            signed: None,
         };
         let nodes = self
             .nodes

@@ -212,6 +212,7 @@ fn expired_providers_are_evicted_and_the_table_is_capped() {
                 services: vec![],
                 expires_at: now_ms() + 60_000,
                 seen_at: now_ms(),
+                signed: None,
             },
         );
     }
@@ -295,4 +296,42 @@ fn banned_providers_are_never_chosen_and_disagreeing_ones_go_last() {
     // Timeouts alone rank through strikes (bounded), not the back of the list.
     rep.timeout(&fair);
     assert_eq!(t.candidates(&s, &me), vec![fair]);
+}
+
+#[test]
+fn signed_announcements_are_passed_on_bounded_and_never_the_askers_own() {
+    use mesg_protocol::envelope::Signed;
+    use mesg_protocol::types::domains;
+    let mut t = ProviderTable::default();
+    let keys: Vec<Keypair> = (0..5).map(|_| Keypair::generate().unwrap()).collect();
+    for k in &keys {
+        let a = announce(k.public(), 1, vec![offer(1, 0)]);
+        let signed = Signed::sign(k, domains::ANNOUNCEMENT, &a, now_ms(), 60_000, 65_536).unwrap();
+        assert!(t.apply_signed(&signed, &a).0);
+    }
+    // Applied without its signed form (an older node's format): never passed on.
+    let unsigned = Keypair::generate().unwrap().public();
+    t.apply(&announce(unsigned, 1, vec![offer(1, 0)]));
+    let asker = keys[0].public();
+    let all = t.signed_announcements(&asker, 100, 1 << 20);
+    assert_eq!(all.len(), 4, "the others' signed announcements");
+    assert!(
+        all.iter()
+            .all(|s| s.signer() != asker && s.signer() != unsigned)
+    );
+    assert_eq!(
+        t.signed_announcements(&asker, 2, 1 << 20).len(),
+        2,
+        "count bound"
+    );
+    let one = all[0].payload.0.len() + all[0].signature.0.len() + 256;
+    assert_eq!(
+        t.signed_announcements(&asker, 100, one).len(),
+        1,
+        "byte bound"
+    );
+    // An older announcement of a node does not replace the signed newer one.
+    let stale = announce(keys[1].public(), 0, vec![]);
+    assert!(!t.apply(&stale).0);
+    assert_eq!(t.signed_announcements(&asker, 100, 1 << 20).len(), 4);
 }

@@ -54,6 +54,9 @@ pub(super) enum Command {
         peer: PeerId,
         addrs: Vec<Multiaddr>,
     },
+    Connect {
+        peer: PeerId,
+    },
     Dial {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<(), NetError>>,
@@ -194,6 +197,13 @@ impl NetworkHandle {
     /// connected (until [`MAX_REDIALS`] dials in a row failed).
     pub async fn add_addresses(&self, peer: PeerId, addrs: Vec<Multiaddr>) {
         self.tell(Command::AddAddresses { peer, addrs }).await
+    }
+
+    /// Open a connection to a known peer when there is none (e.g. the providers of a
+    /// service whose events this node wants: with bounded connections it may have none to
+    /// them, and gossip reaches a subscriber through the topic's mesh of connected peers).
+    pub async fn connect(&self, peer: PeerId) {
+        self.tell(Command::Connect { peer }).await
     }
 
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {

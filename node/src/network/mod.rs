@@ -89,7 +89,16 @@ pub struct NetworkConfig {
     /// Whether loopback and private addresses from peers may be dialled (every node on
     /// loopback, a LAN or a Docker network); see [`addrs`].
     pub private_network: bool,
+    /// Peers the node dials up to (see `peers`): not every node it hears of.
+    pub target_peers: usize,
+    /// Peers above which random idle connections are closed, down to the target.
+    pub max_peers: usize,
 }
+
+/// Default of [`NetworkConfig::target_peers`].
+pub const DEFAULT_TARGET_PEERS: u16 = 25;
+/// Default of [`NetworkConfig::max_peers`].
+pub const DEFAULT_MAX_PEERS: u16 = 50;
 
 impl Default for NetworkConfig {
     fn default() -> Self {
@@ -104,6 +113,8 @@ impl Default for NetworkConfig {
             max_connections: 512,
             request_timeout: Duration::from_secs(3),
             private_network: false,
+            target_peers: usize::from(DEFAULT_TARGET_PEERS),
+            max_peers: usize::from(DEFAULT_MAX_PEERS),
         }
     }
 }

@@ -1,6 +1,17 @@
-//! The peers the swarm keeps connections to: bootstrap addresses (dialled for ever),
-//! peers learned from identify and announcements (redialled with backoff, a bounded
-//! number of times), and the peer list the API shows.
+//! The peers the swarm keeps connections to: bootstrap addresses (dialled for ever while
+//! the node has too few peers), peers learned from identify and announcements (dialled
+//! while the node has fewer than its target, redialled with backoff a bounded number of
+//! times), the connections trimmed when there are more than the most allowed, and the
+//! peer list the API shows.
+//!
+//! Why a target and not everyone: a node that dials every node it hears of ends up in a
+//! full mesh, N connections per node (each with its pings, gossip and Kademlia upkeep).
+//! With a target, a node dials random known peers until it has that many and closes
+//! random idle ones above the most allowed: a random graph of degree ≥ target, which is
+//! connected with overwhelming probability, and announcements and events cross it in a
+//! few gossip hops. Work does not need a standing connection: a request to a peer that
+//! is not connected dials it on demand, and a peer with work in flight in the last
+//! [`WORK_PROTECTION`] is never trimmed.
 //!
 //! Every dial and connection change is logged with its `peer`, so one peer's
 //! connection history can be followed in the logs.
@@ -12,12 +23,28 @@ use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{DialError, Swarm};
 use libp2p::{Multiaddr, PeerId};
 use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// After giving up on a peer's addresses, how long new announcements of it are not
 /// dialled (a connection from it ends this at once).
 const REDIAL_COOLDOWN: Duration = Duration::from_secs(600);
+
+/// A peer with work (or packages) going either way this recently is not trimmed.
+pub(super) const WORK_PROTECTION: Duration = Duration::from_secs(30);
+
+/// A peer trimmed for being one too many is not dialled again for this long (unless the
+/// node falls to no connection at all).
+const TRIM_COOLDOWN: Duration = Duration::from_secs(600);
+
+/// A connection that lasted this long was not closed for being one too many: when it
+/// ends, the peer is redialled from the shortest backoff.
+const STABLE_CONNECTION: Duration = Duration::from_secs(30);
+
+/// Dials started per tick at most (a node far below its target does not open hundreds
+/// of dials at once).
+const MAX_DIALS_PER_TICK: usize = 8;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -31,6 +58,8 @@ struct Redial {
     attempts: u32,
     /// When the addresses were given up on after [`MAX_REDIALS`] failed dials.
     gave_up_at: Option<Instant>,
+    /// When the current connection opened (known peers).
+    connected_at: Option<Instant>,
 }
 
 impl Redial {
@@ -41,6 +70,7 @@ impl Redial {
             next,
             attempts: 0,
             gave_up_at: None,
+            connected_at: None,
         }
     }
 
@@ -62,11 +92,41 @@ impl Redial {
         true
     }
 
+    /// Whether its time has come (without counting a dial; see [`Redial::due`]).
+    fn ready(&self, now: Instant) -> bool {
+        self.next <= now && !self.addrs.is_empty()
+    }
+
     /// Connected: the next loss starts over.
     fn connected(&mut self) {
         self.backoff = MIN_BACKOFF;
         self.attempts = 0;
         self.gave_up_at = None;
+    }
+
+    /// A known peer's connection opened. The backoff is kept until the connection proves
+    /// stable ([`Redial::lost`]): a peer that closes our connections at once (it has too
+    /// many) is not dialled again every half second.
+    fn opened(&mut self, now: Instant) {
+        self.attempts = 0;
+        self.gave_up_at = None;
+        self.connected_at = Some(now);
+    }
+
+    /// A known peer's last connection closed: dialled again after the backoff, which
+    /// starts over if the connection lasted [`STABLE_CONNECTION`] (a restart, a cut) and
+    /// doubles if it did not (it was closed on us); a trimmed peer keeps its cooldown.
+    fn lost(&mut self, now: Instant) {
+        let lived = self
+            .connected_at
+            .take()
+            .map_or(Duration::ZERO, |t| now.duration_since(t));
+        self.backoff = if lived >= STABLE_CONNECTION {
+            MIN_BACKOFF
+        } else {
+            (self.backoff * 2).min(MAX_BACKOFF)
+        };
+        self.next = self.next.max(now + self.backoff);
     }
 
     /// Addresses from a new announcement: tried again, unless this peer's addresses
@@ -93,6 +153,12 @@ impl Redial {
     }
 }
 
+/// A dial the node may start.
+enum Candidate {
+    Bootstrap(Multiaddr),
+    Known(PeerId),
+}
+
 /// Who to stay connected to, and how dialling them is going.
 pub(super) struct PeerBook {
     /// Bootstrap addresses (by address: their peer id may be unknown until connected).
@@ -102,12 +168,29 @@ pub(super) struct PeerBook {
     known: HashMap<PeerId, Redial>,
     /// Whether peers' loopback and private addresses may be dialled ([`addrs`]).
     private_network: bool,
+    /// Connections the node dials up to.
+    target: usize,
+    /// Connections above which random idle ones are closed (down to the target).
+    max: usize,
+    /// When work last went to or came from each peer (see [`WORK_PROTECTION`]).
+    last_work: HashMap<PeerId, Instant>,
+    /// Random per process: which peers are dialled or trimmed first.
+    order: std::collections::hash_map::RandomState,
 }
 
 impl PeerBook {
-    pub(super) fn new(bootstrap: Vec<Multiaddr>, private_network: bool) -> PeerBook {
+    pub(super) fn new(
+        bootstrap: Vec<Multiaddr>,
+        private_network: bool,
+        target: usize,
+        max: usize,
+    ) -> PeerBook {
         let now = Instant::now();
         PeerBook {
+            target: target.max(1),
+            max: max.max(target.max(1)),
+            last_work: HashMap::new(),
+            order: std::collections::hash_map::RandomState::new(),
             bootstrap: bootstrap
                 .into_iter()
                 .map(|a| (a.clone(), Redial::new(vec![a], now)))
@@ -199,40 +282,103 @@ impl PeerBook {
         peers
     }
 
-    /// Dial bootstrap addresses and lost peers whose backoff has passed.
+    /// Work went to or came from `peer`: it is not trimmed for a while.
+    pub(super) fn touch(&mut self, peer: PeerId) {
+        self.last_work.insert(peer, Instant::now());
+    }
+
+    /// A request is about to go to `peer`: when it is not connected, dial it at the
+    /// addresses it announced (request-response alone only knows what Kademlia's
+    /// buckets hold, and with bounded connections most providers are not connected).
+    pub(super) fn dial_for_request(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId) {
+        if swarm.is_connected(&peer) {
+            return;
+        }
+        let Some(r) = self.known.get(&peer).filter(|r| !r.addrs.is_empty()) else {
+            return;
+        };
+        let opts = DialOpts::peer_id(peer)
+            .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+            .addresses(r.addrs.clone())
+            .build();
+        if let Err(e) = swarm.dial(opts) {
+            tracing::debug!(peer = %peer, "dial for a request: {e}");
+        }
+    }
+
+    /// Keep the connection count between the target and the most allowed: dial known
+    /// peers (and bootstrap addresses) whose backoff has passed while below the target,
+    /// close random idle connections above the most allowed.
     pub(super) fn redial(&mut self, swarm: &mut Swarm<Behaviour>) {
         let now = Instant::now();
+        self.last_work
+            .retain(|_, t| now.duration_since(*t) < WORK_PROTECTION);
         let connected: HashSet<PeerId> = swarm.connected_peers().copied().collect();
+        if connected.len() > self.max {
+            self.trim(swarm, &connected, now);
+            return;
+        }
+        if connected.len() >= self.target {
+            return;
+        }
+        let budget = (self.target - connected.len()).min(MAX_DIALS_PER_TICK);
         let bootstrap_up: HashSet<&Multiaddr> = self
             .bootstrap_peers
             .iter()
             .filter(|(p, _)| connected.contains(p))
             .map(|(_, a)| a)
             .collect();
-        let mut dials = Vec::new();
-        for (addr, r) in self.bootstrap.iter_mut() {
-            if !bootstrap_up.contains(addr) && r.due(now, None) {
-                let span = tracing::debug_span!("dial", bootstrap = %addr);
-                dials.push((
-                    span,
-                    r.attempts,
-                    DialOpts::unknown_peer_id().address(addr.clone()).build(),
-                ));
+        // Candidates whose time has come, in a random order; bootstrap addresses first
+        // while the node has no connection at all.
+        let isolated = connected.is_empty();
+        let mut candidates: Vec<(u64, Candidate)> = Vec::new();
+        for (addr, r) in &self.bootstrap {
+            if !bootstrap_up.contains(addr) && r.ready(now) {
+                let rank = if isolated {
+                    0
+                } else {
+                    self.order.hash_one(addr)
+                };
+                candidates.push((rank, Candidate::Bootstrap(addr.clone())));
             }
         }
-        for (peer, r) in self.known.iter_mut() {
-            if connected.contains(peer) {
-                continue;
+        for (peer, r) in &self.known {
+            if !connected.contains(peer) && r.ready(now) {
+                candidates.push((self.order.hash_one(peer) | 1, Candidate::Known(*peer)));
             }
-            if r.due(now, Some(MAX_REDIALS)) {
-                let span = tracing::debug_span!("dial", peer = %peer);
-                dials.push((
-                    span,
-                    r.attempts,
-                    DialOpts::peer_id(*peer).addresses(r.addrs.clone()).build(),
-                ));
-            } else if r.gave_up_at == Some(now) {
-                tracing::debug!(peer = %peer, "not redialled any more after {} failed dials", r.attempts);
+        }
+        candidates.sort_by_key(|(rank, _)| *rank);
+        let mut dials = Vec::new();
+        for (_, c) in candidates.into_iter().take(budget) {
+            match c {
+                Candidate::Bootstrap(addr) => {
+                    let Some(r) = self.bootstrap.get_mut(&addr) else {
+                        continue;
+                    };
+                    if r.due(now, None) {
+                        let span = tracing::debug_span!("dial", bootstrap = %addr);
+                        dials.push((
+                            span,
+                            r.attempts,
+                            DialOpts::unknown_peer_id().address(addr.clone()).build(),
+                        ));
+                    }
+                }
+                Candidate::Known(peer) => {
+                    let Some(r) = self.known.get_mut(&peer) else {
+                        continue;
+                    };
+                    if r.due(now, Some(MAX_REDIALS)) {
+                        let span = tracing::debug_span!("dial", peer = %peer);
+                        dials.push((
+                            span,
+                            r.attempts,
+                            DialOpts::peer_id(peer).addresses(r.addrs.clone()).build(),
+                        ));
+                    } else if r.gave_up_at == Some(now) {
+                        tracing::debug!(peer = %peer, "not redialled any more after {} failed dials", r.attempts);
+                    }
+                }
             }
         }
         for (span, attempt, d) in dials {
@@ -241,6 +387,25 @@ impl PeerBook {
             if let Err(e) = swarm.dial(d) {
                 tracing::debug!(attempt, "redial: {e}");
             }
+        }
+    }
+
+    /// Above the most allowed: close random connections without recent work down to the
+    /// target, and do not dial them again for [`TRIM_COOLDOWN`].
+    fn trim(&mut self, swarm: &mut Swarm<Behaviour>, connected: &HashSet<PeerId>, now: Instant) {
+        let excess = connected.len() - self.target;
+        let mut idle: Vec<PeerId> = connected
+            .iter()
+            .filter(|p| !self.last_work.contains_key(p))
+            .copied()
+            .collect();
+        idle.sort_by_key(|p| self.order.hash_one(p));
+        for peer in idle.into_iter().take(excess) {
+            tracing::debug!(peer = %peer, connected = connected.len(), max = self.max, "connection trimmed (too many peers)");
+            if let Some(r) = self.known.get_mut(&peer) {
+                r.next = now + TRIM_COOLDOWN;
+            }
+            let _ = swarm.disconnect_peer_id(peer);
         }
     }
 
@@ -257,14 +422,15 @@ impl PeerBook {
             }
         }
         if let Some(r) = self.known.get_mut(&peer) {
-            r.connected();
+            r.opened(Instant::now());
         }
     }
 
-    /// The last connection to `peer` closed: it is dialled again after its backoff.
+    /// The last connection to `peer` closed: it may be dialled again after its backoff
+    /// (a trimmed peer keeps its cooldown).
     pub(super) fn on_disconnected(&mut self, peer: PeerId) {
         if let Some(r) = self.known.get_mut(&peer) {
-            r.next = Instant::now() + r.backoff;
+            r.lost(Instant::now());
         }
     }
 
@@ -285,9 +451,12 @@ fn strip_p2p(addr: &Multiaddr) -> Multiaddr {
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_BACKOFF, MAX_REDIALS, REDIAL_COOLDOWN, Redial};
+    use super::{
+        MAX_BACKOFF, MAX_REDIALS, MIN_BACKOFF, REDIAL_COOLDOWN, Redial, STABLE_CONNECTION,
+        TRIM_COOLDOWN,
+    };
     use libp2p::Multiaddr;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn peers_learned_from_the_network_are_redialled_a_bounded_number_of_times() {
@@ -327,5 +496,32 @@ mod tests {
             now += MAX_BACKOFF;
         }
         assert_eq!(dials, 100);
+    }
+
+    #[test]
+    fn a_peer_that_closes_our_connections_at_once_is_redialled_ever_later() {
+        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/9".parse().unwrap();
+        let mut now = Instant::now();
+        let mut r = Redial::new(vec![addr], now);
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            r.opened(now);
+            now += Duration::from_millis(600);
+            r.lost(now);
+            waits.push(r.next.duration_since(now));
+            now = r.next;
+        }
+        assert!(waits.windows(2).all(|w| w[1] >= w[0]), "{waits:?}");
+        assert_eq!(*waits.last().unwrap(), MAX_BACKOFF);
+        // A connection that lasted is redialled at once after it is lost (a restart).
+        r.opened(now);
+        now += STABLE_CONNECTION;
+        r.lost(now);
+        assert_eq!(r.next.duration_since(now), MIN_BACKOFF);
+        // A trimmed peer keeps its cooldown whatever the loss says.
+        r.next = now + TRIM_COOLDOWN;
+        r.opened(now);
+        r.lost(now + Duration::from_secs(1));
+        assert_eq!(r.next, now + TRIM_COOLDOWN);
     }
 }

@@ -192,6 +192,7 @@ fn work_kind(request: &WorkRequest) -> &'static str {
         WorkRequest::Settle { .. } => "settle",
         WorkRequest::Commit(_) => "commit",
         WorkRequest::Reveal(_) => "reveal",
+        WorkRequest::Exchange(_) => "exchange",
     }
 }
 

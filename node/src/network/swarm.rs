@@ -13,8 +13,9 @@ use super::{ANNOUNCE_TOPIC, ANNOUNCE_TOPIC_V1, NetworkConfig, NetworkEvent, Netw
 use futures::StreamExt;
 use libp2p::core::transport::ListenerId;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, Swarm, gossipsub, identify};
+use libp2p::{Multiaddr, Swarm, gossipsub, identify, request_response};
 use mesg_protocol::Keypair;
+use mesg_protocol::messages::{WorkRequest, WorkResponse};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -76,7 +77,12 @@ pub fn spawn(
         },
         requests: PendingRequests::default(),
         queries: PendingQueries::default(),
-        peers: PeerBook::new(config.bootstrap, config.private_network),
+        peers: PeerBook::new(
+            config.bootstrap,
+            config.private_network,
+            config.target_peers,
+            config.max_peers,
+        ),
         listeners,
         listen_addrs: Vec::new(),
     };
@@ -144,7 +150,14 @@ impl Task {
                 peer,
                 request,
                 reply,
-            } => self.requests.send_work(swarm, peer, request, reply),
+            } => {
+                // A peer exchange is connection upkeep, not work: it protects nothing.
+                if !matches!(request, WorkRequest::Exchange(_)) {
+                    self.peers.touch(peer);
+                }
+                self.peers.dial_for_request(swarm, peer);
+                self.requests.send_work(swarm, peer, request, reply)
+            }
             Command::RespondWork { channel, response } => {
                 PendingRequests::respond_work(swarm, channel, response)
             }
@@ -152,7 +165,11 @@ impl Task {
                 peer,
                 request,
                 reply,
-            } => self.requests.send_package(swarm, peer, request, reply),
+            } => {
+                self.peers.touch(peer);
+                self.peers.dial_for_request(swarm, peer);
+                self.requests.send_package(swarm, peer, request, reply)
+            }
             Command::RespondPackage { channel, response } => {
                 PendingRequests::respond_package(swarm, channel, response)
             }
@@ -164,6 +181,7 @@ impl Task {
             Command::GetRecord { key, reply } => self.queries.get_record(swarm, key, reply),
             Command::AddAddresses { peer, addrs } => self.peers.add_addresses(swarm, peer, addrs),
             Command::Dial { addr, reply } => PeerBook::dial(swarm, addr, reply),
+            Command::Connect { peer } => self.peers.dial_for_request(swarm, peer),
             Command::Peers { reply } => {
                 let _ = reply.send(self.peers.list(swarm));
             }
@@ -230,8 +248,27 @@ impl Task {
                 self.peers
                     .on_identify(&mut self.swarm, peer_id, info.listen_addrs);
             }
-            BehaviourEvent::Work(event) => self.requests.on_work_event(&self.events, event).await,
+            BehaviourEvent::Work(event) => {
+                if let request_response::Event::Message { peer, message, .. } = &event
+                    && !matches!(
+                        message,
+                        request_response::Message::Request {
+                            request: WorkRequest::Exchange(_),
+                            ..
+                        } | request_response::Message::Response {
+                            response: WorkResponse::Announcements(_),
+                            ..
+                        }
+                    )
+                {
+                    self.peers.touch(*peer);
+                }
+                self.requests.on_work_event(&self.events, event).await
+            }
             BehaviourEvent::Package(event) => {
+                if let request_response::Event::Message { peer, .. } = &event {
+                    self.peers.touch(*peer);
+                }
                 self.requests.on_package_event(&self.events, event).await
             }
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {

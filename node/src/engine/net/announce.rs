@@ -1,6 +1,12 @@
-//! Announcements: what this node runs, signed and published on the announce topic every
-//! interval and when it changes (and registered as DHT provider records); what other
-//! nodes announce, applied to the provider table.
+//! Announcements: what this node runs, signed and published on the announce topic when
+//! it changes (instances at once, load at most every few seconds) and otherwise only as a
+//! slow refresh (and registered as DHT provider records); what other nodes announce,
+//! applied to the provider table. A node that connects to a peer swaps announcements
+//! with it directly (`exchange`), so nobody waits for a refresh to learn a newcomer.
+//!
+//! Why not every few seconds, as before: every announcement reaches every node, so the
+//! traffic per node grew with the size of the network even when nothing happened (2 MiB
+//! per node and minute at 50 nodes).
 
 use super::Router;
 use crate::network::{ANNOUNCE_TOPIC, package_key, record_key, service_key};
@@ -9,29 +15,63 @@ use mesg_protocol::envelope::Signed;
 use mesg_protocol::messages::GossipMessage;
 use mesg_protocol::types::domains;
 use mesg_protocol::wire::{self, MAX_GOSSIP_MESSAGE};
-use mesg_protocol::{Announcement, ServiceOffer, now_ms};
+use mesg_protocol::{Announcement, InstanceHash, ServiceOffer, now_ms};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-/// How often a node re-announces what it runs.
-pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(5);
-/// How long an announcement is valid: a few intervals, so one lost message changes nothing.
-const ANNOUNCE_TTL_MS: u64 = 20_000;
+/// How often a node re-announces what it runs when nothing changed.
+pub const ANNOUNCE_REFRESH: Duration = Duration::from_secs(60);
+/// A change of load (executions in flight) is announced at most this often.
+pub const LOAD_ANNOUNCE_EVERY: Duration = Duration::from_secs(5);
+/// How long an announcement is valid: three refreshes, so one lost message changes nothing.
+pub const ANNOUNCE_TTL_MS: u64 = 180_000;
+/// How often expired announcements are evicted (and the load looked at).
+pub const ANNOUNCE_TICK: Duration = Duration::from_secs(1);
+
+/// What an announcement says of the load, to tell whether it changed.
+pub(super) type LoadSnapshot = Vec<(InstanceHash, u32)>;
 
 impl Router {
+    /// Evict the providers whose announcement expired.
+    pub(super) fn evict_expired(&self) {
+        let mut providers = self.providers();
+        let evicted = providers.evict_expired(now_ms());
+        if evicted > 0 {
+            tracing::debug!(evicted, "expired providers evicted");
+        }
+        self.metrics.provider_nodes.set(providers.len() as i64);
+    }
+
+    /// What the instances here have in flight, in the order they are announced.
+    pub(super) fn load_snapshot(&self) -> LoadSnapshot {
+        self.instances
+            .live()
+            .all()
+            .iter()
+            .map(|live| (live.hash, live.in_flight_count() as u32))
+            .collect()
+    }
+
     /// Sign and publish what this node runs; register as a DHT provider of it.
     pub async fn announce(&self) {
         let Some(net) = self.network().cloned() else {
             return;
         };
+        self.evict_expired();
+        let Some(signed) = self.own_announcement().await else {
+            return;
+        };
+        if let Ok(frame) = wire::encode_frame(&GossipMessage::Announce(signed), MAX_GOSSIP_MESSAGE)
+            && let Err(e) = net.publish(ANNOUNCE_TOPIC.to_string(), frame).await
         {
-            let mut providers = self.providers();
-            let evicted = providers.evict_expired(now_ms());
-            if evicted > 0 {
-                tracing::debug!(evicted, "expired providers evicted");
-            }
-            self.metrics.provider_nodes.set(providers.len() as i64);
+            tracing::debug!("announcement not published: {e}");
         }
+    }
+
+    /// What this node runs now, signed (and registered as a DHT provider of each
+    /// service the first time).
+    pub(super) async fn own_announcement(&self) -> Option<Signed<Announcement>> {
+        let net = self.network().cloned()?;
         let services = self.local_offers();
         let addrs = net
             .listen_addrs()
@@ -60,21 +100,19 @@ impl Router {
                 net.start_providing(service_key(&s.service_hash)).await;
             }
         }
-        let Ok(signed) = Signed::sign(
+        match Signed::sign(
             &self.key,
             domains::ANNOUNCEMENT,
             &announcement,
             now_ms(),
             ANNOUNCE_TTL_MS,
             MAX_GOSSIP_MESSAGE,
-        ) else {
-            tracing::error!("announcement too large ({} services)", services.len());
-            return;
-        };
-        if let Ok(frame) = wire::encode_frame(&GossipMessage::Announce(signed), MAX_GOSSIP_MESSAGE)
-            && let Err(e) = net.publish(ANNOUNCE_TOPIC.to_string(), frame).await
-        {
-            tracing::debug!("announcement not published: {e}");
+        ) {
+            Ok(signed) => Some(signed),
+            Err(_) => {
+                tracing::error!("announcement too large ({} services)", services.len());
+                None
+            }
         }
     }
 
@@ -102,26 +140,53 @@ impl Router {
                 }
             }
             GossipMessage::Announce(signed) => {
-                let Ok(mut a) = signed.payload_unverified(MAX_GOSSIP_MESSAGE) else {
+                // Checked by the network task (signature, expiry, signer) before it came here.
+                let Ok(a) = signed.payload_unverified(MAX_GOSSIP_MESSAGE) else {
                     return;
                 };
-                drop_invalid_claims(&mut a, now_ms());
-                self.on_announcement(a).await;
+                self.on_signed_announcement(&signed, a).await;
             }
             GossipMessage::Event(signed) => self.on_event(signed).await,
         }
     }
 
+    /// A verified announcement in its signed form (gossip or peer exchange): applied, and
+    /// kept to pass on to peers that join.
+    pub(super) async fn on_signed_announcement(
+        &self,
+        signed: &Signed<Announcement>,
+        mut a: Announcement,
+    ) {
+        drop_invalid_claims(&mut a, now_ms());
+        self.apply_announcement(a, Some(signed)).await;
+    }
+
     pub(super) async fn on_announcement(&self, a: Announcement) {
+        self.apply_announcement(a, None).await;
+    }
+
+    async fn apply_announcement(&self, a: Announcement, signed: Option<&Signed<Announcement>>) {
         if a.node == self.node() {
             return;
         }
-        let (fresh, new_services) = self.providers().apply(&a);
+        let (fresh, new_services) = match signed {
+            Some(s) => self.providers().apply_signed(s, &a),
+            None => self.providers().apply(&a),
+        };
         let size = self.providers().len();
         self.metrics.provider_nodes.set(size as i64);
         if fresh && let (Some(net), Ok(peer)) = (self.network(), a.node.peer_id()) {
             let addrs = a.addrs.iter().filter_map(|s| s.parse().ok()).collect();
             net.add_addresses(peer, addrs).await;
+        }
+        // A provider of a service whose events are wanted here: be connected to it.
+        if fresh && let Some(net) = self.network() {
+            let watched = self.subscribed_topics.lock().expect("topics lock").clone();
+            if a.services.iter().any(|s| watched.contains(&s.service_hash))
+                && let Ok(peer) = a.node.peer_id()
+            {
+                net.connect(peer).await;
+            }
         }
         if !new_services.is_empty() && self.all_events_watchers.load(Ordering::SeqCst) > 0 {
             for s in new_services {

@@ -19,6 +19,8 @@ use std::time::Duration;
 /// services must not make the node fetch without bound.
 pub const MAX_EVENT_DEFINITION_FETCHES: usize = 4;
 /// How long an event waits for its service's definition to be fetched.
+/// Providers of a watched service this node connects to (its events' emitters).
+const MAX_EMITTERS_CONNECTED: usize = 8;
 const EVENT_DEFINITION_PATIENCE: Duration = Duration::from_secs(5);
 
 impl Router {
@@ -151,6 +153,20 @@ impl Router {
         if let Some(net) = self.network() {
             self.track_topic(service, true);
             net.subscribe(events_topic(&service)).await;
+            self.connect_emitters(&service).await;
+        }
+    }
+
+    /// Connect to the providers of `service` (its emitters) if this node is not: with
+    /// bounded connections it may have none to them, and an event crosses only the
+    /// topic's mesh of connected subscribers.
+    pub(super) async fn connect_emitters(&self, service: &ServiceHash) {
+        let Some(net) = self.network() else { return };
+        let providers = self.providers().candidates(service, &self.node());
+        for node in providers.into_iter().take(MAX_EMITTERS_CONNECTED) {
+            if let Ok(peer) = node.peer_id() {
+                net.connect(peer).await;
+            }
         }
     }
 

@@ -79,6 +79,7 @@ impl Router {
             WorkRequest::Settle { settlement, ack } => self.on_settle(peer, settlement, ack).await,
             WorkRequest::Commit(signed) => self.on_commit(peer, signed).await,
             WorkRequest::Reveal(signed) => self.on_reveal(peer, signed).await,
+            WorkRequest::Exchange(x) => self.on_exchange(peer, x).await,
         };
         net.respond_work(channel, response).await;
     }

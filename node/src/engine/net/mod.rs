@@ -2,7 +2,8 @@
 //! peers. The routing state (providers, routes, inbound work) is this struct's own; its
 //! duties are one file each: the requester side (`requester`), the executor side
 //! (`executor`), the result outbox (`outbox`), usage receipts (`receipts`) and
-//! settlements (`settle`) on the economy's ledger, announcements (`announce`), network
+//! settlements (`settle`) on the economy's ledger, announcements (`announce`) and the
+//! swap of announcements with a peer that connects (`exchange`), network
 //! events (`events`), services fetched from peers (`packages`), and the diagnosis of
 //! executions not yet running (`why`, `diagnosis`).
 //!
@@ -13,6 +14,7 @@
 mod announce;
 pub mod diagnosis;
 mod events;
+mod exchange;
 mod executor;
 pub mod failover;
 mod outbox;
@@ -26,7 +28,7 @@ mod reveal;
 mod verified;
 mod why;
 
-pub use announce::{ANNOUNCE_INTERVAL, drop_invalid_claims};
+pub use announce::{ANNOUNCE_REFRESH, ANNOUNCE_TTL_MS, LOAD_ANNOUNCE_EVERY, drop_invalid_claims};
 pub use events::{EventInterest, MAX_EVENT_DEFINITION_FETCHES};
 pub use outbox::{MAX_OUTBOX_AGE_MS, MAX_OUTBOX_ATTEMPTS};
 pub use packages::Progress;
@@ -52,7 +54,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// Routes executions and talks to peers. Always behind an `Arc` (see [`Router::new`]).
@@ -87,8 +89,9 @@ pub struct Router {
     /// Each peer's rate of work requests.
     peer_rates: PeerRates,
     announce_seq: AtomicU64,
-    /// Announce now (a peer connected), besides every interval and instance changes.
-    announce_now: Notify,
+    /// Peer exchange: when this node last asked a peer for what it knows, and when it
+    /// last answered each peer with all it knows (see `exchange`).
+    exchanges: exchange::ExchangeState,
     /// Services this node registered as a DHT provider of.
     provided: Mutex<HashSet<ServiceHash>>,
     /// Event topics wanted by API subscribers and processes, with their count.
@@ -161,7 +164,7 @@ impl Router {
             inbound: Mutex::new(HashMap::new()),
             peer_rates: PeerRates::new(parts.config.peer_work_rate),
             announce_seq: AtomicU64::new(0),
-            announce_now: Notify::new(),
+            exchanges: exchange::ExchangeState::default(),
             provided: Mutex::new(HashSet::new()),
             event_topics: Mutex::new(HashMap::new()),
             all_events_watchers: AtomicUsize::new(0),
@@ -246,7 +249,10 @@ impl Router {
                 );
             }
             NetworkEvent::Gossip { message, .. } => self.on_gossip(message).await,
-            NetworkEvent::PeerConnected(_) => self.announce_now.notify_one(),
+            NetworkEvent::PeerConnected(peer) => {
+                let router = self.arc();
+                tokio::spawn(async move { router.exchange_with(peer).await });
+            }
             NetworkEvent::PeerDisconnected(peer) => {
                 let router = self.arc();
                 tokio::spawn(async move { router.executor_gone(peer).await });
@@ -254,18 +260,30 @@ impl Router {
         }
     }
 
-    /// Announce every interval, and soon after a peer connects or what runs here changes.
+    /// Announce at once when what runs here changes, when the load changed (at most
+    /// every [`LOAD_ANNOUNCE_EVERY`]), and otherwise every [`ANNOUNCE_REFRESH`]; evict
+    /// expired providers every tick.
     async fn run_announcer(self: Arc<Self>) {
         let changed = self.instances.changes();
         loop {
+            let load = self.load_snapshot();
             self.announce().await;
-            tokio::select! {
-                () = self.shutdown.cancelled() => return,
-                () = tokio::time::sleep(ANNOUNCE_INTERVAL) => {}
-                () = self.announce_now.notified() => {}
-                () = changed.notified() => {}
+            let announced_at = tokio::time::Instant::now();
+            loop {
+                tokio::select! {
+                    () = self.shutdown.cancelled() => return,
+                    () = changed.notified() => break,
+                    () = tokio::time::sleep(announce::ANNOUNCE_TICK) => {}
+                }
+                self.evict_expired();
+                let since = announced_at.elapsed();
+                if since >= ANNOUNCE_REFRESH
+                    || (since >= LOAD_ANNOUNCE_EVERY && self.load_snapshot() != load)
+                {
+                    break;
+                }
             }
-            // Coalesce bursts (many peers connecting at once).
+            // Coalesce bursts (several instances starting at once).
             tokio::select! {
                 () = self.shutdown.cancelled() => return,
                 () = tokio::time::sleep(Duration::from_millis(100)) => {}

@@ -173,9 +173,9 @@ impl Router {
             {
                 Ok(Ok(WorkResponse::Accepted)) => Answer::Accepted,
                 Ok(Ok(WorkResponse::Rejected(r))) => Answer::Rejected(r),
-                Ok(Ok(WorkResponse::Receipt(_))) => Answer::Unreachable(
-                    "the provider answered a submit with a receipt answer".into(),
-                ),
+                Ok(Ok(WorkResponse::Receipt(_) | WorkResponse::Announcements(_))) => {
+                    Answer::Unreachable("the provider answered a submit with another answer".into())
+                }
                 Ok(Err(e)) => {
                     error = Some(e.reason());
                     Answer::Unreachable(e.to_string())

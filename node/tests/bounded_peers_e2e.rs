@@ -1,0 +1,147 @@
+//! Bounded connections and peer exchange, on real nodes (loopback TCP, real Docker):
+//! nodes keep about their target of connections instead of a full mesh, yet every node
+//! knows every other and routes work to a provider it has no standing connection to; a
+//! node that joins learns who runs what from the peer it connects to, long before any
+//! refresh of the announcements.
+
+mod common;
+
+use common::Api;
+use mesg_testkit::{NodeProcess, service_dir};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const TARGET: usize = 2;
+const MAX: usize = 3;
+const NODES: usize = 8;
+
+fn bounded(bootstrap: Option<&NodeProcess>) -> NodeProcess {
+    let (target, max) = (TARGET.to_string(), MAX.to_string());
+    let mut args = vec!["--target-peers", &target, "--max-peers", &max];
+    let addr;
+    if let Some(b) = bootstrap {
+        addr = b.p2p_addr();
+        args.extend(["--bootstrap", &addr]);
+    }
+    NodeProcess::start(&args)
+}
+
+/// (connected peers, nodes known from announcements) as `api` lists them.
+async fn peers(api: &Api) -> (usize, usize) {
+    let (_, v) = api.get("/v1/peers").await;
+    let connected = v["peers"]
+        .as_array()
+        .map_or(0, |p| p.iter().filter(|p| p["connected"] == true).count());
+    let known = v["nodes"].as_array().map_or(0, Vec::len);
+    (connected, known)
+}
+
+fn providers_of(services: &Value, sid: &str) -> usize {
+    services["services"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["sid"] == sid))
+        .and_then(|s| s["providers"].as_array())
+        .map_or(0, Vec::len)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eight_nodes_with_a_target_of_two_stay_bounded_and_still_route_to_a_provider_they_are_not_connected_to()
+ {
+    // Every node bootstraps from node 0: without bounds, node 0 alone would hold 7
+    // connections and the others would dial each other into a full mesh.
+    let first = bounded(None);
+    let mut nodes = vec![first];
+    for _ in 1..NODES {
+        let n = bounded(Some(&nodes[0]));
+        nodes.push(n);
+    }
+    let apis: Vec<Api> = nodes.iter().map(Api::new).collect();
+    let provider = &apis[NODES - 1];
+    let (_, instance) = provider
+        .deploy_and_start(&service_dir("echo"), json!({}))
+        .await;
+    provider.wait_connected(&instance).await;
+
+    // Every node learns every other one and the provider (gossip across the mesh of
+    // bounded connections, and peer exchange), within a bound.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (i, api) in apis.iter().enumerate() {
+        loop {
+            let (_, known) = peers(api).await;
+            let (_, services) = api.get("/v1/network/services").await;
+            let listed = i == NODES - 1 || providers_of(&services, "echo") >= 1;
+            if known >= NODES - 1 && listed {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {i} knows {known} of {} nodes, echo listed: {listed}",
+                NODES - 1
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // Connections settle within the bounds: sampled a few times, each node is at most
+    // MAX (a sample may catch a new connection before the next trim: allow one such
+    // sample per node), and the network is far from a full mesh.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut over = [0usize; NODES];
+    let mut total = 0usize;
+    let samples = 5;
+    for _ in 0..samples {
+        for (i, api) in apis.iter().enumerate() {
+            let (connected, _) = peers(api).await;
+            assert!(connected >= 1, "node {i} lost every connection");
+            if connected > MAX {
+                over[i] += 1;
+            }
+            total += connected;
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    for (i, o) in over.iter().enumerate() {
+        assert!(
+            *o <= 1,
+            "node {i} had more than {MAX} connections in {o} of {samples} samples"
+        );
+    }
+    let mean = total as f64 / (samples * NODES) as f64;
+    assert!(
+        mean <= MAX as f64,
+        "mean {mean:.1} connections per node, bound {MAX} (a full mesh is {})",
+        NODES - 1
+    );
+
+    // Every other node runs echo on the provider, connected to it or not (a request
+    // dials the provider at its announced addresses when there is no connection).
+    for (i, api) in apis.iter().enumerate().take(NODES - 1) {
+        let (status, e) = api
+            .exec("echo", "echo", json!({"message": format!("from {i}")}))
+            .await;
+        assert_eq!(status, 201, "node {i}: {e}");
+        assert_eq!(e["status"], "Completed", "node {i}: {e}");
+        assert_eq!(e["executor"], nodes[NODES - 1].public_key.as_str());
+        assert_eq!(e["outputs"]["message"], format!("from {i}"));
+    }
+
+    // A newcomer learns the provider from the peer it joins through (peer exchange), not
+    // from a refresh of the announcements, which comes only every minute.
+    let started = Instant::now();
+    let newcomer = bounded(Some(&nodes[0]));
+    let api = Api::new(&newcomer);
+    loop {
+        let (_, services) = api.get("/v1/network/services").await;
+        if providers_of(&services, "echo") >= 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the newcomer did not learn the provider: {services}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, e) = api.exec("echo", "echo", json!({"message": "new"})).await;
+    assert_eq!(status, 201, "{e}");
+    assert_eq!(e["status"], "Completed", "{e}");
+}
