@@ -62,6 +62,11 @@ struct Args {
     /// with `fanout`, the 16-way fan-out; all of them when not given.
     #[arg(long, value_delimiter = ',')]
     payloads: Vec<String>,
+    /// Scale: the network sizes to run (comma-separated node counts, e.g. 10,25,50,100);
+    /// 10,25,50 when not given (5 in a quick run). Every node is a real `mesg-node`
+    /// process on loopback: about 25 MiB of memory each.
+    #[arg(long, value_delimiter = ',')]
+    scale_sizes: Vec<usize>,
 }
 
 /// What every section gets.
@@ -72,6 +77,8 @@ pub struct Ctx {
     pub echo_dir: PathBuf,
     /// `--payloads`: the round trip's rows to run (empty: all).
     pub payloads: Vec<String>,
+    /// `--scale-sizes`: the scale section's network sizes (empty: its defaults).
+    pub scale_sizes: Vec<usize>,
 }
 
 impl Ctx {
@@ -143,6 +150,7 @@ async fn run(args: Args) -> Result<()> {
         quick: args.quick,
         echo_dir,
         payloads: args.payloads.clone(),
+        scale_sizes: args.scale_sizes.clone(),
     };
 
     let started = Instant::now();

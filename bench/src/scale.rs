@@ -18,7 +18,13 @@ const CONVERGE_LIMIT: Duration = Duration::from_secs(30);
 const CONVERGE_GOAL_MS: f64 = 2000.0;
 
 pub async fn run(ctx: &Ctx) -> Result<Section> {
-    let sizes: &[usize] = if ctx.quick { &[5] } else { &[10, 25, 50] };
+    let sizes: &[usize] = if !ctx.scale_sizes.is_empty() {
+        &ctx.scale_sizes
+    } else if ctx.quick {
+        &[5]
+    } else {
+        &[10, 25, 50]
+    };
     let idle_window = Duration::from_secs(if ctx.quick { 5 } else { 60 });
     let settle = Duration::from_secs(if ctx.quick { 2 } else { 10 });
 
@@ -57,12 +63,14 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         "start all (s)",
         "one node start p50 / max (ms)",
         "membership reached (min nodes known / N-1)",
-        "connected peers per node at idle min / mean (of N)",
+        "connected peers per node at idle min / mean / max (of N)",
         "nodes that listed the provider before it connected",
         "new node: failed attempts before the first completed",
     ]);
     let mut goal_max: Option<f64> = None;
     let mut goal_n = 0;
+    // (N, idle KiB/node/min in and out, most connections of a node)
+    let mut idle: Vec<(usize, f64, usize)> = Vec::new();
     let mut failures = 0;
     for &n in sizes {
         eprintln!("scale: {n} nodes");
@@ -70,6 +78,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
             Ok(r) => {
                 table.row(r.row());
                 details.row(r.details());
+                idle.push((n, r.idle_in.0.max(r.idle_out.0), r.connected_max));
                 s.notes.extend(r.notes.iter().cloned());
                 goal_max = r
                     .provider
@@ -92,6 +101,24 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     if failures == sizes.len() {
         bail!("every cluster size failed: {}", s.notes.join("; "));
     }
+    if let Some((_, kib, _)) = idle.iter().find(|(n, _, _)| *n == 50) {
+        s.goals.push(Goal::new(
+            "idle traffic per node at 50 nodes",
+            "≤ 200 KiB/min",
+            format!("{kib:.1} KiB/min (mean, the larger direction)"),
+            *kib <= 200.0,
+        ));
+    }
+    if let Some((n, _, most)) = idle.iter().max_by_key(|(n, _, _)| *n) {
+        // The node's default --max-peers (node/src/network/mod.rs, DEFAULT_MAX_PEERS).
+        let bound = 30;
+        s.goals.push(Goal::new(
+            &format!("connections per node bounded (N = {n})"),
+            &format!("≤ {bound} (--max-peers)"),
+            format!("at most {most}"),
+            *most <= bound,
+        ));
+    }
     s.goals.push(Goal::new(
         &format!("{goal_n} nodes converge (every node lists a new provider)"),
         "≤ 2 s",
@@ -108,20 +135,23 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
          benchmark client polling them; at N = 50 the nodes compete for CPU, so these are \
          upper bounds for nodes on separate machines."
             .into(),
-        "Nodes announce what they run on gossipsub (`mesg/announce/1`) every 5 s \
-         (ANNOUNCE_INTERVAL, node/src/engine/network.rs), and at once (after 100 ms of \
-         coalescing) when an instance starts or stops and when a peer connects; an \
-         announcement is valid 20 s. The provider time is therefore that 100 ms plus one \
-         gossip hop (announcements are flood-published to every connected peer), not a \
-         period."
+        "Nodes announce what they run on gossipsub (`mesg/announce/2`) when it changes \
+         (at once, after 100 ms of coalescing, when an instance starts or stops; load \
+         changes at most every 5 s) and otherwise every 60 s (ANNOUNCE_REFRESH, \
+         node/src/engine/net/announce.rs), valid 3 min; messages go to the topic's mesh \
+         (degree 6), not flooded to every peer. The provider time is therefore that 100 ms \
+         plus a few gossip hops, not a period."
             .into(),
-        "Membership: a node bootstrapping from node 0 learns the others from their \
-         announcements (gossip through node 0) and then dials them, so the connections \
-         become a full mesh. The nodes start one after the other (a start: spawn, wait \
-         until the API answers, clear Docker objects of that node id; `start all`), so the \
-         earlier ones already know each other when the last starts: the membership time is \
-         mostly how fast the last node and the others learn of each other. `connected \
-         peers` is counted at the start of the idle window, over the N+1 nodes."
+        "Membership and connections: each node dials known peers up to its target \
+         (`--target-peers`, default 20) and trims random idle connections above its \
+         maximum (`--max-peers`, default 30), so beyond 31 nodes the graph is no longer a \
+         full mesh. A node that connects swaps signed announcements with the peer (peer \
+         exchange; the first connection also returns every live announcement the peer \
+         holds), so a newcomer knows the network within a round trip of its first \
+         connection. The nodes start one after the other (a start: spawn, wait until the \
+         API answers, clear Docker objects of that node id; `start all`): the membership \
+         time is mostly how fast the last node and the others learn of each other. \
+         `connected peers` is counted at the start of the idle window, over the N+1 nodes."
             .into(),
         "Provider times are measured from the moment the instance reports `connected`; a \
          node that listed the provider earlier (the announcement goes out when the container \
@@ -155,6 +185,7 @@ struct NResult {
     membership_min: usize,
     connected_min: usize,
     connected_mean: f64,
+    connected_max: usize,
     provider: Option<Summary>,
     provider_seen: usize,
     early: usize,
@@ -193,7 +224,10 @@ impl NResult {
             format!("{:.1}", self.start_all.as_secs_f64()),
             format!("{} / {}", ms(self.node_start.p50), ms(self.node_start.max)),
             format!("{} / {}", self.membership_min, self.n - 1),
-            format!("{} / {:.1}", self.connected_min, self.connected_mean),
+            format!(
+                "{} / {:.1} / {}",
+                self.connected_min, self.connected_mean, self.connected_max
+            ),
             format!("{} of {}", self.early, self.n - 1),
             self.failed_attempts.to_string(),
         ]
@@ -362,6 +396,7 @@ async fn measure(
         membership_min: m.min_known,
         connected_min: connected.iter().copied().min().unwrap_or(0),
         connected_mean: mean_max(&connected.iter().map(|c| *c as f64).collect::<Vec<_>>()).0,
+        connected_max: connected.iter().copied().max().unwrap_or(0),
         provider: provider_summary,
         provider_seen,
         early,

@@ -96,9 +96,9 @@ pub struct NetworkConfig {
 }
 
 /// Default of [`NetworkConfig::target_peers`].
-pub const DEFAULT_TARGET_PEERS: u16 = 25;
+pub const DEFAULT_TARGET_PEERS: u16 = 20;
 /// Default of [`NetworkConfig::max_peers`].
-pub const DEFAULT_MAX_PEERS: u16 = 50;
+pub const DEFAULT_MAX_PEERS: u16 = 30;
 
 impl Default for NetworkConfig {
     fn default() -> Self {

@@ -25,6 +25,8 @@ pub const ANNOUNCE_REFRESH: Duration = Duration::from_secs(60);
 pub const LOAD_ANNOUNCE_EVERY: Duration = Duration::from_secs(5);
 /// How long an announcement is valid: three refreshes, so one lost message changes nothing.
 pub const ANNOUNCE_TTL_MS: u64 = 180_000;
+/// After a node that had no connection gets one, how long before it announces on gossip.
+pub const REJOIN_DELAY: Duration = Duration::from_secs(1);
 /// How often expired announcements are evicted (and the load looked at).
 pub const ANNOUNCE_TICK: Duration = Duration::from_secs(1);
 

@@ -51,10 +51,10 @@ use mesg_protocol::messages::{Reject, RejectCode, WorkResponse};
 use mesg_protocol::{Execution, ExecutionId, Keypair, PublicKey, ServiceHash, now_ms};
 use peer_limits::PeerRates;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// Routes executions and talks to peers. Always behind an `Arc` (see [`Router::new`]).
@@ -92,6 +92,12 @@ pub struct Router {
     /// Peer exchange: when this node last asked a peer for what it knows, and when it
     /// last answered each peer with all it knows (see `exchange`).
     exchanges: exchange::ExchangeState,
+    /// Peers connected now (as the network reported them).
+    connected_peers: AtomicUsize,
+    /// The node had no connection and has one again (a start, a partition that ended):
+    /// announce on gossip too, so nodes it is not connected to hear of it before the
+    /// next refresh.
+    rejoined: Notify,
     /// Services this node registered as a DHT provider of.
     provided: Mutex<HashSet<ServiceHash>>,
     /// Event topics wanted by API subscribers and processes, with their count.
@@ -165,6 +171,8 @@ impl Router {
             peer_rates: PeerRates::new(parts.config.peer_work_rate),
             announce_seq: AtomicU64::new(0),
             exchanges: exchange::ExchangeState::default(),
+            connected_peers: AtomicUsize::new(0),
+            rejoined: Notify::new(),
             provided: Mutex::new(HashSet::new()),
             event_topics: Mutex::new(HashMap::new()),
             all_events_watchers: AtomicUsize::new(0),
@@ -250,10 +258,16 @@ impl Router {
             }
             NetworkEvent::Gossip { message, .. } => self.on_gossip(message).await,
             NetworkEvent::PeerConnected(peer) => {
+                if self.connected_peers.fetch_add(1, Ordering::SeqCst) == 0 {
+                    self.rejoined.notify_one();
+                }
                 let router = self.arc();
                 tokio::spawn(async move { router.exchange_with(peer).await });
             }
             NetworkEvent::PeerDisconnected(peer) => {
+                let _ =
+                    self.connected_peers
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
                 let router = self.arc();
                 tokio::spawn(async move { router.executor_gone(peer).await });
             }
@@ -273,6 +287,11 @@ impl Router {
                 tokio::select! {
                     () = self.shutdown.cancelled() => return,
                     () = changed.notified() => break,
+                    () = self.rejoined.notified() => {
+                        // Give gossipsub a moment to learn the new peer's topics.
+                        tokio::time::sleep(announce::REJOIN_DELAY).await;
+                        break;
+                    }
                     () = tokio::time::sleep(announce::ANNOUNCE_TICK) => {}
                 }
                 self.evict_expired();
