@@ -11,11 +11,12 @@ use std::sync::Arc;
 
 /// A failed provider is tried last for this long.
 const FAILURE_PENALTY_MS: u64 = 15_000;
-/// Longest validity taken from an announcement: honest nodes refresh every minute with a
-/// 3 min validity (and announce at once when what they run changes); a longer claim would
-/// keep a vanished (or lying) provider listed. A vanished provider that is still listed
-/// costs a failed dial, then failover: its failures rank it last.
-pub const MAX_ANNOUNCE_TTL_MS: u64 = 300_000;
+/// Longest validity taken from an announcement: honest nodes refresh every minute (up to
+/// every 30 minutes in a network of over 1,000 nodes) with a validity of three refreshes
+/// (and announce at once when what they run changes); a longer claim would keep a
+/// vanished (or lying) provider listed. A vanished provider that is still listed costs a
+/// failed dial, then failover: its failures rank it last.
+pub const MAX_ANNOUNCE_TTL_MS: u64 = 90 * 60_000;
 /// Services taken from one announcement; the rest are ignored. A node runs a handful;
 /// an announcement listing thousands would only fill our table.
 pub const MAX_SERVICES_PER_NODE: usize = 256;

@@ -19,12 +19,27 @@ use mesg_protocol::{Announcement, InstanceHash, ServiceOffer, now_ms};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-/// How often a node re-announces what it runs when nothing changed.
+/// How often a node re-announces what it runs when nothing changed, at least: in a network
+/// of more than about 50 nodes, longer ([`refresh_period`]).
 pub const ANNOUNCE_REFRESH: Duration = Duration::from_secs(60);
+/// The longest refresh period, whatever the size of the network.
+pub const MAX_ANNOUNCE_REFRESH: Duration = Duration::from_secs(30 * 60);
+/// Refreshes per minute the whole network makes, about: every announcement reaches every
+/// node, so a fixed period would make each node's idle traffic grow with the number of
+/// nodes; a period that grows with the nodes known keeps it flat.
+pub const REFRESHES_PER_MINUTE: u64 = 40;
 /// A change of load (executions in flight) is announced at most this often.
 pub const LOAD_ANNOUNCE_EVERY: Duration = Duration::from_secs(5);
-/// How long an announcement is valid: three refreshes, so one lost message changes nothing.
-pub const ANNOUNCE_TTL_MS: u64 = 180_000;
+/// How long an announcement is valid, in refresh periods: one lost message changes nothing.
+pub const TTL_REFRESHES: u32 = 3;
+
+/// The refresh period of a node that knows `known_nodes` other nodes: about
+/// [`REFRESHES_PER_MINUTE`] refreshes per minute in the whole network, between
+/// [`ANNOUNCE_REFRESH`] and [`MAX_ANNOUNCE_REFRESH`].
+pub fn refresh_period(known_nodes: usize) -> Duration {
+    let per_node = Duration::from_secs(60) * (known_nodes as u32 + 1) / REFRESHES_PER_MINUTE as u32;
+    per_node.clamp(ANNOUNCE_REFRESH, MAX_ANNOUNCE_REFRESH)
+}
 /// After a node that had no connection gets one, how long before it announces on gossip.
 pub const REJOIN_DELAY: Duration = Duration::from_secs(1);
 /// How often expired announcements are evicted (and the load looked at).
@@ -82,6 +97,7 @@ impl Router {
             .into_iter()
             .map(|a| a.to_string())
             .collect();
+        let ttl_ms = (refresh_period(self.providers().len()) * TTL_REFRESHES).as_millis() as u64;
         // Milliseconds keep the sequence increasing across restarts.
         let seq = now_ms().max(self.announce_seq.load(Ordering::SeqCst) + 1);
         self.announce_seq.store(seq, Ordering::SeqCst);
@@ -90,7 +106,7 @@ impl Router {
             seq,
             addrs,
             services: services.clone(),
-            ttl_ms: ANNOUNCE_TTL_MS,
+            ttl_ms,
         };
         for s in &services {
             let first = self
@@ -107,7 +123,7 @@ impl Router {
             domains::ANNOUNCEMENT,
             &announcement,
             now_ms(),
-            ANNOUNCE_TTL_MS,
+            ttl_ms,
             MAX_GOSSIP_MESSAGE,
         ) {
             Ok(signed) => Some(signed),
@@ -245,5 +261,33 @@ pub fn drop_invalid_claims(a: &mut Announcement, now: u64) {
         if !valid && offer.claim.take().is_some() {
             tracing::debug!(node = %a.node, service = %offer.service_hash, "invalid publisher claim dropped");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ANNOUNCE_REFRESH, MAX_ANNOUNCE_REFRESH, REFRESHES_PER_MINUTE, refresh_period};
+    use std::time::Duration;
+
+    #[test]
+    fn the_refresh_period_grows_with_the_network_so_idle_traffic_per_node_does_not() {
+        assert_eq!(refresh_period(0), ANNOUNCE_REFRESH);
+        assert_eq!(
+            refresh_period(25),
+            ANNOUNCE_REFRESH,
+            "small networks: every minute"
+        );
+        // Refreshes the whole network makes per minute stay about the same from 100 to
+        // 1,000 nodes (each reaches every node: that is each node's idle traffic); above
+        // about 1,200 nodes the longest period holds and the traffic grows again.
+        for n in [100usize, 500, 1_000] {
+            let per_minute = (n as f64 + 1.0) * 60.0 / refresh_period(n).as_secs_f64();
+            assert!(
+                (per_minute - REFRESHES_PER_MINUTE as f64).abs() < 1.0,
+                "{n} nodes: {per_minute:.1} refreshes per minute"
+            );
+        }
+        assert_eq!(refresh_period(1_000_000), MAX_ANNOUNCE_REFRESH, "bounded");
+        assert!(refresh_period(500) > Duration::from_secs(600));
     }
 }

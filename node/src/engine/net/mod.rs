@@ -28,7 +28,7 @@ mod reveal;
 mod verified;
 mod why;
 
-pub use announce::{ANNOUNCE_REFRESH, ANNOUNCE_TTL_MS, LOAD_ANNOUNCE_EVERY, drop_invalid_claims};
+pub use announce::{ANNOUNCE_REFRESH, LOAD_ANNOUNCE_EVERY, drop_invalid_claims, refresh_period};
 pub use events::{EventInterest, MAX_EVENT_DEFINITION_FETCHES};
 pub use outbox::{MAX_OUTBOX_AGE_MS, MAX_OUTBOX_ATTEMPTS};
 pub use packages::Progress;
@@ -275,7 +275,7 @@ impl Router {
     }
 
     /// Announce at once when what runs here changes, when the load changed (at most
-    /// every [`LOAD_ANNOUNCE_EVERY`]), and otherwise every [`ANNOUNCE_REFRESH`]; evict
+    /// every [`LOAD_ANNOUNCE_EVERY`]), and otherwise every [`refresh_period`]; evict
     /// expired providers every tick.
     async fn run_announcer(self: Arc<Self>) {
         let changed = self.instances.changes();
@@ -296,7 +296,7 @@ impl Router {
                 }
                 self.evict_expired();
                 let since = announced_at.elapsed();
-                if since >= ANNOUNCE_REFRESH
+                if since >= refresh_period(self.providers().len())
                     || (since >= LOAD_ANNOUNCE_EVERY && self.load_snapshot() != load)
                 {
                     break;
