@@ -289,8 +289,10 @@ impl Router {
                     () = changed.notified() => break,
                     () = self.rejoined.notified() => {
                         // Give gossipsub a moment to learn the new peer's topics.
-                        tokio::time::sleep(announce::REJOIN_DELAY).await;
-                        break;
+                        tokio::select! {
+                            () = self.shutdown.cancelled() => return,
+                            () = tokio::time::sleep(announce::REJOIN_DELAY) => break,
+                        }
                     }
                     () = tokio::time::sleep(announce::ANNOUNCE_TICK) => {}
                 }
