@@ -63,6 +63,10 @@ struct NodeEntry {
     /// The announcement as its node signed it, to pass on to peers that join
     /// (peer exchange); none when it came from an older node's first format.
     signed: Option<Signed<Announcement>>,
+    /// Our connection to the node closed and it has neither come back nor announced
+    /// since: it may be gone, so its announcement is not passed on (it stays usable here
+    /// until it expires: with bounded connections a closed connection is no proof).
+    departed: bool,
 }
 
 /// One offer of a service, by whom, and when it was heard (what the catalogue lists).
@@ -193,6 +197,7 @@ impl ProviderTable {
                 expires_at: now + a.ttl_ms.min(MAX_ANNOUNCE_TTL_MS),
                 seen_at: now,
                 signed: None,
+                departed: false,
             },
         );
         (true, new)
@@ -214,7 +219,8 @@ impl ProviderTable {
         applied
     }
 
-    /// The live signed announcements held, but `except`'s, newest first, at most
+    /// The live signed announcements held, but `except`'s and those of nodes that may be
+    /// gone (see `departed`), newest first, at most
     /// `max_count` and about `max_bytes` encoded: what a joining peer is given.
     pub fn signed_announcements(
         &self,
@@ -226,7 +232,9 @@ impl ProviderTable {
         let mut live: Vec<(&PublicKey, &NodeEntry)> = self
             .nodes
             .iter()
-            .filter(|(k, e)| *k != except && e.expires_at > now && e.signed.is_some())
+            .filter(|(k, e)| {
+                *k != except && e.expires_at > now && e.signed.is_some() && !e.departed
+            })
             .collect();
         live.sort_by_key(|(_, e)| std::cmp::Reverse(e.seen_at));
         let mut out = Vec::new();
@@ -242,6 +250,13 @@ impl ProviderTable {
             out.push(s.clone());
         }
         out
+    }
+
+    /// Our last connection to `node` closed (`departed`) or one opened again.
+    pub fn set_departed(&mut self, node: &PublicKey, departed: bool) {
+        if let Some(e) = self.nodes.get_mut(node) {
+            e.departed = departed;
+        }
     }
 
     pub fn forget(&mut self, node: &PublicKey) {
@@ -412,6 +427,7 @@ impl ProviderTable {
             expires_at: now + 1,
             seen_at: now,
             signed: None,
+            departed: false,
         };
         let nodes = self
             .nodes

@@ -213,6 +213,7 @@ fn expired_providers_are_evicted_and_the_table_is_capped() {
                 expires_at: now_ms() + 60_000,
                 seen_at: now_ms(),
                 signed: None,
+                departed: false,
             },
         );
     }
@@ -330,6 +331,13 @@ fn signed_announcements_are_passed_on_bounded_and_never_the_askers_own() {
         1,
         "byte bound"
     );
+    // A node whose connection closed is not vouched for until it is back or announces.
+    t.set_departed(&keys[2].public(), true);
+    let without: Vec<_> = t.signed_announcements(&asker, 100, 1 << 20);
+    assert_eq!(without.len(), 3);
+    assert!(without.iter().all(|s| s.signer() != keys[2].public()));
+    t.set_departed(&keys[2].public(), false);
+    assert_eq!(t.signed_announcements(&asker, 100, 1 << 20).len(), 4);
     // An older announcement of a node does not replace the signed newer one.
     let stale = announce(keys[1].public(), 0, vec![]);
     assert!(!t.apply(&stale).0);

@@ -261,6 +261,9 @@ impl Router {
                 if self.connected_peers.fetch_add(1, Ordering::SeqCst) == 0 {
                     self.rejoined.notify_one();
                 }
+                if let Some(node) = PublicKey::from_peer_id(&peer) {
+                    self.providers().set_departed(&node, false);
+                }
                 let router = self.arc();
                 tokio::spawn(async move { router.exchange_with(peer).await });
             }
@@ -268,6 +271,9 @@ impl Router {
                 let _ =
                     self.connected_peers
                         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+                if let Some(node) = PublicKey::from_peer_id(&peer) {
+                    self.providers().set_departed(&node, true);
+                }
                 let router = self.arc();
                 tokio::spawn(async move { router.executor_gone(peer).await });
             }
