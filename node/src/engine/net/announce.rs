@@ -147,6 +147,8 @@ impl Router {
             net.start_providing(package_key(&entry.record.package_hash))
                 .await;
         }
+        // A running service's claim may have changed (its publisher deployed it again).
+        self.offers_changed.notify_one();
     }
 
     pub(super) async fn on_gossip(&self, message: GossipMessage) {

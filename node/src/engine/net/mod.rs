@@ -98,6 +98,9 @@ pub struct Router {
     /// announce on gossip too, so nodes it is not connected to hear of it before the
     /// next refresh.
     rejoined: Notify,
+    /// What this node offers changed without an instance change (a deploy with a new
+    /// publisher claim for a running service): announce at once.
+    offers_changed: Notify,
     /// Services this node registered as a DHT provider of.
     provided: Mutex<HashSet<ServiceHash>>,
     /// Event topics wanted by API subscribers and processes, with their count.
@@ -173,6 +176,7 @@ impl Router {
             exchanges: exchange::ExchangeState::default(),
             connected_peers: AtomicUsize::new(0),
             rejoined: Notify::new(),
+            offers_changed: Notify::new(),
             provided: Mutex::new(HashSet::new()),
             event_topics: Mutex::new(HashMap::new()),
             all_events_watchers: AtomicUsize::new(0),
@@ -293,6 +297,7 @@ impl Router {
                 tokio::select! {
                     () = self.shutdown.cancelled() => return,
                     () = changed.notified() => break,
+                    () = self.offers_changed.notified() => break,
                     () = self.rejoined.notified() => {
                         // Give gossipsub a moment to learn the new peer's topics.
                         tokio::select! {
