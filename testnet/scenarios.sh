@@ -3,7 +3,7 @@
 # bring the testnet up, run testnet/scenarios (mesg-scenarios), and ALWAYS tear the
 # testnet down, even on failure. Exit code: the runner's (0 = every promise kept).
 #
-#   testnet/scenarios.sh                          all five scenarios
+#   testnet/scenarios.sh                          all six scenarios
 #   testnet/scenarios.sh --only kill,pause        some of them (see --list)
 #
 # The report (a markdown table) goes to target/scenarios-report.md. A testnet that is

@@ -27,6 +27,7 @@ fn event(key: &str, data: serde_json::Value) -> String {
         emitter: node.public(),
         created_at: 1_709_210_096_789,
         cause: None,
+        seq: 0,
     })
     .unwrap()
 }

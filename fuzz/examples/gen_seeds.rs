@@ -282,6 +282,7 @@ fn main() {
             root: CauseRef::Execution(ExecutionId([1; 16])),
             parent: CauseRef::Execution(ExecutionId([1; 16])),
         }),
+        seq: 7,
     };
     let signed = sign(&node, domains::EVENT, &event, MAX_GOSSIP_MESSAGE);
     envelope_seeds(&env_dir, "event", &signed, 1, MAX_GOSSIP_MESSAGE);

@@ -127,12 +127,18 @@ fuzz_target!(|data: &[u8]| {
             WorkRequest::Exchange(x) => {
                 envelope(&x.own, domains::ANNOUNCEMENT, MAX_GOSSIP_MESSAGE);
             }
+            WorkRequest::EventsSince(_) => {}
         }
     }
     if let Some(msg) = frame::<WorkResponse>(data, MAX_WORK_MESSAGE) {
         if let WorkResponse::Announcements(list) = &msg {
             for s in list {
                 envelope(s, domains::ANNOUNCEMENT, MAX_GOSSIP_MESSAGE);
+            }
+        }
+        if let WorkResponse::Events(list) = &msg {
+            for s in list {
+                envelope(s, domains::EVENT, MAX_GOSSIP_MESSAGE);
             }
         }
         let _ = format!("{msg:?}");

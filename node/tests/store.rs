@@ -665,3 +665,76 @@ async fn large_inputs_are_written_once_inside_their_request() {
     assert_eq!(store.execution(&e.id).unwrap().unwrap().inputs, req.inputs);
     assert_eq!(store.request(&e.id).unwrap(), Some(signed));
 }
+
+#[tokio::test]
+async fn the_event_log_answers_after_a_sequence_number_in_order_and_forgets_old_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = Keypair::generate().unwrap();
+    let (s, t) = (
+        ServiceHash(Hash32::sha256(b"s")),
+        ServiceHash(Hash32::sha256(b"t")),
+    );
+    let event = |service: ServiceHash, seq: u64, created_at: u64| {
+        let e = Event {
+            id: EventId::random(),
+            service_hash: service,
+            instance_hash: InstanceHash(Hash32::sha256(b"i")),
+            key: "tick".into(),
+            data: Json(serde_json::json!({ "n": seq })),
+            emitter: key.public(),
+            created_at,
+            cause: None,
+            seq,
+        };
+        let signed = Signed::sign(
+            &key,
+            domains::EVENT,
+            &e,
+            created_at,
+            600_000,
+            wire::MAX_GOSSIP_MESSAGE,
+        )
+        .unwrap();
+        (e, signed)
+    };
+    let seqs = |list: Vec<Signed<Event>>| -> Vec<u64> {
+        list.iter()
+            .map(|s| s.payload_unverified(wire::MAX_GOSSIP_MESSAGE).unwrap().seq)
+            .collect()
+    };
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.last_event_seq(&s).unwrap(), 0, "nothing logged yet");
+        for seq in 1..=5 {
+            let (e, signed) = event(s, seq, 1_000 * seq);
+            store.log_event(&e, &signed).unwrap();
+        }
+        let (e, signed) = event(t, 1, 1_000);
+        store.log_event(&e, &signed).unwrap();
+        store.close().await.unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.last_event_seq(&s).unwrap(), 5, "kept across a reopen");
+    assert_eq!(store.last_event_seq(&t).unwrap(), 1);
+    assert_eq!(
+        seqs(store.logged_events(&s, 2, 100, 1 << 20).unwrap()),
+        [3, 4, 5]
+    );
+    assert_eq!(
+        seqs(store.logged_events(&s, 0, 2, 1 << 20).unwrap()),
+        [1, 2]
+    );
+    assert_eq!(seqs(store.logged_events(&t, 0, 100, 1 << 20).unwrap()), [1]);
+    assert!(store.logged_events(&s, 5, 100, 1 << 20).unwrap().is_empty());
+    // The byte cap: one event's worth lets one through.
+    let one = store.logged_events(&s, 0, 1, 1 << 20).unwrap();
+    let size = mesg_protocol::wire::encode(&one[0], 1 << 20).unwrap().len() + 8;
+    assert_eq!(seqs(store.logged_events(&s, 0, 100, size).unwrap()), [1]);
+    // Older than 3.5 s (seq 1..3 of s, seq 1 of t) are forgotten.
+    assert_eq!(store.prune_event_log(3_500).unwrap(), 4);
+    assert_eq!(
+        seqs(store.logged_events(&s, 0, 100, 1 << 20).unwrap()),
+        [4, 5]
+    );
+    assert_eq!(store.last_event_seq(&t).unwrap(), 0);
+}

@@ -45,7 +45,25 @@ pub enum WorkRequest {
     /// that just joined learns the network at once, instead of waiting for everyone's
     /// slow refresh). Answered `Announcements`.
     Exchange(PeerExchange),
+    /// Catch-up: the events of `service_hash` this node emitted after `after` (their
+    /// `seq`), for a subscriber that missed some (a gap in the sequence, a restart, a
+    /// partition). Answered `Events`.
+    EventsSince(EventsSince),
 }
+
+/// What a subscriber asks an emitter for (see [`WorkRequest::EventsSince`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventsSince {
+    pub service_hash: ServiceHash,
+    /// The last sequence number the subscriber saw; the answer starts after it.
+    pub after: u64,
+}
+
+/// Most events in one `Events` answer; a subscriber that gets this many asks again from
+/// the last one.
+pub const MAX_CAUGHT_UP_EVENTS: usize = 256;
+/// Most encoded bytes of events in one `Events` answer.
+pub const MAX_CAUGHT_UP_BYTES: usize = 4 * 1024 * 1024;
 
 /// What a node sends a peer it has just connected to (see [`WorkRequest::Exchange`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +92,10 @@ pub enum WorkResponse {
     /// asked) the live announcements it holds of other nodes, each signed by its node,
     /// at most [`MAX_EXCHANGED_ANNOUNCEMENTS`] and [`MAX_EXCHANGED_BYTES`].
     Announcements(Vec<Signed<Announcement>>),
+    /// The answer to `EventsSince`: the emitter's own signed events of the service, in
+    /// sequence order, that it still keeps (the retention window), at most
+    /// [`MAX_CAUGHT_UP_EVENTS`] and [`MAX_CAUGHT_UP_BYTES`].
+    Events(Vec<Signed<Event>>),
 }
 
 /// The requester's answer about a receipt; each carries the pair's latest signed

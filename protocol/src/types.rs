@@ -431,6 +431,11 @@ pub struct Event {
     /// The chain the execution that led the service to emit it belongs to (none: the
     /// service emitted it on its own).
     pub cause: Option<Cause>,
+    /// Position among the events its emitter emitted for this service: 1, 2, 3... A
+    /// subscriber that sees a gap, or comes back after being away, asks the emitter for
+    /// what came after the last one it saw (`WorkRequest::EventsSince`). 0: unsequenced.
+    #[serde(default)]
+    pub seq: u64,
 }
 
 impl Claims for Event {

@@ -87,16 +87,19 @@ fn result() -> impl Strategy<Value = ExecutionResult> {
 }
 
 fn event() -> impl Strategy<Value = Event> {
-    (any::<[u8; 16]>(), "[a-z]{1,8}", json_value()).prop_map(|(id, key, data)| Event {
-        id: EventId(id),
-        service_hash: ServiceHash(hash(4)),
-        instance_hash: InstanceHash(hash(5)),
-        key,
-        data: Json(data),
-        emitter: NODE.public(),
-        created_at: NOW,
-        cause: None,
-    })
+    (any::<[u8; 16]>(), "[a-z]{1,8}", json_value(), any::<u64>()).prop_map(
+        |(id, key, data, seq)| Event {
+            id: EventId(id),
+            service_hash: ServiceHash(hash(4)),
+            instance_hash: InstanceHash(hash(5)),
+            key,
+            data: Json(data),
+            emitter: NODE.public(),
+            created_at: NOW,
+            cause: None,
+            seq,
+        },
+    )
 }
 
 fn announcement() -> impl Strategy<Value = Announcement> {
@@ -195,6 +198,12 @@ fn work_request() -> impl Strategy<Value = WorkRequest> {
                 want_known,
             })
         }),
+        (any::<u8>(), any::<u64>()).prop_map(|(h, after)| {
+            WorkRequest::EventsSince(mesg_protocol::messages::EventsSince {
+                service_hash: ServiceHash(hash(h)),
+                after,
+            })
+        }),
     ]
 }
 
@@ -255,6 +264,7 @@ fn verify_work(msg: &WorkRequest) -> bool {
             .own
             .verify(domains::ANNOUNCEMENT, NOW, MAX_GOSSIP_MESSAGE)
             .is_ok(),
+        WorkRequest::EventsSince(_) => true,
     }
 }
 
@@ -332,6 +342,21 @@ proptest! {
     }
 
     #[test]
+    fn event_lists_round_trip(list in prop::collection::vec(event(), 0..4)) {
+        let resp = WorkResponse::Events(
+            list.iter().map(|e| sign(&NODE, domains::EVENT, e)).collect(),
+        );
+        let bytes = wire::encode_frame(&resp, MAX_WORK_MESSAGE).unwrap();
+        let back = wire::decode_frame::<WorkResponse>(&bytes, MAX_WORK_MESSAGE).unwrap();
+        if let WorkResponse::Events(signed) = &back {
+            for (s, e) in signed.iter().zip(&list) {
+                prop_assert_eq!(&s.verify(domains::EVENT, NOW, MAX_GOSSIP_MESSAGE).unwrap(), e);
+            }
+        }
+        prop_assert_eq!(back, resp);
+    }
+
+    #[test]
     fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let _ = wire::decode_frame::<WorkRequest>(&bytes, MAX_WORK_MESSAGE);
         let _ = wire::decode_frame::<WorkResponse>(&bytes, MAX_WORK_MESSAGE);
@@ -380,6 +405,7 @@ fn an_oversized_message_is_refused_before_decoding() {
         emitter: NODE.public(),
         created_at: NOW,
         cause: None,
+        seq: 1,
     };
     assert!(Signed::sign(&NODE, domains::EVENT, &huge, NOW, 1000, MAX_GOSSIP_MESSAGE).is_err());
 }

@@ -11,6 +11,9 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
 pub const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
 /// Events kept in the store for `GET /v1/events`.
 pub const RECENT_EVENTS: usize = 10_000;
+/// How long this node keeps the events it emitted for subscribers that missed them
+/// (the catch-up log), and how long their signed envelopes are valid.
+pub const EVENT_RETENTION_MS: u64 = 600_000;
 /// Validity of signed results and requests.
 pub const SIGNED_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
 pub const MAX_TAGS: usize = 32;

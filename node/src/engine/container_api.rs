@@ -135,6 +135,7 @@ impl ContainerApi {
         mesg_protocol::schema::validate(&def.data, &body.data, "data")
             .map_err(EngineError::InvalidEventData)?;
         let cause = self.cause_of_event(live, body.execution_id)?;
+        let seq = self.events.next_seq(&live.service_hash)?;
         let event = Event {
             id: EventId::random(),
             service_hash: live.service_hash,
@@ -144,16 +145,17 @@ impl ContainerApi {
             emitter: self.key.public(),
             created_at: now_ms(),
             cause,
+            seq,
         };
         let signed = Signed::sign(
             &self.key,
             domains::EVENT,
             &event,
             event.created_at,
-            600_000,
+            super::config::EVENT_RETENTION_MS,
             mesg_protocol::wire::MAX_GOSSIP_MESSAGE,
         );
-        self.events.emitted_here(&event)?;
+        self.events.emitted_here(&event, signed.as_ref().ok())?;
         match signed {
             Ok(signed) => {
                 let router = self.router.clone();

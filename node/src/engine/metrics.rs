@@ -19,6 +19,11 @@ pub struct EngineMetrics {
     pub events_dropped_unchecked: prometheus_client::metrics::counter::Counter,
     /// Network events seen before (a replay, also across restarts).
     pub events_dropped_replayed: prometheus_client::metrics::counter::Counter,
+    /// Events received again from their emitter's catch-up log (a gap, a restart).
+    pub events_caught_up: prometheus_client::metrics::counter::Counter,
+    /// Events of a catch-up answer dropped: not signed by the emitter asked, not of the
+    /// service asked, or not verifying.
+    pub events_catch_up_dropped: prometheus_client::metrics::counter::Counter,
     /// Results the outbox gave up delivering to their requester's node.
     pub results_undelivered: prometheus_client::metrics::counter::Counter,
     /// Requests answered with the execution their idempotency key already named (from an
@@ -105,6 +110,16 @@ impl EngineMetrics {
             "events_dropped_replayed",
             "Network events dropped: seen before (a replay)",
             m.events_dropped_replayed.clone(),
+        );
+        r.register(
+            "events_caught_up",
+            "Events received from their emitter's catch-up log after a gap or a restart",
+            m.events_caught_up.clone(),
+        );
+        r.register(
+            "events_catch_up_dropped",
+            "Events of a catch-up answer dropped: not the emitter's own, not the service asked, or not verifying",
+            m.events_catch_up_dropped.clone(),
         );
         r.register(
             "results_undelivered",

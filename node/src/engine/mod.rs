@@ -286,6 +286,7 @@ impl Engine {
             let verifications = self.parts.router.verifications().clone();
             let done = tokio::task::spawn_blocking(move || {
                 let nonces = store.purge_nonces(now_ms())?;
+                store.prune_event_log(now_ms().saturating_sub(config::EVENT_RETENTION_MS))?;
                 let mut pruned = 0;
                 if keep > 0 {
                     loop {

@@ -193,6 +193,7 @@ fn work_kind(request: &WorkRequest) -> &'static str {
         WorkRequest::Commit(_) => "commit",
         WorkRequest::Reveal(_) => "reveal",
         WorkRequest::Exchange(_) => "exchange",
+        WorkRequest::EventsSince(_) => "events_since",
     }
 }
 

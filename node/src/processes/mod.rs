@@ -113,6 +113,7 @@ impl ProcessRunner {
         self.spawn_watchers(&cancel);
         // Settle what happened while the node was down.
         self.sweep_runs().await;
+        self.rescan_recent_events().await;
         Ok(())
     }
 

@@ -10,9 +10,24 @@ use crate::engine::{CreateExecution, EngineError};
 use mesg_api_types::DiagnosisState;
 use mesg_protocol::control::idempotent_execution_id;
 use mesg_protocol::process::StepKind;
-use mesg_protocol::{Cause, Execution, ExecutionId, ExecutionStatus, ProcessStepRef, now_ms};
+use mesg_protocol::{
+    Cause, CauseRef, Execution, ExecutionId, ExecutionStatus, Hash32, ProcessStepRef, now_ms,
+};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+/// The id of the run of `process` that `trigger` starts: the same however often the
+/// trigger is delivered, so a second delivery finds the run and starts none.
+pub(super) fn run_id(process: &str, trigger: &CauseRef) -> String {
+    let what = match trigger {
+        CauseRef::Event(id) => format!("mesg/run/{process}/event/{id}"),
+        CauseRef::Execution(id) => format!("mesg/run/{process}/execution/{id}"),
+    };
+    let hash = Hash32::sha256(what.as_bytes());
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&hash.0[..16]);
+    ExecutionId(id).to_string()
+}
 
 impl ProcessRunner {
     /// Runs of a process, newest first.
@@ -89,6 +104,13 @@ impl ProcessRunner {
         let Ok(record) = self.process_record(process) else {
             return;
         };
+        // One run per process and trigger, however often the trigger is delivered (a
+        // caught-up event, the rescan after a restart).
+        let id = run_id(&record.id, &cause.parent);
+        if self.live_run(&id).is_some() || matches!(self.store().run(&id), Ok(Some(_))) {
+            tracing::debug!(process = %record.id, run = %id, "trigger seen before: no second run");
+            return;
+        }
         let limit = self.depth_limit(&record);
         let admitted = self.shared.gates.lock().expect("lock").admit(
             &record.id,
@@ -103,7 +125,6 @@ impl ProcessRunner {
             return;
         }
         let now = now_ms();
-        let id = ExecutionId::random().to_string();
         let trigger_key = record.definition.steps[0].key.clone();
         let mut steps = BTreeMap::new();
         steps.insert(
@@ -130,11 +151,17 @@ impl ProcessRunner {
             started_at: now,
             finished_at: None,
         };
-        self.shared
-            .runs
-            .lock()
-            .expect("lock")
-            .insert(id.clone(), run);
+        {
+            let mut runs = self.shared.runs.lock().expect("lock");
+            if runs.contains_key(&id) {
+                return;
+            }
+            runs.insert(id.clone(), run.clone());
+        }
+        // On disk before anything else happens: a restart finds it and starts no other.
+        if let Err(e) = self.store().put_run(&run) {
+            tracing::error!(run = %id, "cannot store run: {e}");
+        }
         tracing::debug!(process = %record.id, run = %id, depth = cause.depth, "run started");
         self.advance(&id).await;
     }

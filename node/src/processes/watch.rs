@@ -14,6 +14,10 @@ use tokio_util::sync::CancellationToken;
 /// How often running steps are checked against their executions (updates can be missed
 /// when a subscriber lags, and across restarts).
 const SWEEP: Duration = Duration::from_secs(2);
+/// Events looked at again after a restart: those of the emitters' retention window (the
+/// catch-up log, and their envelopes' validity), at most this many.
+const RESCAN_WINDOW_MS: u64 = 600_000;
+const RESCAN_EVENTS: usize = 10_000;
 
 /// The next message of `rx`, skipping lags (after `on_lag`); None once closed or cancelled.
 async fn next<T: Clone>(
@@ -51,7 +55,9 @@ impl ProcessRunner {
         }
     }
 
-    /// An event starts a run of every process it triggers, one deeper than the event.
+    /// An event starts a run of every process it triggers, one deeper than the event
+    /// (once: the run's id comes from the event's), unless it was emitted before the
+    /// process was created (a caught-up or rescanned event).
     async fn on_event(&self, event: &Event) {
         let trigger = TriggerKey::Event(event.service_hash, event.key.clone());
         let ids = self
@@ -62,7 +68,32 @@ impl ProcessRunner {
             .triggered_by(&trigger);
         let cause = Cause::after(event.cause.as_ref(), CauseRef::Event(event.id), 1);
         for id in ids {
+            if self
+                .process_record(&id)
+                .is_ok_and(|r| event.created_at < r.created_at)
+            {
+                continue;
+            }
             self.start_run(&id, event.data.0.clone(), None, cause).await;
+        }
+    }
+
+    /// After a restart: the events stored within the retention window start the runs
+    /// they should have started and did not (the node stopped between storing an event
+    /// and starting its runs; events delivered while processes were loading). Runs that
+    /// exist are found by their id and not started again.
+    pub(super) async fn rescan_recent_events(&self) {
+        let since = now_ms().saturating_sub(RESCAN_WINDOW_MS);
+        let events = match self.store().recent_events(RESCAN_EVENTS) {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!("process triggers: recent events not read: {e}");
+                return;
+            }
+        };
+        // Oldest first, as they happened.
+        for event in events.iter().rev().filter(|e| e.created_at >= since) {
+            self.on_event(event).await;
         }
     }
 

@@ -191,6 +191,23 @@ pub trait Store: Send + Sync + 'static {
     /// Newest first.
     fn recent_events(&self, limit: usize) -> Result<Vec<Event>, StoreError>;
 
+    /// Keep an event this node emitted, signed, in the catch-up log (by service and
+    /// `event.seq`; at most `MAX_LOGGED_PER_SERVICE` per service).
+    fn log_event(&self, event: &Event, signed: &Signed<Event>) -> Result<(), StoreError>;
+    /// The logged events of `service` after sequence number `after`, in order, at most
+    /// `limit` of them and `max_bytes` encoded.
+    fn logged_events(
+        &self,
+        service: &ServiceHash,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Signed<Event>>, StoreError>;
+    /// The last sequence number logged for `service` (0: none).
+    fn last_event_seq(&self, service: &ServiceHash) -> Result<u64, StoreError>;
+    /// Forget logged events created before `before`; returns how many.
+    fn prune_event_log(&self, before: u64) -> Result<usize, StoreError>;
+
     /// Record (signer, nonce) until `expires_at`. Returns false if it was already seen:
     /// the message is a replay.
     fn record_nonce(

@@ -226,6 +226,7 @@ impl Rogue {
             emitter: self.public(),
             created_at: now_ms(),
             cause: None,
+            seq: 0,
         }
     }
 

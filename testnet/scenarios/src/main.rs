@@ -9,6 +9,7 @@
 //! promise was broken. testnet/scenarios.sh runs it from scratch: build, up, run, down.
 
 mod api;
+mod events;
 mod load;
 mod scenario;
 mod testnet;
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use testnet::{Config, Testnet, now_ms};
 
 const USAGE: &str = "\
-usage: mesg-scenarios [--only kill,partition,pause,bootstrap,requester] [--rate N]
+usage: mesg-scenarios [--only kill,partition,pause,bootstrap,requester,events] [--rate N]
                       [--timeout-ms MS] [--report FILE] [--list]
 
 Runs against the testnet docker-compose.yml starts (testnet/up.sh first; testnet/scenarios.sh
@@ -138,11 +139,12 @@ async fn real_main() -> anyhow::Result<bool> {
         for s in &scenarios {
             println!("{:<10} {}", s.key, s.title);
         }
+        println!("{:<10} {}", events::KEY, events::TITLE);
         return Ok(true);
     }
     if let Some(only) = &args.only {
         for k in only {
-            if !scenarios.iter().any(|s| s.key == k) {
+            if k != events::KEY && !scenarios.iter().any(|s| s.key == k) {
                 bail!("no scenario `{k}` (see --list)");
             }
         }
@@ -210,6 +212,24 @@ async fn real_main() -> anyhow::Result<bool> {
                 };
                 println!("  [{}] ERROR: {e:#}", sc.key);
                 rows.push(row);
+            }
+        }
+    }
+    let run_events = args
+        .only
+        .as_ref()
+        .is_none_or(|only| only.iter().any(|k| k == events::KEY));
+    if run_events {
+        match events::run(&net, &params.run_tag).await {
+            Ok(row) => rows.push(row),
+            Err(e) => {
+                println!("  [{}] ERROR: {e:#}", events::KEY);
+                rows.push(Row {
+                    key: events::KEY.to_string(),
+                    title: events::TITLE.to_string(),
+                    problems: vec![format!("the scenario could not run: {e:#}")],
+                    ..Row::default()
+                });
             }
         }
     }

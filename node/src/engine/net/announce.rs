@@ -15,7 +15,7 @@ use mesg_protocol::envelope::Signed;
 use mesg_protocol::messages::GossipMessage;
 use mesg_protocol::types::domains;
 use mesg_protocol::wire::{self, MAX_GOSSIP_MESSAGE};
-use mesg_protocol::{Announcement, InstanceHash, ServiceOffer, now_ms};
+use mesg_protocol::{Announcement, InstanceHash, ServiceHash, ServiceOffer, now_ms};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -206,6 +206,9 @@ impl Router {
                 && let Ok(peer) = a.node.peer_id()
             {
                 net.connect(peer).await;
+                let services: Vec<ServiceHash> =
+                    a.services.iter().map(|s| s.service_hash).collect();
+                self.catch_up_after_announcement(a.node, &services);
             }
         }
         if !new_services.is_empty() && self.all_events_watchers.load(Ordering::SeqCst) > 0 {

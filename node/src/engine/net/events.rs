@@ -23,6 +23,14 @@ pub const MAX_EVENT_DEFINITION_FETCHES: usize = 4;
 const MAX_EMITTERS_CONNECTED: usize = 8;
 const EVENT_DEFINITION_PATIENCE: Duration = Duration::from_secs(5);
 
+/// An event envelope's replay nonce, recorded when the event is delivered.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SeenNonce {
+    signer: mesg_protocol::PublicKey,
+    nonce: [u8; 16],
+    expires_at: u64,
+}
+
 impl Router {
     /// A network event: delivered to processes and event streams only when its emitter
     /// currently announces the instance it claims to come from, it was not seen before
@@ -62,30 +70,16 @@ impl Router {
         if !self.events.first_sight(&event.id) {
             return;
         }
-        // The envelope's nonce, kept until the envelope expires (an expired one is
-        // refused on its expiry alone): a replay after a restart is known.
-        match self.store.record_nonce(
-            &signed.header.signer,
-            &signed.header.nonce.0,
-            signed.header.expires_at,
-        ) {
-            Ok(true) => {
-                let persist = self.store.persist();
-                tokio::spawn(async move {
-                    if let Err(e) = persist.await {
-                        tracing::warn!("seen event not persisted: {e}");
-                    }
-                });
-            }
-            Ok(false) => {
-                self.metrics.events_dropped_replayed.inc();
-                tracing::debug!(event = %event.id, "event dropped: seen before (replay)");
-                return;
-            }
-            Err(e) => tracing::warn!(event = %event.id, "seen event not recorded: {e}"),
-        }
+        // The envelope's nonce is recorded once the event is checked and stored, just
+        // before it is delivered (`check_and_deliver`): a replay after a restart is known,
+        // and an event lost in a crash before delivery can be caught up again.
+        let nonce = SeenNonce {
+            signer: signed.header.signer,
+            nonce: signed.header.nonce.0,
+            expires_at: signed.header.expires_at,
+        };
         match self.store.service(&event.service_hash) {
-            Ok(Some(entry)) => self.check_and_deliver(&entry, event),
+            Ok(Some(entry)) => self.check_and_deliver(&entry, event, nonce),
             _ => {
                 // The definition is in the network (the emitter runs it): fetch its
                 // record, a few at a time; without it the event cannot be checked.
@@ -103,7 +97,7 @@ impl Router {
                     .await;
                     drop(permit);
                     match fetched {
-                        Ok(Ok(entry)) => router.check_and_deliver(&entry, event),
+                        Ok(Ok(entry)) => router.check_and_deliver(&entry, event, nonce),
                         Ok(Err(e)) => {
                             router.metrics.events_dropped_unchecked.inc();
                             tracing::debug!(event = %event.id, "event dropped: no definition to check it against: {e}");
@@ -118,7 +112,7 @@ impl Router {
         }
     }
 
-    pub(super) fn check_and_deliver(&self, entry: &ServiceEntry, event: Event) {
+    pub(super) fn check_and_deliver(&self, entry: &ServiceEntry, event: Event, nonce: SeenNonce) {
         let valid = match entry.record.definition.events.get(&event.key) {
             None => Err(format!(
                 "service {} has no event `{}`",
@@ -132,7 +126,30 @@ impl Router {
             tracing::debug!(event = %event.id, emitter = %event.emitter, "event dropped: {reason}");
             return;
         }
-        self.events.received(event);
+        // Stored first, then the nonce: once the nonce is on disk, so is the event (sled
+        // writes in order), and processes find it again after a crash (`processes`).
+        self.events.store_received(&event);
+        match self
+            .store
+            .record_nonce(&nonce.signer, &nonce.nonce, nonce.expires_at)
+        {
+            Ok(true) => {
+                let persist = self.store.persist();
+                tokio::spawn(async move {
+                    if let Err(e) = persist.await {
+                        tracing::warn!("seen event not persisted: {e}");
+                    }
+                });
+            }
+            Ok(false) => {
+                self.metrics.events_dropped_replayed.inc();
+                tracing::debug!(event = %event.id, "event dropped: seen before (replay)");
+                return;
+            }
+            Err(e) => tracing::warn!(event = %event.id, "seen event not recorded: {e}"),
+        }
+        self.note_event_seq(&event);
+        self.events.deliver(event);
     }
 
     pub async fn publish_event(&self, event: &Event, signed: Signed<Event>) {
@@ -167,6 +184,9 @@ impl Router {
             if let Ok(peer) = node.peer_id() {
                 net.connect(peer).await;
             }
+            // Watched again (a restart: processes subscribe as they load): what this
+            // emitter sent while no one here listened.
+            self.catch_up_from_cursor(node, *service);
         }
     }
 

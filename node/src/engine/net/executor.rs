@@ -80,6 +80,7 @@ impl Router {
             WorkRequest::Commit(signed) => self.on_commit(peer, signed).await,
             WorkRequest::Reveal(signed) => self.on_reveal(peer, signed).await,
             WorkRequest::Exchange(x) => self.on_exchange(peer, x).await,
+            WorkRequest::EventsSince(since) => self.on_events_since(since),
         };
         net.respond_work(channel, response).await;
     }

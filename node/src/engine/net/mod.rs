@@ -12,6 +12,7 @@
 //! result owed to a peer is queued in the same flush as the end).
 
 mod announce;
+mod catchup;
 pub mod diagnosis;
 mod events;
 mod exchange;
@@ -92,6 +93,8 @@ pub struct Router {
     /// Peer exchange: when this node last asked a peer for what it knows, and when it
     /// last answered each peer with all it knows (see `exchange`).
     exchanges: exchange::ExchangeState,
+    /// The last event sequence number seen per emitter and service (see `catchup`).
+    cursors: catchup::EventCursors,
     /// Peers connected now (as the network reported them).
     connected_peers: AtomicUsize,
     /// The node had no connection and has one again (a start, a partition that ended):
@@ -174,6 +177,7 @@ impl Router {
             peer_rates: PeerRates::new(parts.config.peer_work_rate),
             announce_seq: AtomicU64::new(0),
             exchanges: exchange::ExchangeState::default(),
+            cursors: catchup::EventCursors::default(),
             connected_peers: AtomicUsize::new(0),
             rejoined: Notify::new(),
             offers_changed: Notify::new(),
@@ -238,6 +242,7 @@ impl Router {
         tokio::spawn(self.arc().run_announcer());
         self.receipt_missing_results();
         tokio::spawn(self.arc().run_outbox());
+        tokio::spawn(self.arc().run_catch_up_poll());
     }
 
     async fn on_network_event(&self, event: NetworkEvent) {

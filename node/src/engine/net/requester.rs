@@ -173,7 +173,11 @@ impl Router {
             {
                 Ok(Ok(WorkResponse::Accepted)) => Answer::Accepted,
                 Ok(Ok(WorkResponse::Rejected(r))) => Answer::Rejected(r),
-                Ok(Ok(WorkResponse::Receipt(_) | WorkResponse::Announcements(_))) => {
+                Ok(Ok(
+                    WorkResponse::Receipt(_)
+                    | WorkResponse::Announcements(_)
+                    | WorkResponse::Events(_),
+                )) => {
                     Answer::Unreachable("the provider answered a submit with another answer".into())
                 }
                 Ok(Err(e)) => {

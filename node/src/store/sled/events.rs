@@ -41,11 +41,13 @@ impl EventTree {
         self.events
             .iter()
             .rev()
-            .take(limit)
-            .map(|r| {
-                let (_, v) = r?;
-                dec("events", &v)
+            .filter_map(|r| match r {
+                Err(e) => Some(Err(e.into())),
+                // An event stored by an older version (without a sequence number) or
+                // damaged is left out, not an error for the whole list.
+                Ok((_, v)) => dec("events", &v).ok().map(Ok),
             })
+            .take(limit)
             .collect()
     }
 }

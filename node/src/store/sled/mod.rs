@@ -4,6 +4,7 @@
 
 mod blobs;
 mod codec;
+mod event_log;
 mod events;
 mod executions;
 mod flush;
@@ -19,6 +20,7 @@ use crate::store::{
     ExecutionFilter, InstanceEntry, OutboxEntry, SCHEMA_VERSION, ServiceEntry, Store, StoreError,
 };
 use blobs::BlobTrees;
+use event_log::EventLogTree;
 use events::{EventTree, NonceTrees};
 use executions::ExecutionTrees;
 use flush::Flusher;
@@ -78,6 +80,7 @@ pub struct SledStore {
     executions: ExecutionTrees,
     outbox: OutboxTree,
     events: EventTree,
+    event_log: EventLogTree,
     nonces: NonceTrees,
     processes: ProcessTrees,
     blobs: BlobTrees,
@@ -131,6 +134,7 @@ impl SledStore {
             executions: ExecutionTrees::open(&db, spill.clone())?,
             outbox: OutboxTree::open(&db, spill.clone())?,
             events: EventTree::open(&db)?,
+            event_log: EventLogTree::open(&db)?,
             nonces: NonceTrees::open(&db)?,
             processes: ProcessTrees::open(&db)?,
             blobs: BlobTrees::new(db.clone()),
@@ -311,6 +315,28 @@ impl Store for SledStore {
 
     fn recent_events(&self, limit: usize) -> Result<Vec<Event>, StoreError> {
         self.events.recent(limit)
+    }
+
+    fn log_event(&self, event: &Event, signed: &Signed<Event>) -> Result<(), StoreError> {
+        self.event_log.put(event, signed)
+    }
+
+    fn logged_events(
+        &self,
+        service: &ServiceHash,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Signed<Event>>, StoreError> {
+        self.event_log.after(service, after, limit, max_bytes)
+    }
+
+    fn last_event_seq(&self, service: &ServiceHash) -> Result<u64, StoreError> {
+        self.event_log.last_seq(service)
+    }
+
+    fn prune_event_log(&self, before: u64) -> Result<usize, StoreError> {
+        self.event_log.prune(before)
     }
 
     fn record_nonce(
