@@ -181,6 +181,9 @@ pub enum NetworkEvent {
     },
     PeerConnected(PeerId),
     PeerDisconnected(PeerId),
+    /// An address through a relay was gained or lost (a reservation): the node's
+    /// announcement should say so now, not at its next refresh.
+    RelayedAddrsChanged,
 }
 
 pub use mesg_api_types::PeerInfo;

@@ -186,9 +186,16 @@ impl Relays {
         }
     }
 
-    /// A listener closed: when it was a relay's, the reservation is asked for again
-    /// after the backoff.
+    /// A listener closed: when it was a named relay's, the reservation is asked for
+    /// again after the backoff; an automatic relay is given up for another candidate.
     pub(super) fn on_listener_closed(&mut self, id: ListenerId, reason: Option<String>) {
+        if let Some(at) = self.auto.iter().position(|s| s.listener == Some(id)) {
+            let slot = self.auto.remove(at);
+            self.candidates.remove(&slot.relay);
+            tracing::info!(relay = %slot.relay, reason = reason.as_deref().unwrap_or("closed"), "automatic relay reservation lost");
+            self.fill_auto();
+            return;
+        }
         for slot in self.slots_mut().filter(|s| s.listener == Some(id)) {
             slot.listener = None;
             if slot.reserved {

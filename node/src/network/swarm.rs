@@ -247,10 +247,16 @@ impl Task {
                 }
                 if !self.listen_addrs.contains(&address) {
                     self.listen_addrs.push(address);
+                    if circuit {
+                        self.events.emit(NetworkEvent::RelayedAddrsChanged).await;
+                    }
                 }
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen_addrs.retain(|a| *a != address);
+                if nat::is_circuit(&address) {
+                    self.events.emit(NetworkEvent::RelayedAddrsChanged).await;
+                }
             }
             SwarmEvent::ListenerClosed {
                 listener_id,
@@ -258,6 +264,9 @@ impl Task {
                 reason,
             } => {
                 self.listen_addrs.retain(|a| !addresses.contains(a));
+                if addresses.iter().any(nat::is_circuit) {
+                    self.events.emit(NetworkEvent::RelayedAddrsChanged).await;
+                }
                 self.relays
                     .on_listener_closed(listener_id, reason.err().map(|e| e.to_string()));
             }
