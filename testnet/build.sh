@@ -7,6 +7,8 @@
 #                               in; their base images come from
 #                               testnet/images/runtime-bases.sh)
 #   testnet/build.sh node       mesg-node + mesg -> docker image mesg-node:dev
+#                               (or the tag in MESG_NODE_IMAGE: a test that must not
+#                               run another worktree's build names its own)
 #                               (testnet/node.Dockerfile; the host CLI is then
 #                               target/x86_64-unknown-linux-gnu/release/mesg)
 #   testnet/build.sh all        both (default)
@@ -74,11 +76,12 @@ build_node() {
   cp testnet/node.Dockerfile "$ctx/Dockerfile"
   # Quiet unless it fails (the legacy builder warns about BuildKit on every build).
   local log
-  if ! log="$(docker build --quiet -t mesg-node:dev "$ctx" 2>&1)"; then
+  local image="${MESG_NODE_IMAGE:-mesg-node:dev}"
+  if ! log="$(docker build --quiet -t "$image" "$ctx" 2>&1)"; then
     echo "$log" >&2
     return 1
   fi
-  echo "image mesg-node:dev ready" >&2
+  echo "image $image ready" >&2
 }
 
 case "$what" in

@@ -236,6 +236,38 @@ pub struct NodeArgs {
     )]
     pub max_peers: u16,
 
+    /// Relay other nodes' connections (circuit relay v2): nodes behind NAT reserve a slot
+    /// here and are reached through this node. Only for a node others can dial (a public
+    /// address, or --external-address). Limits: 128 reservations (4 per peer), 64
+    /// circuits (8 per peer), each closed after 5 minutes or 4 MiB (docs/network.md).
+    #[arg(long, env = "MESG_RELAY_SERVER")]
+    pub relay_server: bool,
+
+    /// A relay to keep a reservation on, e.g. /dns4/relay/tcp/4001/p2p/12D3Koo...
+    /// (repeatable; the relay must run with --relay-server). For a node behind NAT or a
+    /// firewall: it announces `<relay>/p2p-circuit/p2p/<itself>` and is reached there.
+    /// Without it, a node that AutoNAT finds unreachable reserves on up to two connected
+    /// relays by itself.
+    #[arg(
+        long = "relay",
+        env = "MESG_RELAY",
+        value_delimiter = ',',
+        value_name = "MULTIADDR",
+        value_parser = parse_relay
+    )]
+    pub relays: Vec<libp2p::Multiaddr>,
+
+    /// An address others reach this node at (repeatable): a public IP, a forwarded port,
+    /// a DNS name. Announced with the listen addresses; a relay server gives them to the
+    /// nodes that reserve on it (without it, its own listen addresses).
+    #[arg(
+        long = "external-address",
+        env = "MESG_EXTERNAL_ADDRESS",
+        value_delimiter = ',',
+        value_name = "MULTIADDR"
+    )]
+    pub external_addrs: Vec<libp2p::Multiaddr>,
+
     /// Log filter, e.g. `info`, `mesg_node=debug`.
     #[arg(
         long,
@@ -274,6 +306,12 @@ fn parse_ttl(s: &str) -> Result<u64, String> {
         0 => Err("must be longer than 0".into()),
         ms => Ok(ms),
     }
+}
+
+fn parse_relay(s: &str) -> Result<libp2p::Multiaddr, String> {
+    let addr: libp2p::Multiaddr = s.parse().map_err(|e| format!("`{s}`: {e}"))?;
+    crate::network::nat::relay_listen_addr(&addr).map_err(|e| e.to_string())?;
+    Ok(addr)
 }
 
 fn parse_pin(s: &str) -> Result<(String, mesg_protocol::PublicKey), String> {

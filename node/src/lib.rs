@@ -168,6 +168,9 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     net_config.bootstrap = args.bootstrap.clone();
     net_config.target_peers = usize::from(args.target_peers);
     net_config.max_peers = usize::from(args.max_peers).max(net_config.target_peers);
+    net_config.relay_server = args.relay_server;
+    net_config.relays = args.relays.clone();
+    net_config.external_addrs = args.external_addrs.clone();
     net_config.private_network = args
         .private_network
         .resolve(&net_config.listen, &net_config.bootstrap);

@@ -6,6 +6,12 @@
 //! capped in number and, unless the node runs in a private network (every node on
 //! loopback, a LAN or a Docker network), loopback, private and link-local ones are
 //! dropped. Addresses the operator gives (`--listen`, `--bootstrap`) are never filtered.
+//!
+//! A relayed address (`<relay address>/p2p/<relay id>/p2p-circuit`) is taken when it is
+//! well formed (one circuit, the relay's id right before it, an address before that),
+//! under the same rule for the relay's address, and at most [`MAX_CIRCUIT_ADDRS`] of
+//! them; the destination after the circuit is dropped (the node dials the peer that
+//! announced it, never another one named there).
 
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
@@ -14,6 +20,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 /// Most addresses taken from one announcement or identify message: a node listens on a
 /// handful (TCP and QUIC, IPv4 and IPv6); more only serves to make us dial others.
 pub const MAX_REMOTE_ADDRS: usize = 8;
+
+/// Most relayed addresses among them (a node reserves on a relay or two; each address
+/// is a dial of the relay it names).
+pub const MAX_CIRCUIT_ADDRS: usize = 4;
 
 /// Whether the node runs in a private network, as the operator asked (`--private-network`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -81,20 +91,30 @@ fn ip6_private(ip: &Ipv6Addr) -> bool {
         || (s[0] & 0xffc0) == 0xfe80
 }
 
-/// The addresses of `addrs` this node may remember and dial: without `/p2p` suffixes,
-/// never unspecified, private ones only in a private network, at most
-/// [`MAX_REMOTE_ADDRS`]. Returns them and how many were dropped.
+/// The addresses of `addrs` this node may remember and dial: without `/p2p` suffixes
+/// (a relayed address keeps its relay's id), never unspecified, private ones only in a
+/// private network, at most [`MAX_REMOTE_ADDRS`] of which [`MAX_CIRCUIT_ADDRS`] relayed.
+/// Returns them and how many were dropped.
 pub fn filter_remote(addrs: Vec<Multiaddr>, private_network: bool) -> (Vec<Multiaddr>, usize) {
     let total = addrs.len();
     let mut out: Vec<Multiaddr> = Vec::new();
+    let mut circuits = 0;
     for a in addrs {
-        let a: Multiaddr = a
-            .iter()
-            .filter(|p| !matches!(p, Protocol::P2p(_)))
-            .collect();
+        let circuit = a.iter().any(|p| matches!(p, Protocol::P2pCircuit));
+        let a = if circuit {
+            match relayed(&a) {
+                Some(a) if circuits < MAX_CIRCUIT_ADDRS => a,
+                _ => continue,
+            }
+        } else {
+            a.iter()
+                .filter(|p| !matches!(p, Protocol::P2p(_)))
+                .collect()
+        };
         if is_unspecified(&a) || (!private_network && is_private(&a)) || out.contains(&a) {
             continue;
         }
+        circuits += usize::from(circuit);
         out.push(a);
         if out.len() == MAX_REMOTE_ADDRS {
             break;
@@ -102,6 +122,35 @@ pub fn filter_remote(addrs: Vec<Multiaddr>, private_network: bool) -> (Vec<Multi
     }
     let dropped = total - out.len();
     (out, dropped)
+}
+
+/// A relayed address reduced to `<relay address>/p2p/<relay id>/p2p-circuit`, or `None`
+/// when it is malformed: more than one circuit, no relay id right before it, no
+/// address before the relay id, anything but a peer id after it.
+fn relayed(addr: &Multiaddr) -> Option<Multiaddr> {
+    let parts: Vec<Protocol> = addr.iter().collect();
+    let at = parts
+        .iter()
+        .position(|p| matches!(p, Protocol::P2pCircuit))?;
+    let (before, after) = (&parts[..at], &parts[at + 1..]);
+    if !matches!(before.last(), Some(Protocol::P2p(_))) || before.len() < 2 {
+        return None;
+    }
+    if before[..before.len() - 1]
+        .iter()
+        .any(|p| matches!(p, Protocol::P2p(_)))
+        || after.len() > 1
+        || after.iter().any(|p| !matches!(p, Protocol::P2p(_)))
+    {
+        return None;
+    }
+    Some(
+        before
+            .iter()
+            .cloned()
+            .chain(std::iter::once(Protocol::P2pCircuit))
+            .collect(),
+    )
 }
 
 pub(super) fn is_unspecified(addr: &Multiaddr) -> bool {
@@ -166,6 +215,48 @@ mod tests {
         let (kept, dropped) = filter_remote(addrs.clone(), false);
         assert_eq!(kept.len(), MAX_REMOTE_ADDRS);
         assert_eq!(dropped, addrs.len() - MAX_REMOTE_ADDRS);
+    }
+
+    #[test]
+    fn relayed_addresses_keep_their_relay_and_are_checked() {
+        let relay = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA";
+        let dst = "12D3KooWPjceQrSwdWXPyLLeABRXmuqt69Rg3sBYbU1Nft9HyQ6X";
+        let good = a(&format!(
+            "/ip4/8.8.8.8/tcp/1/p2p/{relay}/p2p-circuit/p2p/{dst}"
+        ));
+        let (kept, dropped) = filter_remote(vec![good], false);
+        assert_eq!(
+            kept,
+            vec![a(&format!("/ip4/8.8.8.8/tcp/1/p2p/{relay}/p2p-circuit"))]
+        );
+        assert_eq!(dropped, 0);
+        for bad in [
+            format!("/p2p/{relay}/p2p-circuit"),
+            "/ip4/8.8.8.8/tcp/1/p2p-circuit".to_string(),
+            format!("/ip4/8.8.8.8/tcp/1/p2p/{relay}/p2p-circuit/p2p-circuit"),
+            format!("/ip4/8.8.8.8/tcp/1/p2p/{relay}/p2p-circuit/ip4/1.1.1.1/tcp/2"),
+            format!("/ip4/8.8.8.8/tcp/1/p2p/{dst}/p2p/{relay}/p2p-circuit"),
+        ] {
+            let (kept, _) = filter_remote(vec![a(&bad)], true);
+            assert!(kept.is_empty(), "{bad}");
+        }
+        // A relay on a private address: only in a private network.
+        let private = a(&format!("/ip4/10.0.0.1/tcp/1/p2p/{relay}/p2p-circuit"));
+        assert!(filter_remote(vec![private.clone()], false).0.is_empty());
+        assert_eq!(filter_remote(vec![private], true).0.len(), 1);
+        // At most MAX_CIRCUIT_ADDRS relayed ones, direct ones still taken after them.
+        let mut many: Vec<Multiaddr> = (1..20)
+            .map(|p| a(&format!("/ip4/8.8.8.8/tcp/{p}/p2p/{relay}/p2p-circuit")))
+            .collect();
+        many.push(a("/ip4/9.9.9.9/tcp/1"));
+        let (kept, _) = filter_remote(many, false);
+        assert_eq!(
+            kept.iter()
+                .filter(|a| a.to_string().contains("p2p-circuit"))
+                .count(),
+            MAX_CIRCUIT_ADDRS
+        );
+        assert!(kept.contains(&a("/ip4/9.9.9.9/tcp/1")));
     }
 
     #[test]

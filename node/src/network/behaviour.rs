@@ -1,16 +1,20 @@
 //! What the swarm speaks: the combined libp2p behaviour (connection limits, identify,
-//! ping, Kademlia, gossipsub, request-response for work and packages), its settings, and
+//! ping, Kademlia, gossipsub, request-response for work and packages, and for peers
+//! behind NAT: AutoNAT, the circuit relay v2 client and optional server, DCUtR; see
+//! `nat`), its settings, and
 //! the construction of the `Swarm` from the node's key and [`NetworkConfig`].
 //!
 //! Kept apart from the task that drives the swarm so that the protocol choices (names,
 //! limits, timeouts, scores) read in one place.
 
 use super::codec::FrameCodec;
+use super::nat;
 use super::{ANNOUNCE_TOPIC, ANNOUNCE_TOPIC_V1, EVENTS_TOPIC_PREFIX, NetworkConfig};
 use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    StreamProtocol, Swarm, connection_limits, gossipsub, identify, kad, noise, ping,
-    request_response, tcp, yamux,
+    StreamProtocol, Swarm, autonat, connection_limits, dcutr, gossipsub, identify, kad, noise,
+    ping, relay, request_response, tcp, yamux,
 };
 use mesg_protocol::messages::{PackageRequest, PackageResponse, WorkRequest, WorkResponse};
 use mesg_protocol::wire::{MAX_GOSSIP_MESSAGE, MAX_PACKAGE_MESSAGE, MAX_WORK_MESSAGE};
@@ -53,6 +57,13 @@ pub(super) struct Behaviour {
     pub(super) gossipsub: gossipsub::Behaviour<gossipsub::IdentityTransform, TopicWhitelist>,
     pub(super) work: request_response::Behaviour<WorkCodec>,
     pub(super) package: request_response::Behaviour<PackageCodec>,
+    /// Dials through relays and keeps reservations on them (every node).
+    pub(super) relay_client: relay::client::Behaviour,
+    /// Relays others' circuits (`--relay-server` only).
+    pub(super) relay_server: Toggle<relay::Behaviour>,
+    pub(super) autonat: autonat::Behaviour,
+    /// Upgrades relayed connections to direct ones (hole punching).
+    pub(super) dcutr: dcutr::Behaviour,
 }
 
 /// Build the swarm (transports, behaviour, metrics); it neither listens nor dials yet.
@@ -64,6 +75,8 @@ pub(super) fn build_swarm(
     let identity = key.to_libp2p();
     let request_timeout = config.request_timeout;
     let max_connections = config.max_connections;
+    let relay_server = config.relay_server;
+    let private_network = config.private_network;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(identity)
         .with_tokio()
         .with_tcp(
@@ -73,8 +86,9 @@ pub(super) fn build_swarm(
         )?
         .with_quic()
         .with_dns()?
+        .with_relay_client(noise::Config::new, yamux::Config::default)?
         .with_bandwidth_metrics(registry)
-        .with_behaviour(|key| {
+        .with_behaviour(|key, relay_client| {
             let peer = key.public().to_peer_id();
             let mut kad_config = kad::Config::new(StreamProtocol::new("/mesg/kad/1.0.0"));
             kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
@@ -124,6 +138,16 @@ pub(super) fn build_swarm(
                     )],
                     rr_package,
                 ),
+                relay_client,
+                relay_server: Toggle::from(relay_server.then(|| {
+                    let mut server = relay::Behaviour::new(peer, nat::relay_server_config());
+                    // The operator says this node is reachable: offer the protocol
+                    // whatever AutoNAT concludes.
+                    server.set_status(Some(relay::Status::Enable));
+                    server
+                })),
+                autonat: autonat::Behaviour::new(peer, nat::autonat_config(private_network)),
+                dcutr: dcutr::Behaviour::new(peer),
             })
         })
         .map_err(|e| anyhow::anyhow!("network behaviour: {e}"))?

@@ -12,7 +12,8 @@
 //!
 //! Files: `handle` (commands in), `swarm` (the task and its loop), `behaviour` (the
 //! protocols and their settings), `requests` (work and packages), `gossip`, `kademlia`,
-//! `peers` (bootstrap, redials, the peer list), `codec` (length-prefixed frames).
+//! `peers` (bootstrap, redials, the peer list), `codec` (length-prefixed frames), `nat`
+//! (AutoNAT, relay reservations and the relay server's limits).
 
 pub mod addrs;
 mod behaviour;
@@ -20,6 +21,7 @@ mod codec;
 mod gossip;
 mod handle;
 mod kademlia;
+pub mod nat;
 mod peers;
 mod requests;
 mod swarm;
@@ -93,6 +95,15 @@ pub struct NetworkConfig {
     pub target_peers: usize,
     /// Peers above which random idle connections are closed, down to the target.
     pub max_peers: usize,
+    /// Relay others' connections (circuit relay v2 server, limits in [`nat`]).
+    pub relay_server: bool,
+    /// Relays to keep a reservation on (`.../p2p/<relay id>`): the node is reachable
+    /// through them whatever AutoNAT says.
+    pub relays: Vec<Multiaddr>,
+    /// Addresses others reach this node at, as the operator knows them (a public IP, a
+    /// forwarded port, a DNS name): announced, and given by a relay server to the nodes
+    /// that reserve on it.
+    pub external_addrs: Vec<Multiaddr>,
 }
 
 /// Default of [`NetworkConfig::target_peers`].
@@ -115,6 +126,9 @@ impl Default for NetworkConfig {
             private_network: false,
             target_peers: usize::from(DEFAULT_TARGET_PEERS),
             max_peers: usize::from(DEFAULT_MAX_PEERS),
+            relay_server: false,
+            relays: Vec::new(),
+            external_addrs: Vec::new(),
         }
     }
 }
@@ -167,6 +181,9 @@ pub enum NetworkEvent {
     },
     PeerConnected(PeerId),
     PeerDisconnected(PeerId),
+    /// An address through a relay was gained or lost (a reservation): the node's
+    /// announcement should say so now, not at its next refresh.
+    RelayedAddrsChanged,
 }
 
 pub use mesg_api_types::PeerInfo;

@@ -7,13 +7,14 @@ use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
 use super::gossip;
 use super::handle::Command;
 use super::kademlia::PendingQueries;
+use super::nat::{self, Relays};
 use super::peers::PeerBook;
 use super::requests::PendingRequests;
 use super::{ANNOUNCE_TOPIC, ANNOUNCE_TOPIC_V1, NetworkConfig, NetworkEvent, NetworkHandle};
 use futures::StreamExt;
 use libp2p::core::transport::ListenerId;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, Swarm, gossipsub, identify, request_response};
+use libp2p::{Multiaddr, Swarm, autonat, dcutr, gossipsub, identify, relay, request_response};
 use mesg_protocol::Keypair;
 use mesg_protocol::messages::{WorkRequest, WorkResponse};
 use std::time::Duration;
@@ -37,6 +38,12 @@ struct Task {
     peers: PeerBook,
     listeners: Vec<ListenerId>,
     listen_addrs: Vec<Multiaddr>,
+    relays: Relays,
+    private_network: bool,
+    /// A relay server without `--external-address`: its own listen addresses are what it
+    /// tells the nodes that reserve on it (loopback ones only when it listens on
+    /// loopback alone).
+    listen_as_external: Option<bool>,
 }
 
 /// Build the swarm, start listening and dialling, and run it in its own task until
@@ -50,6 +57,17 @@ pub fn spawn(
     let metrics = libp2p::metrics::Metrics::new(registry);
     let mut swarm = build_swarm(key, &config, registry)?;
     let local_peer = *swarm.local_peer_id();
+    let relays = Relays::new(&config.relays)?;
+    for addr in &config.external_addrs {
+        swarm.add_external_address(addr.clone());
+    }
+    let listen_as_external = (config.relay_server && config.external_addrs.is_empty()).then(|| {
+        config
+            .listen
+            .iter()
+            .all(|a| !super::addrs::is_unspecified(a))
+    });
+    let private_network = config.private_network;
     let mut listeners = Vec::new();
     for addr in &config.listen {
         let id = swarm
@@ -85,6 +103,9 @@ pub fn spawn(
         ),
         listeners,
         listen_addrs: Vec::new(),
+        relays,
+        private_network,
+        listen_as_external,
     };
     tokio::spawn(task.run(shutdown));
     Ok((NetworkHandle::new(cmd_tx, local_peer), event_rx))
@@ -104,7 +125,10 @@ impl Task {
                     Some(cmd) => self.on_command(cmd),
                     None => return,
                 },
-                _ = tick.tick() => self.peers.redial(&mut self.swarm),
+                _ = tick.tick() => {
+                    self.peers.redial(&mut self.swarm);
+                    self.relays.tick(&mut self.swarm);
+                }
             }
         }
     }
@@ -186,7 +210,7 @@ impl Task {
                 let _ = reply.send(self.peers.list(swarm));
             }
             Command::ListenAddrs { reply } => {
-                let _ = reply.send(self.listen_addrs.clone());
+                let _ = reply.send(self.own_addrs());
             }
         }
     }
@@ -200,16 +224,51 @@ impl Task {
                 BehaviourEvent::Kad(e) => self.metrics.record(e),
                 BehaviourEvent::Identify(e) => self.metrics.record(e),
                 BehaviourEvent::Ping(e) => self.metrics.record(e),
+                BehaviourEvent::RelayServer(e) => self.metrics.record(e),
+                BehaviourEvent::Dcutr(e) => self.metrics.record(e),
                 _ => {}
             }
         }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
-                let full = address.clone().with(libp2p::multiaddr::Protocol::P2p(
-                    *self.swarm.local_peer_id(),
-                ));
-                tracing::info!("listening on {full}");
-                self.listen_addrs.push(address);
+                let circuit = nat::is_circuit(&address);
+                if circuit {
+                    tracing::info!("reachable through a relay at {address}");
+                } else {
+                    let full = address.clone().with(libp2p::multiaddr::Protocol::P2p(
+                        *self.swarm.local_peer_id(),
+                    ));
+                    tracing::info!("listening on {full}");
+                    if let Some(loopback_too) = self.listen_as_external
+                        && (loopback_too || !is_loopback(&address))
+                    {
+                        self.swarm.add_external_address(address.clone());
+                    }
+                }
+                if !self.listen_addrs.contains(&address) {
+                    self.listen_addrs.push(address);
+                    if circuit {
+                        self.events.emit(NetworkEvent::RelayedAddrsChanged).await;
+                    }
+                }
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen_addrs.retain(|a| *a != address);
+                if nat::is_circuit(&address) {
+                    self.events.emit(NetworkEvent::RelayedAddrsChanged).await;
+                }
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                reason,
+            } => {
+                self.listen_addrs.retain(|a| !addresses.contains(a));
+                if addresses.iter().any(nat::is_circuit) {
+                    self.events.emit(NetworkEvent::RelayedAddrsChanged).await;
+                }
+                self.relays
+                    .on_listener_closed(listener_id, reason.err().map(|e| e.to_string()));
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -219,7 +278,7 @@ impl Task {
             } => {
                 self.peers.on_connected(peer_id, &endpoint);
                 if num_established.get() == 1 {
-                    tracing::debug!(peer = %peer_id, "connected");
+                    tracing::debug!(peer = %peer_id, relayed = endpoint.is_relayed(), "connected");
                     self.events.emit(NetworkEvent::PeerConnected(peer_id)).await;
                 }
             }
@@ -230,6 +289,7 @@ impl Task {
             } => {
                 tracing::debug!(peer = %peer_id, "disconnected");
                 self.peers.on_disconnected(peer_id);
+                self.relays.on_disconnected(peer_id);
                 self.events
                     .emit(NetworkEvent::PeerDisconnected(peer_id))
                     .await;
@@ -245,9 +305,31 @@ impl Task {
     async fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                let offers_hop = info
+                    .protocols
+                    .iter()
+                    .any(|p| p.as_ref() == nat::HOP_PROTOCOL);
+                let (direct, _) =
+                    super::addrs::filter_remote(info.listen_addrs.clone(), self.private_network);
+                self.relays.on_identify(peer_id, offers_hop, &direct);
+                self.relays.fill_auto();
                 self.peers
                     .on_identify(&mut self.swarm, peer_id, info.listen_addrs);
             }
+            BehaviourEvent::RelayClient(event) => self.on_relay_client(event),
+            BehaviourEvent::RelayServer(event) => on_relay_server(event),
+            BehaviourEvent::Autonat(autonat::Event::StatusChanged { new, .. }) => {
+                self.relays.on_nat_status(&mut self.swarm, &new);
+            }
+            BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            }) => match result {
+                Ok(_) => tracing::info!(peer = %remote_peer_id, "hole punched: direct connection"),
+                Err(e) => {
+                    tracing::debug!(peer = %remote_peer_id, "hole punching failed (the relayed connection stays): {e}")
+                }
+            },
             BehaviourEvent::Work(event) => {
                 if let request_response::Event::Message { peer, message, .. } = &event
                     && !matches!(
@@ -289,6 +371,75 @@ impl Task {
             _ => {}
         }
     }
+}
+
+impl Task {
+    /// What this node announces: addresses through relays first (a node behind NAT is
+    /// reached there; receivers keep the first few), then listen and external ones.
+    fn own_addrs(&self) -> Vec<Multiaddr> {
+        let mut addrs: Vec<Multiaddr> = self
+            .listen_addrs
+            .iter()
+            .filter(|a| nat::is_circuit(a))
+            .cloned()
+            .collect();
+        let direct = self
+            .listen_addrs
+            .iter()
+            .filter(|a| !nat::is_circuit(a))
+            .chain(self.swarm.external_addresses());
+        for a in direct {
+            if !addrs.contains(a) {
+                addrs.push(a.clone());
+            }
+        }
+        addrs
+    }
+
+    fn on_relay_client(&mut self, event: relay::client::Event) {
+        match event {
+            relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                renewal,
+                ..
+            } => self.relays.on_reserved(relay_peer_id, renewal),
+            relay::client::Event::OutboundCircuitEstablished { relay_peer_id, .. } => {
+                tracing::debug!(relay = %relay_peer_id, "relayed connection out");
+            }
+            relay::client::Event::InboundCircuitEstablished { src_peer_id, .. } => {
+                tracing::debug!(peer = %src_peer_id, "relayed connection in");
+            }
+        }
+    }
+}
+
+/// What the relay server does for others (`--relay-server`), in the debug log (counted
+/// in `/metrics` too).
+fn on_relay_server(event: relay::Event) {
+    match event {
+        relay::Event::ReservationReqAccepted { src_peer_id, .. } => {
+            tracing::debug!(peer = %src_peer_id, "relay: reservation accepted");
+        }
+        relay::Event::CircuitReqAccepted {
+            src_peer_id,
+            dst_peer_id,
+        } => {
+            tracing::debug!(peer = %src_peer_id, dst = %dst_peer_id, "relay: circuit opened");
+        }
+        relay::Event::ReservationReqDenied { src_peer_id, .. }
+        | relay::Event::CircuitReqDenied { src_peer_id, .. } => {
+            tracing::debug!(peer = %src_peer_id, "relay: request denied (limits)");
+        }
+        other => tracing::trace!("relay: {other:?}"),
+    }
+}
+
+fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_loopback(),
+        libp2p::multiaddr::Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
 }
 
 /// Where the task hands events to the engine. Waiting for room in the channel gives up

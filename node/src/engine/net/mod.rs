@@ -286,6 +286,8 @@ impl Router {
                 let router = self.arc();
                 tokio::spawn(async move { router.executor_gone(peer).await });
             }
+            // Peers behind NAT are reached at their relayed addresses: announce them.
+            NetworkEvent::RelayedAddrsChanged => self.offers_changed.notify_one(),
         }
     }
 
