@@ -53,6 +53,9 @@ pub(super) struct Behaviour {
     pub(super) gossipsub: gossipsub::Behaviour<gossipsub::IdentityTransform, TopicWhitelist>,
     pub(super) work: request_response::Behaviour<WorkCodec>,
     pub(super) package: request_response::Behaviour<PackageCodec>,
+    /// Peers this node refuses connections with (none unless asked: the simulation's
+    /// partition, `NetworkHandle::set_blocked`). Kept last and apart: not a node flag.
+    pub(super) blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
 }
 
 /// Build the swarm (transports, behaviour, metrics); it neither listens nor dials yet.
@@ -124,6 +127,7 @@ pub(super) fn build_swarm(
                     )],
                     rr_package,
                 ),
+                blocked: libp2p::allow_block_list::Behaviour::default(),
             })
         })
         .map_err(|e| anyhow::anyhow!("network behaviour: {e}"))?

@@ -188,6 +188,15 @@ impl Task {
             Command::ListenAddrs { reply } => {
                 let _ = reply.send(self.listen_addrs.clone());
             }
+            Command::SetBlocked { peers, blocked } => {
+                for peer in peers {
+                    if blocked {
+                        swarm.behaviour_mut().blocked.block_peer(peer);
+                    } else {
+                        swarm.behaviour_mut().blocked.unblock_peer(peer);
+                    }
+                }
+            }
         }
     }
 
