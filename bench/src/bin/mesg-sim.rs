@@ -286,6 +286,9 @@ async fn until(
     }
 }
 
+/// Idle traffic over one full refresh period: the window (s), in and out (mean, max).
+type FullPeriod = (f64, (f64, f64), (f64, f64));
+
 struct Row {
     n: usize,
     wall_s: f64,
@@ -301,7 +304,7 @@ struct Row {
     idle_in: (f64, f64),
     idle_out: (f64, f64),
     idle_window_s: f64,
-    full_period: Option<(f64, (f64, f64), (f64, f64))>,
+    full_period: Option<FullPeriod>,
     partition: String,
 }
 
@@ -384,7 +387,7 @@ async fn simulate(n: usize, args: &Args) -> Result<Row> {
     let t = Instant::now();
     let newcomer = Node::start(Some(boot.clone()), args).await?;
     let mut attempts = 0;
-    let mut first_exec = format!("> 30000 (not done)");
+    let mut first_exec = String::from("> 30000 (not done)");
     while t.elapsed() < Duration::from_secs(30) {
         attempts += 1;
         let created = newcomer
@@ -396,13 +399,12 @@ async fn simulate(n: usize, args: &Args) -> Result<Row> {
                 ..Default::default()
             })
             .await;
-        if let Ok(e) = created {
-            if let Ok(done) = newcomer.engine.wait(&e.id, Duration::from_secs(5)).await {
-                if done.status == mesg_protocol::ExecutionStatus::Completed {
-                    first_exec = format!("{}", t.elapsed().as_millis());
-                    break;
-                }
-            }
+        if let Ok(e) = created
+            && let Ok(done) = newcomer.engine.wait(&e.id, Duration::from_secs(5)).await
+            && done.status == mesg_protocol::ExecutionStatus::Completed
+        {
+            first_exec = format!("{}", t.elapsed().as_millis());
+            break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
