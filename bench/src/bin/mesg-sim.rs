@@ -416,10 +416,11 @@ async fn simulate(n: usize, args: &Args) -> Result<Row> {
 
     // (4) idle
     tokio::time::sleep(Duration::from_secs(if quick { 2 } else { 10 })).await;
-    let mut degrees = Vec::new();
-    for x in &nodes {
-        degrees.push(x.connected().await.len());
-    }
+    let degrees: Vec<usize> = futures::future::join_all(nodes.iter().map(Node::connected))
+        .await
+        .iter()
+        .map(Vec::len)
+        .collect();
     let conns = (
         degrees.iter().copied().min().unwrap_or(0),
         degrees.iter().sum::<usize>() as f64 / degrees.len() as f64,
@@ -519,15 +520,7 @@ async fn partition(nodes: &[Node], args: &Args) -> Result<String> {
     let cut_at = Instant::now();
     // Across connections left (should be none once the gate closed them).
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut across = 0;
-    for x in a {
-        across += x
-            .connected()
-            .await
-            .iter()
-            .filter(|p| b_set.contains(p))
-            .count();
-    }
+    let across_cut = across(a, &b_set).await;
     // New providers: node 2 on side A, the last simulated node on side B.
     let pa = &a[2.min(a.len() - 1)];
     let pb = &b[b.len() - 2];
@@ -569,13 +562,8 @@ async fn partition(nodes: &[Node], args: &Args) -> Result<String> {
     let mut first_across = None;
     let mut everyone = None;
     while healed_at.elapsed() < limit && (first_across.is_none() || everyone.is_none()) {
-        if first_across.is_none() {
-            for x in a {
-                if x.connected().await.iter().any(|p| b_set.contains(p)) {
-                    first_across = Some(healed_at.elapsed());
-                    break;
-                }
-            }
+        if first_across.is_none() && across(a, &b_set).await > 0 {
+            first_across = Some(healed_at.elapsed());
         }
         if everyone.is_none()
             && nodes.iter().all(|x| {
@@ -592,21 +580,13 @@ async fn partition(nodes: &[Node], args: &Args) -> Result<String> {
         .filter(|x| x.knows_provider(&service, &pa.key) || x.key == pa.key)
         .filter(|x| x.knows_provider(&service, &pb.key) || x.key == pb.key)
         .count();
-    let mut across_after = 0;
-    for x in a {
-        across_after += x
-            .connected()
-            .await
-            .iter()
-            .filter(|p| b_set.contains(p))
-            .count();
-    }
+    let across_after = across(a, &b_set).await;
     let ms = |d: Option<Duration>| match d {
         Some(d) => format!("{} ms", d.as_millis()),
         None => format!("not within {} s", limit.as_secs()),
     };
     Ok(format!(
-        "{} | {held:.1} | {across} | {} | {} | {} | {knowing} of {} | {across_after}",
+        "{} | {held:.1} | {across_cut} | {} | {} | {} | {knowing} of {} | {across_after}",
         match own_side {
             Some(d) => format!("{} ms", d.as_millis()),
             None => "not within the cut".into(),
@@ -616,6 +596,15 @@ async fn partition(nodes: &[Node], args: &Args) -> Result<String> {
         ms(everyone),
         nodes.len(),
     ))
+}
+
+/// Connections from the nodes of `side` to peers in `other`, asked of all at once.
+async fn across(side: &[Node], other: &HashSet<libp2p::PeerId>) -> usize {
+    futures::future::join_all(side.iter().map(Node::connected))
+        .await
+        .iter()
+        .map(|c| c.iter().filter(|p| other.contains(p)).count())
+        .sum()
 }
 
 fn tables(rows: &[Row], args: &Args) -> String {
