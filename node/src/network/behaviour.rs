@@ -64,6 +64,9 @@ pub(super) struct Behaviour {
     pub(super) autonat: autonat::Behaviour,
     /// Upgrades relayed connections to direct ones (hole punching).
     pub(super) dcutr: dcutr::Behaviour,
+    /// Peers this node refuses connections with (none unless asked: the simulation's
+    /// partition, `NetworkHandle::set_blocked`). Kept last and apart: not a node flag.
+    pub(super) blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
 }
 
 /// Build the swarm (transports, behaviour, metrics); it neither listens nor dials yet.
@@ -148,6 +151,7 @@ pub(super) fn build_swarm(
                 })),
                 autonat: autonat::Behaviour::new(peer, nat::autonat_config(private_network)),
                 dcutr: dcutr::Behaviour::new(peer),
+                blocked: libp2p::allow_block_list::Behaviour::default(),
             })
         })
         .map_err(|e| anyhow::anyhow!("network behaviour: {e}"))?

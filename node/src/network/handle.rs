@@ -67,6 +67,11 @@ pub(super) enum Command {
     ListenAddrs {
         reply: oneshot::Sender<Vec<Multiaddr>>,
     },
+    /// Refuse (or accept again) connections with these peers: the simulation's partition.
+    SetBlocked {
+        peers: Vec<PeerId>,
+        blocked: bool,
+    },
 }
 
 /// Cheap to clone; every clone talks to the same swarm task.
@@ -208,6 +213,13 @@ impl NetworkHandle {
 
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
         self.call(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    /// Refuse connections with `peers` (closing those open) when `blocked`, or accept them
+    /// again. No node flag sets it: the simulation (mesg-sim) cuts its network in two this
+    /// way, a connection gate in libp2p (`allow_block_list`), below every protocol.
+    pub async fn set_blocked(&self, peers: Vec<PeerId>, blocked: bool) {
+        self.tell(Command::SetBlocked { peers, blocked }).await
     }
 
     pub async fn peers(&self) -> Result<Vec<PeerInfo>, NetError> {

@@ -212,6 +212,15 @@ impl Task {
             Command::ListenAddrs { reply } => {
                 let _ = reply.send(self.own_addrs());
             }
+            Command::SetBlocked { peers, blocked } => {
+                for peer in peers {
+                    if blocked {
+                        swarm.behaviour_mut().blocked.block_peer(peer);
+                    } else {
+                        swarm.behaviour_mut().blocked.unblock_peer(peer);
+                    }
+                }
+            }
         }
     }
 
