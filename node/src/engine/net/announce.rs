@@ -201,14 +201,22 @@ impl Router {
         }
         // A provider of a service whose events are wanted here: be connected to it.
         if fresh && let Some(net) = self.network() {
-            let watched = self.subscribed_topics.lock().expect("topics lock").clone();
-            if a.services.iter().any(|s| watched.contains(&s.service_hash))
+            let watched = self.watched_services();
+            let emitted: Vec<ServiceHash> = a
+                .services
+                .iter()
+                .map(|s| s.service_hash)
+                .filter(|s| watched.contains(s))
+                .collect();
+            if !emitted.is_empty()
                 && let Ok(peer) = a.node.peer_id()
             {
                 net.connect(peer).await;
-                let services: Vec<ServiceHash> =
-                    a.services.iter().map(|s| s.service_hash).collect();
-                self.catch_up_after_announcement(a.node, &services);
+                // Its first announcement after a restart (its or ours) or a partition:
+                // what it emitted meanwhile.
+                for service in emitted {
+                    self.catch_up_from_cursor(a.node, service);
+                }
             }
         }
         if !new_services.is_empty() && self.all_events_watchers.load(Ordering::SeqCst) > 0 {

@@ -255,28 +255,12 @@ impl Router {
                 () = self.shutdown.cancelled() => return,
                 () = tokio::time::sleep(POLL_EVERY) => {}
             }
-            let watched: Vec<ServiceHash> = self
-                .subscribed_topics
-                .lock()
-                .expect("topics lock")
-                .iter()
-                .copied()
-                .collect();
-            for service in watched {
+            for service in self.watched_services() {
                 let emitters = self.providers().candidates(&service, &self.node());
                 for emitter in emitters.into_iter().take(MAX_POLLED_EMITTERS) {
                     self.catch_up_from_cursor(emitter, service);
                 }
             }
-        }
-    }
-
-    /// A peer's first announcement after a restart (its or ours) or a partition: catch
-    /// up on the services it emits that are watched here.
-    pub(super) fn catch_up_after_announcement(&self, emitter: PublicKey, services: &[ServiceHash]) {
-        let watched = self.subscribed_topics.lock().expect("topics lock").clone();
-        for service in services.iter().filter(|s| watched.contains(s)) {
-            self.catch_up_from_cursor(emitter, *service);
         }
     }
 }

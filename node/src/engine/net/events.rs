@@ -207,6 +207,16 @@ impl Router {
         self.metrics.event_topics.set(topics.len() as i64);
     }
 
+    /// The services whose events this node is subscribed to right now (a snapshot).
+    pub(super) fn watched_services(&self) -> Vec<ServiceHash> {
+        self.subscribed_topics
+            .lock()
+            .expect("topics lock")
+            .iter()
+            .copied()
+            .collect()
+    }
+
     /// The event topics this node is subscribed to right now.
     pub fn subscribed_event_topics(&self) -> usize {
         self.subscribed_topics.lock().expect("topics lock").len()
@@ -215,14 +225,7 @@ impl Router {
     /// After the last watcher of every service went: leave the topics no one else
     /// (a filtered stream, a process) still wants.
     pub(super) async fn leave_unwanted_topics(&self) {
-        let subscribed: Vec<ServiceHash> = self
-            .subscribed_topics
-            .lock()
-            .expect("topics lock")
-            .iter()
-            .copied()
-            .collect();
-        for s in subscribed {
+        for s in self.watched_services() {
             let wanted = self.all_events_watchers.load(Ordering::SeqCst) > 0
                 || self
                     .event_topics
