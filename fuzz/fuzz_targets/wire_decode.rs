@@ -128,6 +128,9 @@ fuzz_target!(|data: &[u8]| {
                 envelope(&x.own, domains::ANNOUNCEMENT, MAX_GOSSIP_MESSAGE);
             }
             WorkRequest::EventsSince(_) => {}
+            WorkRequest::Reconcile(x) => {
+                envelope(&x.own, domains::ANNOUNCEMENT, MAX_GOSSIP_MESSAGE);
+            }
         }
     }
     if let Some(msg) = frame::<WorkResponse>(data, MAX_WORK_MESSAGE) {

@@ -49,6 +49,12 @@ pub enum WorkRequest {
     /// `seq`), for a subscriber that missed some (a gap in the sequence, a restart, a
     /// partition). Answered `Events`.
     EventsSince(EventsSince),
+    /// Peer exchange by a node that already knows the network (sent instead of
+    /// `Exchange` when a connection opens): the sender's own announcement and a summary
+    /// of the announcements it holds; the receiver answers `Announcements` with its own
+    /// and only those the sender lacks or holds older. This is what heals a partition:
+    /// what one side learned during the cut crosses on the first connection across.
+    Reconcile(PeerReconcile),
 }
 
 /// What a subscriber asks an emitter for (see [`WorkRequest::EventsSince`]).
@@ -75,6 +81,68 @@ pub struct PeerExchange {
     pub want_known: bool,
 }
 
+/// What a node that already knows the network sends a peer it has just connected to
+/// (see [`WorkRequest::Reconcile`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerReconcile {
+    /// The sender's own announcement (signed by the sender, as in [`PeerExchange`]).
+    pub own: Signed<Announcement>,
+    /// The live announcements the sender holds, one per node, at most
+    /// [`MAX_EXCHANGED_ANNOUNCEMENTS`]. Not signed: it only decides what the sender is
+    /// sent, on a connection that authenticated it.
+    pub held: Vec<HeldAnnouncement>,
+}
+
+/// One node's announcement in a [`PeerReconcile`] summary: the first bytes of the node's
+/// key (enough to tell nodes apart; a prefix shared by chance only means an
+/// announcement not sent, which the next refresh brings), the announcement's `seq`, and
+/// a digest of what it says (its instances and addresses). A peer sends back a newer
+/// announcement only when what it says differs: a refresh that changes nothing is not
+/// worth the bytes (every exchange signs a new one, so `seq`s always differ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldAnnouncement {
+    pub node_prefix: [u8; 8],
+    pub seq: u64,
+    pub content: [u8; 8],
+}
+
+impl HeldAnnouncement {
+    /// The prefix a node's key is summarised by.
+    pub fn prefix_of(node: &crate::PublicKey) -> [u8; 8] {
+        let mut p = [0u8; 8];
+        p.copy_from_slice(&node.0[..8]);
+        p
+    }
+
+    /// The digest of what an announcement says besides its `seq` and validity: the
+    /// instances it offers (service and instance hashes, in any order) and the addresses
+    /// it names (in order: the first are dialled first).
+    pub fn content_of(a: &Announcement) -> [u8; 8] {
+        let mut offers: Vec<[u8; 64]> = a
+            .services
+            .iter()
+            .map(|s| {
+                let mut o = [0u8; 64];
+                o[..32].copy_from_slice(&s.service_hash.0.0);
+                o[32..].copy_from_slice(&s.instance_hash.0.0);
+                o
+            })
+            .collect();
+        offers.sort_unstable();
+        let mut bytes = Vec::with_capacity(offers.len() * 64 + 64);
+        for o in &offers {
+            bytes.extend_from_slice(o);
+        }
+        for addr in &a.addrs {
+            bytes.extend_from_slice(&(addr.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(addr.as_bytes());
+        }
+        let mut d = [0u8; 8];
+        d.copy_from_slice(&crate::Hash32::sha256(&bytes).0[..8]);
+        d
+    }
+}
+
 /// Most announcements in one `Announcements` answer; beyond it the DHT and the slow
 /// refresh fill in.
 pub const MAX_EXCHANGED_ANNOUNCEMENTS: usize = 2048;
@@ -88,8 +156,9 @@ pub enum WorkResponse {
     Rejected(Reject),
     /// The answer to a `PricedResult` whose result was taken: what became of the receipt.
     Receipt(ReceiptAnswer),
-    /// The answer to an `Exchange`: the receiver's own announcement first, then (when
-    /// asked) the live announcements it holds of other nodes, each signed by its node,
+    /// The answer to an `Exchange` or a `Reconcile`: the receiver's own announcement
+    /// first, then (when asked, or those the asker lacks) the live announcements it holds
+    /// of other nodes, each signed by its node,
     /// at most [`MAX_EXCHANGED_ANNOUNCEMENTS`] and [`MAX_EXCHANGED_BYTES`].
     Announcements(Vec<Signed<Announcement>>),
     /// The answer to `EventsSince`: the emitter's own signed events of the service, in

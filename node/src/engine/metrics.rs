@@ -32,6 +32,9 @@ pub struct EngineMetrics {
     /// Announcements from a peer exchange that did not verify (a peer's own or one it
     /// passed on).
     pub exchange_dropped: prometheus_client::metrics::counter::Counter,
+    /// Announcements with new offers learned from a peer exchange and published again on
+    /// gossip (how what one side of a partition learned reaches the other side).
+    pub announcements_republished: prometheus_client::metrics::counter::Counter,
     /// Nodes in the provider table (expired ones are evicted every second).
     pub provider_nodes: prometheus_client::metrics::gauge::Gauge,
     /// Callers blocked in `wait` right now.
@@ -135,6 +138,11 @@ impl EngineMetrics {
             "exchange_announcements_dropped",
             "Announcements from a peer exchange dropped: they did not verify or were not the sender's own",
             m.exchange_dropped.clone(),
+        );
+        r.register(
+            "announcements_republished",
+            "Announcements with new offers learned from a peer exchange and published again on gossip",
+            m.announcements_republished.clone(),
         );
         r.register(
             "provider_nodes",

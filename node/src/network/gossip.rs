@@ -1,6 +1,8 @@
 //! Gossipsub traffic of the swarm: publishing, (un)subscribing, and checking each
 //! message that arrives before gossipsub forwards it and the engine sees it (frame,
-//! envelope signature, expiry, topic, and that the signer is the publisher).
+//! envelope signature, expiry, topic, and that the signer is the publisher, except for
+//! announcements, which any node may publish again: they are signed by the node they
+//! describe, expire, and only a newer one replaces an older).
 
 use super::behaviour::Behaviour;
 use super::swarm::EventSink;
@@ -70,8 +72,8 @@ pub(super) async fn on_message(
     }
 }
 
-/// Check a gossip message alone: frame, envelope, expiry, and that the envelope's signer
-/// is the peer that published it.
+/// Check a gossip message alone: frame, envelope, expiry, and (but for announcements)
+/// that the envelope's signer is the peer that published it.
 fn check_gossip(message: &gossipsub::Message) -> Result<GossipMessage, String> {
     let decoded: GossipMessage =
         wire::decode_frame(&message.data, MAX_GOSSIP_MESSAGE).map_err(|e| e.to_string())?;
@@ -81,9 +83,13 @@ fn check_gossip(message: &gossipsub::Message) -> Result<GossipMessage, String> {
             if topic != ANNOUNCE_TOPIC {
                 return Err(format!("announcement on topic {topic}"));
             }
+            // Signed by the node it describes (the signer is checked against the claimed
+            // node when it is applied), and passed on by whoever learned it in a peer
+            // exchange (how a healed partition's sides learn what changed): the
+            // publisher need not be the signer.
             s.verify(domains::ANNOUNCEMENT, now_ms(), MAX_GOSSIP_MESSAGE)
                 .map_err(|e| e.to_string())?;
-            s.signer()
+            return Ok(decoded);
         }
         GossipMessage::AnnounceV1(s) => {
             if topic != ANNOUNCE_TOPIC_V1 {

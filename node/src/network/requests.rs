@@ -194,6 +194,7 @@ fn work_kind(request: &WorkRequest) -> &'static str {
         WorkRequest::Reveal(_) => "reveal",
         WorkRequest::Exchange(_) => "exchange",
         WorkRequest::EventsSince(_) => "events_since",
+        WorkRequest::Reconcile(_) => "reconcile",
     }
 }
 

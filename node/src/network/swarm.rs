@@ -176,7 +176,10 @@ impl Task {
                 reply,
             } => {
                 // A peer exchange is connection upkeep, not work: it protects nothing.
-                if !matches!(request, WorkRequest::Exchange(_)) {
+                if !matches!(
+                    request,
+                    WorkRequest::Exchange(_) | WorkRequest::Reconcile(_)
+                ) {
                     self.peers.touch(peer);
                 }
                 self.peers.dial_for_request(swarm, peer);
@@ -344,7 +347,7 @@ impl Task {
                     && !matches!(
                         message,
                         request_response::Message::Request {
-                            request: WorkRequest::Exchange(_),
+                            request: WorkRequest::Exchange(_) | WorkRequest::Reconcile(_),
                             ..
                         } | request_response::Message::Response {
                             response: WorkResponse::Announcements(_),

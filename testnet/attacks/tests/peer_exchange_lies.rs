@@ -9,7 +9,10 @@
 
 use mesg_attacks::Api;
 use mesg_node::network::{self, NetworkConfig, NetworkEvent};
-use mesg_protocol::messages::{PeerExchange, RejectCode, WorkRequest, WorkResponse};
+use mesg_protocol::messages::{
+    HeldAnnouncement, MAX_EXCHANGED_ANNOUNCEMENTS, PeerExchange, PeerReconcile, RejectCode,
+    WorkRequest, WorkResponse,
+};
 use mesg_protocol::types::domains;
 use mesg_protocol::wire::MAX_GOSSIP_MESSAGE;
 use mesg_protocol::*;
@@ -245,5 +248,76 @@ async fn a_peer_exchange_takes_only_what_each_node_signed() {
     };
     assert_eq!(again.len(), 1, "the full list at most once per window");
     assert_eq!(again[0].signer(), node);
+
+    // A reconcile (a summary of what the rogue holds): an oversized summary is refused
+    // before anything else, another node's "own" as in an exchange.
+    let reconcile = |own: Signed<Announcement>, held: Vec<HeldAnnouncement>| {
+        net.send_work(peer, WorkRequest::Reconcile(PeerReconcile { own, held }))
+    };
+    let huge = vec![
+        HeldAnnouncement {
+            node_prefix: [7; 8],
+            seq: 1,
+            content: [0; 8],
+        };
+        MAX_EXCHANGED_ANNOUNCEMENTS + 1
+    ];
+    match reconcile(own_again(&rogue_key), huge).await.unwrap() {
+        WorkResponse::Rejected(r) => assert_eq!(r.code, RejectCode::Malformed, "{}", r.message),
+        other => panic!("oversized summary: {other:?}"),
+    }
+    let not_own = sign(
+        &other,
+        &announcement(other.public(), b"not-own"),
+        now_ms(),
+        60_000,
+    );
+    match reconcile(not_own, Vec::new()).await.unwrap() {
+        WorkResponse::Rejected(r) => assert_eq!(r.code, RejectCode::WrongNode, "{}", r.message),
+        other => panic!("another node's own in a reconcile: {other:?}"),
+    }
+    // Holding what the node holds: only its own comes back. Lacking the honest node's:
+    // it comes back, signed by the honest node.
+    let summary: Vec<HeldAnnouncement> = first[1..]
+        .iter()
+        .map(|s| {
+            let a = s.payload_unverified(MAX_GOSSIP_MESSAGE).unwrap();
+            HeldAnnouncement {
+                node_prefix: HeldAnnouncement::prefix_of(&a.node),
+                seq: a.seq,
+                content: HeldAnnouncement::content_of(&a),
+            }
+        })
+        .collect();
+    let answer = |r: WorkResponse| match r {
+        WorkResponse::Announcements(list) => list,
+        other => panic!("{other:?}"),
+    };
+    let same = answer(
+        reconcile(own_again(&rogue_key), summary.clone())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(same.len(), 1, "nothing the rogue holds is sent again");
+    assert_eq!(same[0].signer(), node);
+    let honest_prefix = HeldAnnouncement::prefix_of(&honest.public());
+    let lacking: Vec<HeldAnnouncement> = summary
+        .into_iter()
+        .filter(|h| h.node_prefix != honest_prefix)
+        .collect();
+    let sent = answer(reconcile(own_again(&rogue_key), lacking).await.unwrap());
+    assert_eq!(sent[0].signer(), node);
+    assert_eq!(
+        sent[1..].iter().map(|s| s.signer()).collect::<Vec<_>>(),
+        vec![honest.public()],
+        "only what the rogue lacks"
+    );
     stop.cancel();
+}
+
+/// The rogue's own announcement, signed afresh (a newer `seq` each time).
+fn own_again(key: &Keypair) -> Signed<Announcement> {
+    let mut a = announcement(key.public(), b"rogue");
+    a.seq = now_ms();
+    sign(key, &a, now_ms(), 60_000)
 }

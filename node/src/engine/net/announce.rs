@@ -171,24 +171,30 @@ impl Router {
     }
 
     /// A verified announcement in its signed form (gossip or peer exchange): applied, and
-    /// kept to pass on to peers that join.
+    /// kept to pass on to peers that join. Returns whether it was news: newer than the
+    /// one held, with other offers (see `ProviderTable::offers_differ`).
     pub(super) async fn on_signed_announcement(
         &self,
         signed: &Signed<Announcement>,
         mut a: Announcement,
-    ) {
+    ) -> bool {
         drop_invalid_claims(&mut a, now_ms());
-        self.apply_announcement(a, Some(signed)).await;
+        self.apply_announcement(a, Some(signed)).await
     }
 
     pub(super) async fn on_announcement(&self, a: Announcement) {
         self.apply_announcement(a, None).await;
     }
 
-    async fn apply_announcement(&self, a: Announcement, signed: Option<&Signed<Announcement>>) {
+    async fn apply_announcement(
+        &self,
+        a: Announcement,
+        signed: Option<&Signed<Announcement>>,
+    ) -> bool {
         if a.node == self.node() {
-            return;
+            return false;
         }
+        let differ = self.providers().offers_differ(&a);
         let (fresh, new_services) = match signed {
             Some(s) => self.providers().apply_signed(s, &a),
             None => self.providers().apply(&a),
@@ -224,6 +230,7 @@ impl Router {
                 self.subscribe_topic(s).await;
             }
         }
+        fresh && differ
     }
 
     /// What this node runs, as it announces it.

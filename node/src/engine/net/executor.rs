@@ -81,6 +81,7 @@ impl Router {
             WorkRequest::Reveal(signed) => self.on_reveal(peer, signed).await,
             WorkRequest::Exchange(x) => self.on_exchange(peer, x).await,
             WorkRequest::EventsSince(since) => self.on_events_since(since),
+            WorkRequest::Reconcile(x) => self.on_reconcile(peer, x).await,
         };
         net.respond_work(channel, response).await;
     }

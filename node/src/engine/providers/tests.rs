@@ -214,6 +214,7 @@ fn expired_providers_are_evicted_and_the_table_is_capped() {
                 seen_at: now_ms(),
                 signed: None,
                 departed: false,
+                content: [0; 8],
             },
         );
     }
@@ -342,4 +343,82 @@ fn signed_announcements_are_passed_on_bounded_and_never_the_askers_own() {
     let stale = announce(keys[1].public(), 0, vec![]);
     assert!(!t.apply(&stale).0);
     assert_eq!(t.signed_announcements(&asker, 100, 1 << 20).len(), 4);
+}
+
+#[test]
+fn a_reconciling_peer_is_sent_only_what_it_lacks_or_holds_older_and_different() {
+    use mesg_protocol::envelope::Signed;
+    use mesg_protocol::messages::HeldAnnouncement;
+    use mesg_protocol::types::domains;
+    let mut t = ProviderTable::default();
+    let keys: Vec<Keypair> = (0..5).map(|_| Keypair::generate().unwrap()).collect();
+    for k in &keys {
+        let a = announce(k.public(), 5, vec![offer(1, 0), offer(2, 0)]);
+        let signed = Signed::sign(k, domains::ANNOUNCEMENT, &a, now_ms(), 60_000, 65_536).unwrap();
+        t.apply_signed(&signed, &a);
+    }
+    let asker = keys[0].public();
+    let held = |k: &Keypair, seq, services| HeldAnnouncement {
+        node_prefix: HeldAnnouncement::prefix_of(&k.public()),
+        seq,
+        content: HeldAnnouncement::content_of(&announce(k.public(), seq, services)),
+    };
+    // The asker holds keys[1] as it is here; keys[2] older and offering less; keys[3]
+    // older but saying the same (a refresh: not worth sending); it lacks keys[4].
+    let summary = vec![
+        held(&keys[1], 5, vec![offer(1, 0), offer(2, 0)]),
+        held(&keys[2], 4, vec![offer(1, 0)]),
+        // Same instances in another order, another load: the same content.
+        held(&keys[3], 4, vec![offer(2, 3), offer(1, 0)]),
+    ];
+    let mut sent: Vec<PublicKey> = t
+        .newer_than(&asker, &summary, 100, 1 << 20)
+        .iter()
+        .map(|s| s.signer())
+        .collect();
+    sent.sort_by_key(|k| k.0);
+    let mut expected = vec![keys[2].public(), keys[4].public()];
+    expected.sort_by_key(|k| k.0);
+    assert_eq!(sent, expected);
+    // A summary of everything as held here: nothing to send.
+    let all = t.held_summary(100);
+    assert_eq!(all.len(), 5);
+    assert!(t.newer_than(&asker, &all, 100, 1 << 20).is_empty());
+    // Departed nodes are summarised (not asked for again) but not passed on.
+    t.set_departed(&keys[4].public(), true);
+    assert_eq!(t.held_summary(100).len(), 5);
+    assert!(
+        t.newer_than(&asker, &summary, 100, 1 << 20)
+            .iter()
+            .all(|s| s.signer() != keys[4].public())
+    );
+    assert_eq!(t.held_summary(2).len(), 2, "count bound");
+}
+
+#[test]
+fn news_is_a_newer_announcement_with_other_offers_not_a_refresh() {
+    let mut t = ProviderTable::default();
+    let node = Keypair::generate().unwrap().public();
+    assert!(
+        !t.offers_differ(&announce(node, 1, vec![])),
+        "an unknown node offering nothing"
+    );
+    assert!(t.offers_differ(&announce(node, 1, vec![offer(1, 0)])));
+    t.apply(&announce(node, 1, vec![offer(1, 0)]));
+    assert!(
+        !t.offers_differ(&announce(node, 2, vec![offer(1, 3)])),
+        "a refresh (only the load changed)"
+    );
+    assert!(
+        !t.offers_differ(&announce(node, 1, vec![offer(2, 0)])),
+        "not newer"
+    );
+    assert!(
+        t.offers_differ(&announce(node, 2, vec![offer(1, 0), offer(2, 0)])),
+        "a new instance"
+    );
+    assert!(
+        t.offers_differ(&announce(node, 2, vec![])),
+        "an instance gone"
+    );
 }

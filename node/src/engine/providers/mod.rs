@@ -9,6 +9,8 @@ use mesg_protocol::{
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod passed_on;
+
 /// A failed provider is tried last for this long.
 const FAILURE_PENALTY_MS: u64 = 15_000;
 /// Longest validity taken from an announcement: honest nodes refresh every minute (up to
@@ -67,6 +69,9 @@ struct NodeEntry {
     /// since: it may be gone, so its announcement is not passed on (it stays usable here
     /// until it expires: with bounded connections a closed connection is no proof).
     departed: bool,
+    /// What the announcement says (`HeldAnnouncement::content_of`), to tell a reconciling
+    /// peer's older copy that says the same from one that does not.
+    content: [u8; 8],
 }
 
 /// One offer of a service, by whom, and when it was heard (what the catalogue lists).
@@ -198,6 +203,7 @@ impl ProviderTable {
                 seen_at: now,
                 signed: None,
                 departed: false,
+                content: mesg_protocol::messages::HeldAnnouncement::content_of(a),
             },
         );
         (true, new)
@@ -217,39 +223,6 @@ impl ProviderTable {
             e.signed = Some(signed.clone());
         }
         applied
-    }
-
-    /// The live signed announcements held, but `except`'s and those of nodes that may be
-    /// gone (see `departed`), newest first, at most
-    /// `max_count` and about `max_bytes` encoded: what a joining peer is given.
-    pub fn signed_announcements(
-        &self,
-        except: &PublicKey,
-        max_count: usize,
-        max_bytes: usize,
-    ) -> Vec<Signed<Announcement>> {
-        let now = now_ms();
-        let mut live: Vec<(&PublicKey, &NodeEntry)> = self
-            .nodes
-            .iter()
-            .filter(|(k, e)| {
-                *k != except && e.expires_at > now && e.signed.is_some() && !e.departed
-            })
-            .collect();
-        live.sort_by_key(|(_, e)| std::cmp::Reverse(e.seen_at));
-        let mut out = Vec::new();
-        let mut bytes = 0;
-        for (_, e) in live.into_iter().take(max_count) {
-            let Some(s) = &e.signed else { continue };
-            // Header and framing are small next to the payload and the signature.
-            let size = s.payload.0.len() + s.signature.0.len() + 256;
-            if bytes + size > max_bytes {
-                break;
-            }
-            bytes += size;
-            out.push(s.clone());
-        }
-        out
     }
 
     /// Our last connection to `node` closed (`departed`) or one opened again.
@@ -428,6 +401,7 @@ impl ProviderTable {
             seen_at: now,
             signed: None,
             departed: false,
+            content: [0; 8],
         };
         let nodes = self
             .nodes
@@ -577,5 +551,4 @@ impl ProviderTable {
 }
 
 #[cfg(test)]
-#[path = "providers_tests.rs"]
 mod tests;
