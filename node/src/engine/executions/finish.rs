@@ -11,7 +11,7 @@ use mesg_protocol::types::domains;
 use mesg_protocol::wire::MAX_WORK_MESSAGE;
 use mesg_protocol::{
     Execution, ExecutionId, ExecutionResult, ExecutionStatus, Hash32, InstanceHash, Json, Outcome,
-    PublicKey, ServiceHash, now_ms,
+    PublicKey, now_ms,
 };
 
 impl ExecutionLedger {
@@ -195,34 +195,6 @@ impl ExecutionLedger {
             tracing::error!(execution_id = %id, "cannot read the price of the execution: {err}");
             None
         })
-    }
-
-    /// The price of a task of a stored service (None: free, or the service is not
-    /// stored here). Read once per (service hash, task): the price is part of the
-    /// service hash, so it never changes under one.
-    pub fn task_price(
-        &self,
-        service: &ServiceHash,
-        task: &str,
-    ) -> Result<Option<Price>, StoreError> {
-        /// Entries kept before the cache starts again (services × priced tasks on one
-        /// node: far fewer in practice).
-        const MAX_CACHED_PRICES: usize = 4096;
-        let key = (*service, task.to_string());
-        if let Some(p) = self.prices.lock().expect("prices lock").get(&key) {
-            return Ok(*p);
-        }
-        // A service not stored (yet) is not cached: it may be stored later.
-        let Some(entry) = self.store.service(service)? else {
-            return Ok(None);
-        };
-        let price = entry.record.definition.price_of(task);
-        let mut prices = self.prices.lock().expect("prices lock");
-        if prices.len() >= MAX_CACHED_PRICES {
-            prices.clear();
-        }
-        prices.insert(key, price);
-        Ok(price)
     }
 
     fn sign_result(&self, e: &Execution) -> Result<(), EngineError> {

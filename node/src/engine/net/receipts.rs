@@ -72,12 +72,12 @@ impl Router {
     /// The publisher of a service (its sid's claim, else the record's signer) and its
     /// share of `amount`.
     fn publisher_share(&self, service: &ServiceHash, amount: u64) -> Option<(PublicKey, u64)> {
-        let entry = self.store.service(service).ok().flatten()?;
-        let economy = entry.record.definition.economy?;
-        let publisher = self
-            .services
-            .stored_claim(service)
-            .map_or(entry.record.publisher, |c| c.claim.publisher);
+        // No share (the common case): answered from the cache, no record read.
+        let economy = self.ledger.service_economy(service).ok().flatten()?;
+        let publisher = match self.services.stored_claim(service) {
+            Some(c) => c.claim.publisher,
+            None => self.store.service(service).ok().flatten()?.record.publisher,
+        };
         Some((publisher, economy.publisher_part(amount)))
     }
 
