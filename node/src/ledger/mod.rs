@@ -13,6 +13,7 @@
 //! - `reserve.rs`: reservations of running requests' caps, in memory (rebuilt at start).
 //! - `executor.rs`: the executor's side: issue receipts, record answers.
 //! - `requester.rs`: the requester's side: book, hold or reject a receipt.
+//! - `turns.rs`: a receipt ahead of its chain waits a moment for those before it.
 //! - `settle.rs`: the [`SettlementMethod`] trait and its first method, `credits`.
 //!
 //! The model (docs/economy.md): for one receipt of amount A from executor E to requester
@@ -27,6 +28,7 @@ mod settle;
 mod staged;
 #[cfg(test)]
 mod tests;
+mod turns;
 
 pub use executor::IssueInput;
 pub use records::{
@@ -86,6 +88,8 @@ pub struct Ledger {
     writing: std::sync::Mutex<()>,
     /// Caps reserved for executions running here (`reserve.rs`).
     reserved: std::sync::Mutex<reserve::Reservations>,
+    /// Told of every booking, for receipts waiting for their turn (`turns.rs`).
+    chain_moved: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -105,6 +109,7 @@ impl Ledger {
             default_limit,
             writing: std::sync::Mutex::new(()),
             reserved: Default::default(),
+            chain_moved: tokio::sync::Notify::new(),
         }
     }
 

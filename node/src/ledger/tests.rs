@@ -416,3 +416,49 @@ fn one_signature_per_write_covers_the_chain_and_a_changed_entry_is_caught() {
         .unwrap();
     assert!(exec.verify_log().is_err());
 }
+
+#[tokio::test]
+async fn a_receipt_ahead_of_its_chain_waits_for_the_one_before_it_then_gives_up() {
+    let (de, dr) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (ek, rk) = (Keypair::generate().unwrap(), Keypair::generate().unwrap());
+    let (_dbe, exec) = open(de.path(), &ek);
+    let (_dbr, req) = open(dr.path(), &rk);
+    let req = std::sync::Arc::new(req);
+    let first = input(rk.public(), 100);
+    let (r1, _) = exec.issue(&first).unwrap();
+    // The first receipt is next: no wait.
+    let t = std::time::Instant::now();
+    req.wait_turn(&ek.public(), 1, std::time::Duration::from_secs(5))
+        .await;
+    assert!(t.elapsed() < std::time::Duration::from_secs(1));
+    // The second waits until the first is booked.
+    let waiting = {
+        let req = req.clone();
+        let executor = ek.public();
+        tokio::spawn(async move {
+            let t = std::time::Instant::now();
+            req.wait_turn(&executor, 2, std::time::Duration::from_secs(5))
+                .await;
+            t.elapsed()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished());
+    let q1 = request_for(&first, rk.public());
+    req.book(
+        &r1.receipt,
+        &checker(rk.public(), ek.public(), &first, &q1, &r1.receipt),
+    )
+    .unwrap();
+    let waited = waiting.await.unwrap();
+    assert!(
+        waited >= std::time::Duration::from_millis(100)
+            && waited < std::time::Duration::from_secs(4),
+        "{waited:?}"
+    );
+    // The one before it never comes: it gives up after its patience.
+    let t = std::time::Instant::now();
+    req.wait_turn(&ek.public(), 4, std::time::Duration::from_millis(150))
+        .await;
+    assert!(t.elapsed() >= std::time::Duration::from_millis(150));
+}

@@ -20,6 +20,11 @@ use mesg_protocol::{
     PublicKey, ServiceHash, now_ms,
 };
 
+/// How long a receipt ahead of its chain waits for the ones before it before it is held
+/// (`ledger/turns.rs`): they are normally a few ms behind; a lost one comes back with
+/// its executor's redelivery, seconds later, and those after it are held meanwhile.
+const RECEIPT_PATIENCE: std::time::Duration = std::time::Duration::from_millis(200);
+
 impl Router {
     /// Executor: an execution this node ran ended. Priced, completed and asked for by
     /// another node: its receipt is issued (once). Any other end lets go of what was
@@ -172,6 +177,12 @@ impl Router {
                             .and_then(|q| q.max_price),
                         amount: r.amount,
                     });
+                // Out of order (results travel concurrently): its predecessors first.
+                if let Some(r) = claimed.as_ref().filter(|r| r.execution_id == id) {
+                    self.books
+                        .wait_turn(&r.executor, r.sequence, RECEIPT_PATIENCE)
+                        .await;
+                }
                 let known_result = (result.digest(), usage_of(&taken));
                 let mut booked = None;
                 let (ended, durable) = self
