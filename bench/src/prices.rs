@@ -159,11 +159,12 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     ));
     section.notes.push(
         "Prices on: the requester's node checks the cap against the task's price; the \
-         executor reserves the cap in its ledger, records the cost with the end, issues a \
-         signed receipt in its ledger and sends it with the result; the requester checks \
-         it, books it and answers with a signed acknowledgement (one more flush before the \
-         answer), which the executor verifies and books. Every ledger entry is signed and \
-         ledger transactions run one at a time."
+         executor reserves the cap (in memory, against the requester's credit limit), \
+         records the cost with the end, issues a signed receipt in its ledger in the end's \
+         flush and sends it with the result; the requester checks it and books it in the \
+         result's own write and flush, and answers with a signed acknowledgement, which the \
+         executor verifies and books. Each ledger write signs the log's head once (not \
+         each entry); ledger writes run one at a time."
             .into(),
     );
     Ok(section)

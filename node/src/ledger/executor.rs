@@ -1,8 +1,8 @@
-//! The executor's side of the ledger: reserve a request's cap before its task runs,
-//! release it at the end, issue the receipt of a priced execution (once per execution),
-//! and record what the requester answered.
+//! The executor's side of the ledger: issue the receipt of a priced execution (once per
+//! execution; its reservation, `reserve.rs`, is let go then), and record what the
+//! requester answered.
 
-use super::records::{IssuedReceipt, ReceiptStatus, Reservation, key};
+use super::records::{IssuedReceipt, ReceiptStatus, key};
 use super::{
     EntryKind, Ledger, LedgerError, Staged, TxResult, abort, add, read_account, shift, tx_enc,
     tx_get, write_account,
@@ -31,92 +31,6 @@ pub struct IssueInput {
 }
 
 impl Ledger {
-    /// Reserve `amount` (a request's cap) against `peer` for execution `id`, unless what
-    /// the peer owes, what is reserved and this amount pass its credit limit. Idempotent
-    /// per execution.
-    pub fn reserve(
-        &self,
-        peer: &PublicKey,
-        id: &ExecutionId,
-        amount: u64,
-    ) -> Result<(), LedgerError> {
-        let default_limit = self.default_limit;
-        self.transact(|t| {
-            if t.get(key::execution(key::RESERVED, id))?.is_some() {
-                return Ok(());
-            }
-            let mut account = read_account(t, peer)?;
-            let limit = account.limit.unwrap_or(default_limit);
-            let owed = account.owed();
-            let total = owed
-                .checked_add(account.reserved)
-                .and_then(|x| x.checked_add(amount));
-            if total.is_none_or(|total| total > limit) {
-                return abort(LedgerError::CreditLimit {
-                    peer: *peer,
-                    owed,
-                    reserved: account.reserved,
-                    cost: amount,
-                    limit,
-                });
-            }
-            account.reserved = add(account.reserved, amount).or_else(abort)?;
-            write_account(t, peer, &account)?;
-            t.insert(
-                &key::execution(key::RESERVED, id)[..],
-                tx_enc(&Reservation {
-                    peer: *peer,
-                    amount,
-                })?,
-            )?;
-            self.append(
-                t,
-                EntryKind::Reserve,
-                *peer,
-                Some(*id),
-                amount,
-                String::new(),
-            )
-        })
-    }
-
-    /// Let go of execution `id`'s reservation, if it has one (it ended, failed or was
-    /// receipted). Idempotent.
-    pub fn release(&self, id: &ExecutionId, reason: &str) -> Result<(), LedgerError> {
-        self.transact(|t| self.release_in(t, id, reason))
-    }
-
-    fn release_in(&self, t: &Staged, id: &ExecutionId, reason: &str) -> TxResult<()> {
-        let k = key::execution(key::RESERVED, id);
-        let Some(r) = tx_get::<Reservation>(t, &k)? else {
-            return Ok(());
-        };
-        t.remove(&k[..])?;
-        let mut account = read_account(t, &r.peer)?;
-        account.reserved = account.reserved.saturating_sub(r.amount);
-        write_account(t, &r.peer, &account)?;
-        self.append(
-            t,
-            EntryKind::Release,
-            r.peer,
-            Some(*id),
-            r.amount,
-            reason.to_string(),
-        )
-    }
-
-    /// The executions holding a reservation (recovery: release those that ended).
-    pub fn reservations(&self) -> Result<Vec<ExecutionId>, LedgerError> {
-        let mut out = Vec::new();
-        for r in self.tree.scan_prefix([key::RESERVED]) {
-            let (k, _) = r?;
-            let id = <[u8; 16]>::try_from(&k[1..])
-                .map_err(|_| LedgerError::Corrupt("reservation key".into()))?;
-            out.push(ExecutionId(id));
-        }
-        Ok(out)
-    }
-
     /// The receipt of a completed priced execution: issued now (next in the pair's
     /// chain, the requester debited, the publisher credited its share, the reservation
     /// released, logged), or the one issued before (never two for one execution).
@@ -127,9 +41,13 @@ impl Ledger {
                 "an execution this node requested itself is not receipted".into(),
             ));
         }
-        self.transact(|t| {
+        let issued = self.transact(|t| {
             let rk = key::execution(key::ISSUED, &input.execution_id);
-            if let Some(done) = tx_get::<IssuedReceipt>(t, &rk)? {
+            if let Some(mut done) = tx_get::<IssuedReceipt>(t, &rk)? {
+                let sk = key::execution(key::ISSUED_STATUS, &input.execution_id);
+                if let Some(status) = tx_get(t, &sk)? {
+                    done.status = status;
+                }
                 return Ok((done, false));
             }
             let pk = key::peer(key::ISSUED_PAIR, &input.requester);
@@ -172,7 +90,6 @@ impl Ledger {
                 status: ReceiptStatus::Issued,
             };
             t.insert(&rk[..], tx_enc(&issued)?)?;
-            self.release_in(t, &input.execution_id, "receipted")?;
             let mut account = read_account(t, &input.requester)?;
             account.balance = shift(account.balance, amount.into()).or_else(abort)?;
             account.issued = add(account.issued, amount).or_else(abort)?;
@@ -204,15 +121,23 @@ impl Ledger {
                 )?;
             }
             Ok((issued, true))
-        })
+        })?;
+        // Let go only once the debit is written: never a moment where the execution is
+        // counted neither as owed nor as reserved (`reserve.rs`).
+        self.release(&input.execution_id);
+        Ok(issued)
     }
 
-    /// The receipt issued for an execution, if any.
+    /// The receipt issued for an execution, if any, with what became of it.
     pub fn issued(&self, id: &ExecutionId) -> Result<Option<IssuedReceipt>, LedgerError> {
-        match self.tree.get(key::execution(key::ISSUED, id))? {
-            Some(v) => Ok(Some(super::dec(&v)?)),
-            None => Ok(None),
+        let Some(v) = self.tree.get(key::execution(key::ISSUED, id))? else {
+            return Ok(None);
+        };
+        let mut issued: IssuedReceipt = super::dec(&v)?;
+        if let Some(status) = self.tree.get(key::execution(key::ISSUED_STATUS, id))? {
+            issued.status = super::dec(&status)?;
         }
+        Ok(Some(issued))
     }
 
     /// Record the requester's answer to the receipt of execution `id`: its
@@ -237,10 +162,15 @@ impl Ledger {
             None => None,
         };
         self.transact(|t| {
-            let rk = key::execution(key::ISSUED, id);
-            let Some(mut rec) = tx_get::<IssuedReceipt>(t, &rk)? else {
+            let Some(mut rec) = tx_get::<IssuedReceipt>(t, &key::execution(key::ISSUED, id))?
+            else {
                 return Ok(());
             };
+            // Its status is kept apart, so an answer rewrites a few bytes, not the receipt.
+            let sk = key::execution(key::ISSUED_STATUS, id);
+            if let Some(status) = tx_get(t, &sk)? {
+                rec.status = status;
+            }
             let peer = rec.requester;
             if let Some((ack, signed)) = &ack {
                 self.apply_ack_in(t, ack, signed)?;
@@ -272,7 +202,7 @@ impl Ledger {
             }
             account.last_receipt = Some(rec.status.label());
             write_account(t, &peer, &account)?;
-            t.insert(&rk[..], tx_enc(&rec)?)?;
+            t.insert(&sk[..], tx_enc(&rec.status)?)?;
             Ok(())
         })
     }

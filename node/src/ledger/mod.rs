@@ -1,16 +1,19 @@
 //! The economy's ledger: what this node is owed and owes, per peer, in its own sled tree
 //! next to the store's (one database, so one flush makes both durable).
 //!
-//! It keeps a hash-chained log of entries signed by the node's key, per-peer accounts
-//! (balance, reserved, credit limit, accepted and settled totals) and the state of each
-//! pair's receipt chain in both directions. Everything that moves money is one atomic
-//! write (receipt + pair state + account + log entry, one sled batch: `staged.rs`): a
-//! crash at any point books a receipt exactly once, and a receipt delivered twice is
-//! recognised by its hash.
+//! It keeps a hash-chained log of entries, per-peer accounts (balance, credit limit,
+//! accepted and settled totals) and the state of each pair's receipt chain in both
+//! directions. Everything that moves money is one atomic write (receipt + pair state +
+//! account + log entries, one sled batch: `staged.rs`): a crash at any point books a
+//! receipt exactly once, and a receipt delivered twice is recognised by its hash. Each
+//! write signs the chain's head once (its last entry; the hashes chain the ones before
+//! it), not every entry.
 //!
 //! - `records.rs`: what is stored (accounts, log entries, receipt records) and the keys.
-//! - `executor.rs`: the executor's side: reserve, release, issue receipts, record answers.
+//! - `reserve.rs`: reservations of running requests' caps, in memory (rebuilt at start).
+//! - `executor.rs`: the executor's side: issue receipts, record answers.
 //! - `requester.rs`: the requester's side: book, hold or reject a receipt.
+//! - `turns.rs`: a receipt ahead of its chain waits a moment for those before it.
 //! - `settle.rs`: the [`SettlementMethod`] trait and its first method, `credits`.
 //!
 //! The model (docs/economy.md): for one receipt of amount A from executor E to requester
@@ -20,10 +23,12 @@
 mod executor;
 mod records;
 mod requester;
+mod reserve;
 mod settle;
 mod staged;
 #[cfg(test)]
 mod tests;
+mod turns;
 
 pub use executor::IssueInput;
 pub use records::{
@@ -81,6 +86,10 @@ pub struct Ledger {
     /// tree directly while it stages its changes (see `staged.rs`). Each is short (no
     /// I/O: signatures and one batch).
     writing: std::sync::Mutex<()>,
+    /// Caps reserved for executions running here (`reserve.rs`).
+    reserved: std::sync::Mutex<reserve::Reservations>,
+    /// Told of every booking, for receipts waiting for their turn (`turns.rs`).
+    chain_moved: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -99,6 +108,8 @@ impl Ledger {
             tree,
             default_limit,
             writing: std::sync::Mutex::new(()),
+            reserved: Default::default(),
+            chain_moved: tokio::sync::Notify::new(),
         }
     }
 
@@ -111,8 +122,30 @@ impl Ledger {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let staged = Staged::over(&self.tree);
         let out = f(&staged)?;
+        self.sign_head(&staged)?;
         staged.commit()?;
         Ok(out)
+    }
+
+    /// The write appended log entries: the last one is signed (its hash chains every
+    /// entry before it, so the signature covers them all).
+    fn sign_head(&self, t: &Staged) -> TxResult<()> {
+        if !t.wrote(key::HEAD) {
+            return Ok(());
+        }
+        let Some(head) = tx_get::<Head>(t, key::HEAD)? else {
+            return Ok(());
+        };
+        let k = key::log(head.seq);
+        let Some(mut last) = tx_get::<LogRecord>(t, &k)? else {
+            return abort(LedgerError::Corrupt(format!(
+                "the log's head names entry {} and it is missing",
+                head.seq
+            )));
+        };
+        last.signature = self.key.sign(&last.hash.0).to_vec();
+        t.insert(k, tx_enc(&last)?)?;
+        Ok(())
     }
 
     pub fn node(&self) -> PublicKey {
@@ -123,8 +156,14 @@ impl Ledger {
         self.default_limit
     }
 
-    /// One peer's account (a zero account if it has none).
+    /// One peer's account (a zero account if it has none), with what is reserved
+    /// against it now.
     pub fn account(&self, peer: &PublicKey) -> Result<Account, LedgerError> {
+        Ok(self.with_reserved(peer, self.stored_account(peer)?))
+    }
+
+    /// One peer's account as stored (its `reserved` is not kept there).
+    pub(crate) fn stored_account(&self, peer: &PublicKey) -> Result<Account, LedgerError> {
         Ok(match self.tree.get(key::account(peer))? {
             Some(v) => dec(&v)?,
             None => Account::default(),
@@ -137,7 +176,7 @@ impl Ledger {
         for r in self.tree.scan_prefix([key::ACCOUNT]) {
             let (k, v) = r?;
             let peer = key::peer_of(&k[1..])?;
-            let account: Account = dec(&v)?;
+            let account = self.with_reserved(&peer, dec(&v)?);
             out.push(AccountView::new(peer, account, self.default_limit));
         }
         Ok(out)
@@ -169,10 +208,12 @@ impl Ledger {
     }
 
     /// Check the log's chain and signatures from the first entry: the number of entries,
-    /// or what is wrong.
+    /// or what is wrong. Every signature present must be this node's; an entry without
+    /// one is covered by a later entry's (its write's last), and the last entry is signed.
     pub fn verify_log(&self) -> Result<u64, LedgerError> {
         let mut prev = Hash32::default();
         let mut n = 0u64;
+        let mut unsigned = false;
         for r in self.tree.scan_prefix([key::LOG]) {
             let (_, v) = r?;
             let rec: LogRecord = dec(&v)?;
@@ -182,7 +223,14 @@ impl Ledger {
                     rec.entry.seq
                 )));
             }
-            if rec.hash() != rec.hash || !self.node().verify(&rec.hash.0, &rec.signature) {
+            if rec.hash() != rec.hash {
+                return Err(LedgerError::Corrupt(format!(
+                    "log entry {} does not match its hash",
+                    rec.entry.seq
+                )));
+            }
+            unsigned = rec.signature.is_empty();
+            if !unsigned && !self.node().verify(&rec.hash.0, &rec.signature) {
                 return Err(LedgerError::Corrupt(format!(
                     "log entry {} is not signed by this node",
                     rec.entry.seq
@@ -190,6 +238,11 @@ impl Ledger {
             }
             prev = rec.hash;
             n += 1;
+        }
+        if unsigned {
+            return Err(LedgerError::Corrupt(format!(
+                "the log's last entry ({n}) is not signed by this node"
+            )));
         }
         Ok(n)
     }
@@ -207,7 +260,8 @@ impl Ledger {
         Ok(out)
     }
 
-    /// Append a signed entry to the log, inside the caller's write.
+    /// Append an entry to the log, inside the caller's write (signed at its end if it is
+    /// the write's last: `sign_head`).
     pub(crate) fn append(
         &self,
         t: &Staged,
@@ -231,7 +285,7 @@ impl Ledger {
             amount,
             reason,
         };
-        let record = LogRecord::sign(&self.key, entry);
+        let record = LogRecord::chained(entry);
         t.insert(key::log(record.entry.seq), tx_enc(&record)?)?;
         t.insert(
             key::HEAD,

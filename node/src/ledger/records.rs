@@ -4,7 +4,7 @@
 use super::LedgerError;
 use mesg_protocol::economy::{CumulativeAck, PairState, UsageReceipt};
 use mesg_protocol::envelope::Signed;
-use mesg_protocol::{ExecutionId, Hash32, Keypair, PublicKey, wire};
+use mesg_protocol::{ExecutionId, Hash32, PublicKey, wire};
 use serde::{Deserialize, Serialize};
 
 /// Cap on one stored ledger record.
@@ -30,6 +30,8 @@ pub(crate) mod key {
     pub const ISSUED_PAIR: u8 = b'I';
     /// Executor side: the receipt of an execution (idempotency by execution id).
     pub const ISSUED: u8 = b'R';
+    /// Executor side: what became of an issued receipt (its record keeps `issued`).
+    pub const ISSUED_STATUS: u8 = b'U';
     /// Executor side: the latest acknowledgement received from a requester node.
     pub const ACK: u8 = b'C';
     /// Requester side: the chain accepted from an executor, with the latest ack signed.
@@ -38,8 +40,6 @@ pub(crate) mod key {
     pub const RECEIVED: u8 = b'Q';
     /// Requester side: receipts ahead of their chain, by executor then sequence.
     pub const HELD: u8 = b'W';
-    /// Executor side: the cap reserved for an execution not yet receipted.
-    pub const RESERVED: u8 = b'V';
     /// The latest settlement statement signed by this node to a peer.
     pub const PAID: u8 = b'S';
 
@@ -131,7 +131,8 @@ pub struct Entry {
     pub reason: String,
 }
 
-/// An entry with its hash and this node's signature of the hash.
+/// An entry with its hash and, for the last entry of each write, this node's signature
+/// of the hash (empty otherwise: the hash chain puts the entry under the next signature).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogRecord {
     pub entry: Entry,
@@ -140,14 +141,14 @@ pub struct LogRecord {
 }
 
 impl LogRecord {
-    pub(crate) fn sign(key: &Keypair, entry: Entry) -> LogRecord {
+    /// The entry with its hash, not signed yet.
+    pub(crate) fn chained(entry: Entry) -> LogRecord {
         let mut record = LogRecord {
             entry,
             hash: Hash32::default(),
             signature: Vec::new(),
         };
         record.hash = record.hash();
-        record.signature = key.sign(&record.hash.0).to_vec();
         record
     }
 
@@ -163,7 +164,8 @@ impl LogRecord {
 pub struct Account {
     /// µc; positive when the peer owes this node.
     pub balance: i64,
-    /// µc of caps reserved against the peer for executions not yet receipted.
+    /// µc of caps reserved against the peer for executions not yet receipted (kept in
+    /// memory and filled in when read: `reserve.rs`; 0 as stored).
     pub reserved: u64,
     /// This peer's own credit limit (else the node's default).
     pub limit: Option<u64>,
@@ -271,11 +273,4 @@ pub(crate) struct AcceptedPair {
     /// µc of the chain's receipts rejected (they kept their place, booked nowhere).
     pub rejected: u64,
     pub ack: Option<Signed<CumulativeAck>>,
-}
-
-/// A reservation: the cap held against a requester node for one execution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Reservation {
-    pub peer: PublicKey,
-    pub amount: u64,
 }

@@ -81,7 +81,7 @@ impl Ledger {
                     .verify_signature(domains::RECEIPT, now_ms(), MAX_RECEIPT_BYTES)
                     .is_ok()
         };
-        self.transact(|t| {
+        let booking = self.transact(|t| {
             let pk = key::peer(key::ACCEPTED_PAIR, &r.executor);
             let pair: Option<AcceptedPair> = tx_get(t, &pk)?;
             let latest = pair.as_ref().and_then(|p| p.ack.clone());
@@ -144,7 +144,9 @@ impl Ledger {
                     Ok(Booking::Rejected { reason, latest })
                 }
             }
-        })
+        });
+        self.chain_moved();
+        booking
     }
 
     /// The pair's chain moves to `state` (`rejected` of it booked nowhere): stored with a

@@ -53,6 +53,11 @@ impl<'a> Staged<'a> {
         Ok(())
     }
 
+    /// Whether this write changes `key`.
+    pub(crate) fn wrote(&self, key: impl AsRef<[u8]>) -> bool {
+        self.writes.borrow().contains_key(key.as_ref())
+    }
+
     /// Apply every staged change at once.
     pub(crate) fn commit(self) -> Result<(), LedgerError> {
         let writes = self.writes.into_inner();

@@ -101,13 +101,29 @@ impl ExecutionLedger {
     /// End an execution (if it is not already): record the end and its signed result
     /// (this node's, or the executor's `remote` one), tell the [`super::EndHook`]s, flush,
     /// notify. None when it had already ended or could not be recorded (logged).
-    #[tracing::instrument(name = "finish", skip_all, fields(execution_id = %id))]
     pub async fn finish(
         &self,
         id: &ExecutionId,
         outcome: Result<serde_json::Value, String>,
         remote: Option<Signed<ExecutionResult>>,
     ) -> Option<Execution> {
+        self.finish_with(id, outcome, remote, None, |_| {}).await.0
+    }
+
+    /// [`ExecutionLedger::finish`], with `charged` (what a priced remote result's receipt
+    /// charges) noted on the execution in the end's own write, and `before_flush` run
+    /// after that write and before its flush (the requester books the receipt there):
+    /// the one flush makes the end, the result and the booking durable together. Also
+    /// says whether that flush succeeded (false when nothing ended).
+    #[tracing::instrument(name = "finish", skip_all, fields(execution_id = %id))]
+    pub async fn finish_with(
+        &self,
+        id: &ExecutionId,
+        outcome: Result<serde_json::Value, String>,
+        remote: Option<Signed<ExecutionResult>>,
+        charged: Option<Cost>,
+        before_flush: impl FnOnce(&Execution) + Send,
+    ) -> (Option<Execution>, bool) {
         let now = now_ms();
         // The price is read before the write (never inside its transaction).
         let price = match (&outcome, &remote) {
@@ -123,14 +139,17 @@ impl ExecutionLedger {
             if let Some(price) = price {
                 e.cost = cost_of(e, price);
             }
+            if charged.is_some() {
+                e.cost = charged;
+            }
             Ok(())
         });
         let execution = match updated {
             Ok(e) => e,
-            Err(StoreError::Transition(_)) => return None,
+            Err(StoreError::Transition(_)) => return (None, false),
             Err(e) => {
                 tracing::error!(execution_id = %id, "cannot record the end of the execution: {e}");
-                return None;
+                return (None, false);
             }
         };
         let recorded = match &remote {
@@ -144,9 +163,14 @@ impl ExecutionLedger {
         for hook in &hooks {
             hook.ended_before_flush(&execution);
         }
-        if let Err(e) = self.store.persist().await {
-            tracing::error!(execution_id = %id, "cannot persist the result: {e}");
-        }
+        before_flush(&execution);
+        let durable = match self.store.persist().await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(execution_id = %id, "cannot persist the result: {e}");
+                false
+            }
+        };
         for hook in &hooks {
             hook.ended_after_flush(&execution);
         }
@@ -156,33 +180,15 @@ impl ExecutionLedger {
         };
         tracing::debug!(execution_id = %id, status = %execution.status, "execution ended");
         self.notify(&execution);
-        Some(execution)
+        (Some(execution), durable)
     }
 
     /// The price of a stored execution's task, when it is priced. Only a request with a
     /// cap can be for a priced task (see `requests::check_price`), so a free execution
     /// costs no service lookup.
     fn price_of(&self, id: &ExecutionId) -> Option<Price> {
-        /// Entries kept before the cache starts again (services × priced tasks on one
-        /// node: far fewer in practice).
-        const MAX_CACHED_PRICES: usize = 4096;
         let read = self.store.execution(id).and_then(|e| match e {
-            Some(e) if e.max_price.is_some() => {
-                let key = (e.service_hash, e.task_key);
-                if let Some(p) = self.prices.lock().expect("prices lock").get(&key) {
-                    return Ok(*p);
-                }
-                let price = self
-                    .store
-                    .service(&key.0)?
-                    .and_then(|s| s.record.definition.price_of(&key.1));
-                let mut prices = self.prices.lock().expect("prices lock");
-                if prices.len() >= MAX_CACHED_PRICES {
-                    prices.clear();
-                }
-                prices.insert(key, price);
-                Ok(price)
-            }
+            Some(e) if e.max_price.is_some() => self.task_price(&e.service_hash, &e.task_key),
             _ => Ok(None),
         });
         read.unwrap_or_else(|err| {

@@ -13,6 +13,7 @@ mod accept;
 pub mod deadlines;
 mod finish;
 mod keys;
+mod terms;
 #[cfg(test)]
 mod tests;
 mod waiters;
@@ -43,12 +44,6 @@ pub trait EndHook: Send + Sync {
 }
 
 /// Owns execution records and their transitions. Cheap to share behind an `Arc`.
-/// Task prices by (service hash, task key); see [`ExecutionLedger`]'s `prices`.
-type PriceCache = std::collections::HashMap<
-    (mesg_protocol::ServiceHash, String),
-    Option<mesg_protocol::economy::Price>,
->;
-
 pub struct ExecutionLedger {
     key: Keypair,
     store: Arc<dyn Store>,
@@ -61,7 +56,9 @@ pub struct ExecutionLedger {
     /// Task prices by (service hash, task), read once from the stored definition: a
     /// price is part of its service hash, so an entry never goes stale, and the end of a
     /// priced execution costs no decoding of the whole service record (`finish.rs`).
-    prices: std::sync::Mutex<PriceCache>,
+    prices: std::sync::Mutex<terms::PriceCache>,
+    /// Each service's economy and record signer, read once (`terms.rs`).
+    terms: std::sync::Mutex<terms::TermsCache>,
 }
 
 impl std::fmt::Debug for ExecutionLedger {
@@ -90,6 +87,7 @@ impl ExecutionLedger {
             deadlines,
             hooks: RwLock::new(Vec::new()),
             prices: Default::default(),
+            terms: Default::default(),
         };
         (ledger, expired)
     }

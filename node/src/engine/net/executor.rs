@@ -247,7 +247,7 @@ impl Router {
             Ok(e) => e,
             Err(e @ AcceptError::Exists(_)) => return reject(RejectCode::Replayed, e.to_string()),
             Err(AcceptError::Store(e)) => {
-                let _ = self.books.release(&request.execution_id, "not accepted");
+                self.books.release(&request.execution_id);
                 return reject(RejectCode::Internal, e.to_string());
             }
         };

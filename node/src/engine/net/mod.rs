@@ -227,6 +227,8 @@ impl Router {
             tracing::error!("network attached twice");
             return;
         }
+        // Before any request is taken: the reservations of open executions are back.
+        self.receipt_missing_results();
         let router = self.arc();
         let stop = self.shutdown.clone();
         tokio::spawn(async move {
@@ -240,7 +242,6 @@ impl Router {
             }
         });
         tokio::spawn(self.arc().run_announcer());
-        self.receipt_missing_results();
         tokio::spawn(self.arc().run_outbox());
         tokio::spawn(self.arc().run_catch_up_poll());
     }

@@ -5,17 +5,25 @@
 //! checked from this node's own view and booked, held or rejected.
 
 use super::Router;
+use super::requester::Arrival;
 use crate::engine::error::EngineError;
 use crate::ledger::{Booking, IssueInput, LedgerError};
 use mesg_protocol::economy::{
-    Cost, MAX_RECEIPT_BYTES, ReceiptReject, RequesterView, Usage, UsageReceipt, check_receipt,
+    Cost, CumulativeAck, MAX_RECEIPT_BYTES, ReceiptReject, RequesterView, Usage, UsageReceipt,
+    check_receipt,
 };
 use mesg_protocol::envelope::Signed;
 use mesg_protocol::messages::{ReceiptAnswer, RejectCode, WorkResponse};
+use mesg_protocol::wire::MAX_WORK_MESSAGE;
 use mesg_protocol::{
-    Execution, ExecutionId, ExecutionResult, ExecutionStatus, Outcome, PublicKey, ServiceHash,
-    now_ms,
+    Execution, ExecutionId, ExecutionRequest, ExecutionResult, ExecutionStatus, Hash32, Outcome,
+    PublicKey, ServiceHash, now_ms,
 };
+
+/// How long a receipt ahead of its chain waits for the ones before it before it is held
+/// (`ledger/turns.rs`): they are normally a few ms behind; a lost one comes back with
+/// its executor's redelivery, seconds later, and those after it are held meanwhile.
+const RECEIPT_PATIENCE: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl Router {
     /// Executor: an execution this node ran ended. Priced, completed and asked for by
@@ -27,12 +35,11 @@ impl Router {
         }
         let done = match (e.status, e.cost) {
             (ExecutionStatus::Completed, Some(cost)) => self.issue_receipt(e, cost).map(|_| ()),
-            // Only a request with a cap can hold a reservation: a free call costs nothing.
-            _ if e.max_price.is_none() => Ok(()),
-            _ => self
-                .books
-                .release(&e.id, "ended without a charge")
-                .map_err(EngineError::from),
+            // Nothing charged: its reservation (if it had one) is let go.
+            _ => {
+                self.books.release(&e.id);
+                Ok(())
+            }
         };
         if let Err(err) = done {
             tracing::error!(execution_id = %e.id, "ledger: {err}");
@@ -70,18 +77,41 @@ impl Router {
     /// The publisher of a service (its sid's claim, else the record's signer) and its
     /// share of `amount`.
     fn publisher_share(&self, service: &ServiceHash, amount: u64) -> Option<(PublicKey, u64)> {
-        let entry = self.store.service(service).ok().flatten()?;
-        let economy = entry.record.definition.economy?;
-        let publisher = self
-            .services
-            .stored_claim(service)
-            .map_or(entry.record.publisher, |c| c.claim.publisher);
+        // No share (the common case): answered from the cache, no record read.
+        let economy = self.ledger.service_economy(service).ok().flatten()?;
+        let publisher = match self.services.stored_claim(service) {
+            Some(c) => c.claim.publisher,
+            None => self.store.service(service).ok().flatten()?.record.publisher,
+        };
         Some((publisher, economy.publisher_part(amount)))
     }
 
-    /// At start: results owed whose priced execution has no receipt yet (the node stopped
-    /// between the two) get one; reservations of executions that ended are let go.
+    /// At start: the reservations of the priced executions still open here for other
+    /// nodes are held again (they live in memory: `ledger/reserve.rs`), and results owed
+    /// whose priced execution has no receipt yet (the node stopped between the two) get
+    /// one.
     pub(super) fn receipt_missing_results(&self) {
+        match self.store.unfinished_executions() {
+            Ok(open) => {
+                let me = self.node();
+                let held = open.into_iter().filter_map(|e| {
+                    let cap = e.max_price?;
+                    let priced = self
+                        .ledger
+                        .task_price(&e.service_hash, &e.task_key)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|p| !p.is_free());
+                    (priced && e.requester_node != me && e.executor == Some(me)).then_some((
+                        e.requester_node,
+                        e.id,
+                        cap,
+                    ))
+                });
+                self.books.restore_reservations(held);
+            }
+            Err(e) => tracing::error!("open executions unreadable, reservations not restored: {e}"),
+        }
         let owed = match self.store.outbox() {
             Ok(o) => o,
             Err(e) => {
@@ -100,16 +130,6 @@ impl Router {
                 self.receipt_ended(&e);
             }
         }
-        for id in self.books.reservations().unwrap_or_default() {
-            match self.store.execution(&id) {
-                Ok(Some(e)) if !e.status.is_final() => {}
-                Ok(Some(e)) => self.receipt_ended(&e),
-                Ok(None) => {
-                    let _ = self.books.release(&id, "execution unknown");
-                }
-                Err(err) => tracing::error!(execution_id = %id, "{err}"),
-            }
-        }
     }
 
     /// The requester's answer to a delivered receipt.
@@ -122,23 +142,125 @@ impl Router {
     /// Requester: a priced result. The result is taken (or refused) as any result; then
     /// the receipt is booked, held or rejected (a refused result's receipt is rejected),
     /// receipts held behind it follow, and the answer carries the pair's latest ack.
+    ///
+    /// A result that ends its execution here has its receipt booked in the end's own
+    /// write and flush (`finish_with`): the charge is noted with the end, the booking
+    /// runs before the flush, and the answer leaves after it, so what the executor sees
+    /// acknowledged is on disk here. A crash before the flush loses the end and the
+    /// booking alike (or keeps part of them): the executor sends both again, the end is
+    /// then recorded or found, and the receipt booked or recognised by its hash.
+    #[tracing::instrument(name = "result_in", skip_all, fields(%peer, execution_id = tracing::field::Empty))]
     pub(super) async fn on_priced_result(
         &self,
         peer: libp2p::PeerId,
         result: Signed<ExecutionResult>,
         receipt: Signed<UsageReceipt>,
     ) -> WorkResponse {
-        let booking = match self.on_result(peer, result).await {
-            WorkResponse::Accepted => self.book_receipt(&receipt),
-            WorkResponse::Rejected(r) if !r.code.is_retriable() => {
+        let claimed = receipt.payload_unverified(MAX_RECEIPT_BYTES).ok();
+        let executor = claimed.as_ref().map(|r| r.executor);
+        let (booking, latest) = match self.result_arrival(peer, &result).await {
+            Arrival::End {
+                id,
+                outcome,
+                request,
+                result: taken,
+            } => {
+                let charged = claimed
+                    .as_ref()
+                    .filter(|r| r.execution_id == id)
+                    .map(|r| Cost {
+                        usage: r.usage,
+                        price: r.price,
+                        max_price: request
+                            .as_ref()
+                            .and_then(|q| q.payload_unverified(MAX_WORK_MESSAGE).ok())
+                            .and_then(|q| q.max_price),
+                        amount: r.amount,
+                    });
+                // Out of order (results travel concurrently): its predecessors first.
+                if let Some(r) = claimed.as_ref().filter(|r| r.execution_id == id) {
+                    self.books
+                        .wait_turn(&r.executor, r.sequence, RECEIPT_PATIENCE)
+                        .await;
+                }
+                let known_result = (result.digest(), usage_of(&taken));
+                let mut booked = None;
+                let (ended, durable) = self
+                    .ledger
+                    .finish_with(&id, outcome, Some(result), charged, |e| {
+                        let booking = match &claimed {
+                            Some(r) if r.execution_id == id => self.book_known(
+                                &receipt,
+                                r,
+                                Known {
+                                    request,
+                                    execution: Some(e.clone()),
+                                    result: Some(known_result),
+                                },
+                            ),
+                            // For another execution: checked against that one's records.
+                            Some(_) => self.book_receipt(&receipt),
+                            None => Ok(self.undecodable()),
+                        };
+                        if charged.is_some() && !matches!(booking, Ok(Booking::Acked { .. })) {
+                            // Not booked: the execution shows no charge.
+                            let cleared = self.store.update_execution(&id, &mut |e| {
+                                e.cost = None;
+                                Ok(())
+                            });
+                            if let Err(e) = cleared {
+                                tracing::warn!(execution_id = %id, "charge not cleared: {e}");
+                            }
+                        }
+                        // Read before the flush, so the ack sent is covered by it.
+                        booked = Some((booking, self.held_then_latest(executor)));
+                    })
+                    .await;
+                if ended.is_some() && !durable {
+                    return super::reject(
+                        RejectCode::Internal,
+                        "the result and its receipt were not persisted",
+                    );
+                }
+                match booked {
+                    Some(done) if ended.is_some() => done,
+                    _ => match self.answer_end(&id, ended.is_some()) {
+                        WorkResponse::Accepted => {
+                            match self
+                                .book_and_persist(self.book_receipt(&receipt), executor)
+                                .await
+                            {
+                                Ok(done) => done,
+                                Err(refused) => return refused,
+                            }
+                        }
+                        other => return other,
+                    },
+                }
+            }
+            Arrival::Answer(WorkResponse::Accepted) => {
+                match self
+                    .book_and_persist(self.book_receipt(&receipt), executor)
+                    .await
+                {
+                    Ok(done) => done,
+                    Err(refused) => return refused,
+                }
+            }
+            Arrival::Answer(WorkResponse::Rejected(r)) if !r.code.is_retriable() => {
                 let reason =
                     ReceiptReject::Unsolicited(format!("its result was refused: {}", r.message));
                 self.count_rejected(&reason);
-                self.books
+                let booking = self
+                    .books
                     .reject_receipt(&receipt, &reason)
-                    .map_err(EngineError::from)
+                    .map_err(EngineError::from);
+                match self.book_and_persist(booking, executor).await {
+                    Ok(done) => done,
+                    Err(refused) => return refused,
+                }
             }
-            other => return other,
+            Arrival::Answer(other) => return other,
         };
         let booking = match booking {
             Ok(b) => b,
@@ -146,18 +268,6 @@ impl Router {
                 return super::reject(RejectCode::Internal, format!("receipt not booked: {e}"));
             }
         };
-        let executor = receipt
-            .payload_unverified(MAX_RECEIPT_BYTES)
-            .ok()
-            .map(|r| r.executor);
-        let mut latest = None;
-        if let Some(executor) = executor {
-            self.book_held(&executor);
-            latest = self.books.latest_ack_to(&executor).ok().flatten();
-        }
-        if let Err(e) = self.store.persist().await {
-            return super::reject(RejectCode::Internal, format!("receipt not persisted: {e}"));
-        }
         WorkResponse::Receipt(match booking {
             Booking::Acked { ack, .. } => ReceiptAnswer::Acked {
                 ack: latest.unwrap_or(ack),
@@ -174,6 +284,31 @@ impl Router {
                 latest: latest.or(rejected),
             },
         })
+    }
+
+    /// A booking made outside an end's flush: the receipts held behind it follow, the
+    /// pair's latest ack is read, then everything is flushed before the answer leaves.
+    async fn book_and_persist(
+        &self,
+        booking: Result<Booking, EngineError>,
+        executor: Option<PublicKey>,
+    ) -> Result<(Result<Booking, EngineError>, Option<Signed<CumulativeAck>>), WorkResponse> {
+        let latest = self.held_then_latest(executor);
+        if let Err(e) = self.store.persist().await {
+            return Err(super::reject(
+                RejectCode::Internal,
+                format!("receipt not persisted: {e}"),
+            ));
+        }
+        Ok((booking, latest))
+    }
+
+    /// Receipts held behind the one just answered are booked in turn; then the pair's
+    /// latest acknowledgement.
+    fn held_then_latest(&self, executor: Option<PublicKey>) -> Option<Signed<CumulativeAck>> {
+        let executor = executor?;
+        self.book_held(&executor);
+        self.books.latest_ack_to(&executor).ok().flatten()
     }
 
     /// Receipts held behind one just booked: booked in turn while the next one is there.
@@ -198,50 +333,80 @@ impl Router {
         }
     }
 
-    /// Check a receipt from this node's own view and book it (or hold or reject it).
+    /// A receipt that does not decode: rejected, booked nowhere.
+    fn undecodable(&self) -> Booking {
+        let reason = ReceiptReject::BadSignature("the receipt does not decode".into());
+        self.count_rejected(&reason);
+        Booking::Rejected {
+            reason,
+            latest: None,
+        }
+    }
+
+    /// Check a receipt of an execution that ended earlier, from this node's own records,
+    /// and book it (or hold or reject it); the charge booked is noted on the execution.
     fn book_receipt(&self, signed: &Signed<UsageReceipt>) -> Result<Booking, EngineError> {
         let Ok(r) = signed.payload_unverified(MAX_RECEIPT_BYTES) else {
-            let reason = ReceiptReject::BadSignature("the receipt does not decode".into());
-            self.count_rejected(&reason);
-            return Ok(Booking::Rejected {
-                reason,
-                latest: None,
-            });
+            return Ok(self.undecodable());
         };
         let id = r.execution_id;
-        let signed_request = self.store.request(&id)?;
-        let request = signed_request.as_ref().and_then(|s| {
-            s.payload_unverified(mesg_protocol::wire::MAX_WORK_MESSAGE)
-                .ok()
+        let result = self.store.result(&id)?.map(|s| {
+            let usage = s
+                .payload_unverified(MAX_WORK_MESSAGE)
+                .map(|res| usage_of(&res))
+                .unwrap_or_default();
+            (s.digest(), usage)
         });
-        let execution = self.store.execution(&id)?;
-        let stored_result = self.store.result(&id)?;
-        let result: Option<ExecutionResult> = stored_result.as_ref().and_then(|s| {
-            s.payload_unverified(mesg_protocol::wire::MAX_WORK_MESSAGE)
-                .ok()
-        });
-        let usage = match &result {
-            Some(res) => match &res.outcome {
-                Outcome::Completed { outputs } => Usage::of_call(
-                    res.finished_at
-                        .saturating_sub(res.started_at.unwrap_or(res.finished_at)),
-                    outputs,
-                ),
-                Outcome::Failed { .. } => Usage::default(),
-            },
-            None => Usage::default(),
+        let known = Known {
+            request: self.store.request(&id)?,
+            execution: self.store.execution(&id)?,
+            result,
         };
-        let price = execution.as_ref().and_then(|e| {
-            self.store
-                .service(&e.service_hash)
-                .ok()
-                .flatten()
-                .and_then(|s| s.record.definition.price_of(&e.task_key))
-        });
+        let max_price = known
+            .request
+            .as_ref()
+            .and_then(|q| q.payload_unverified(MAX_WORK_MESSAGE).ok())
+            .and_then(|q| q.max_price);
+        let booking = self.book_known(signed, &r, known)?;
+        if let Booking::Acked { fresh: true, .. } = &booking {
+            let cost = Cost {
+                usage: r.usage,
+                price: r.price,
+                max_price,
+                amount: r.amount,
+            };
+            // The requester's copy shows what it accepted to pay.
+            let noted = self.store.update_execution(&id, &mut |e| {
+                e.cost = Some(cost);
+                Ok(())
+            });
+            if let Err(e) = noted {
+                tracing::warn!(execution_id = %id, "cost not noted: {e}");
+            }
+        }
+        Ok(booking)
+    }
+
+    /// Check receipt `r` (`signed`) from what this node knows of its execution, and book
+    /// it (or hold or reject it).
+    fn book_known(
+        &self,
+        signed: &Signed<UsageReceipt>,
+        r: &UsageReceipt,
+        known: Known,
+    ) -> Result<Booking, EngineError> {
+        let request = known
+            .request
+            .as_ref()
+            .and_then(|s| s.payload_unverified(MAX_WORK_MESSAGE).ok());
+        let price = match &known.execution {
+            Some(e) => self.ledger.task_price(&e.service_hash, &e.task_key)?,
+            None => None,
+        };
         let me = self.node();
-        let request_digest = signed_request.map(|s| s.digest()).unwrap_or_default();
-        let result_digest = stored_result.map(|s| s.digest()).unwrap_or_default();
-        let executor = execution.as_ref().and_then(|e| e.executor);
+        let request_digest = known.request.map(|s| s.digest()).unwrap_or_default();
+        let (result_digest, usage) = known.result.unwrap_or_default();
+        let executor = known.execution.as_ref().and_then(|e| e.executor);
         let now = now_ms();
         let booking = self.books.book(signed, &|last, already_booked| {
             check_receipt(
@@ -263,20 +428,6 @@ impl Router {
         match &booking {
             Booking::Acked { fresh: true, .. } => {
                 self.metrics.micro_credits_spent.inc_by(r.amount);
-                let cost = Cost {
-                    usage: r.usage,
-                    price: r.price,
-                    max_price: request.as_ref().and_then(|q| q.max_price),
-                    amount: r.amount,
-                };
-                // The requester's copy shows what it accepted to pay.
-                let noted = self.store.update_execution(&id, &mut |e| {
-                    e.cost = Some(cost);
-                    Ok(())
-                });
-                if let Err(e) = noted {
-                    tracing::warn!(execution_id = %id, "cost not noted: {e}");
-                }
             }
             Booking::Rejected { reason, .. } => self.count_rejected(reason),
             _ => {}
@@ -289,5 +440,28 @@ impl Router {
             .receipts_rejected
             .get_or_create(&[("reason", reason.code().to_string())])
             .inc();
+    }
+}
+
+/// What the requester knows of the execution a receipt is for.
+struct Known {
+    /// The request as this node signed and stored it.
+    request: Option<Signed<ExecutionRequest>>,
+    execution: Option<Execution>,
+    /// The digest of the result taken, and the usage it shows.
+    result: Option<(Hash32, Usage)>,
+}
+
+/// The usage a result shows: the run time it reports and the size of its outputs (a
+/// failed one, none).
+fn usage_of(result: &ExecutionResult) -> Usage {
+    match &result.outcome {
+        Outcome::Completed { outputs } => Usage::of_call(
+            result
+                .finished_at
+                .saturating_sub(result.started_at.unwrap_or(result.finished_at)),
+            outputs,
+        ),
+        Outcome::Failed { .. } => Usage::default(),
     }
 }

@@ -349,12 +349,43 @@ impl Router {
         peer: PeerId,
         signed: Signed<ExecutionResult>,
     ) -> WorkResponse {
+        match self.result_arrival(peer, &signed).await {
+            Arrival::Answer(answer) => answer,
+            Arrival::End { id, outcome, .. } => {
+                let ended = self.ledger.finish(&id, outcome, Some(signed)).await;
+                self.answer_end(&id, ended.is_some())
+            }
+        }
+    }
+
+    /// The answer to a result whose end was recorded (`ended`), or not: a resend of one
+    /// that ended meanwhile is `Accepted` too.
+    pub(super) fn answer_end(&self, id: &ExecutionId, ended: bool) -> WorkResponse {
+        // finish() persists before we answer: the executor drops its copy on our Accepted.
+        if ended {
+            return WorkResponse::Accepted;
+        }
+        match self.store.execution(id) {
+            Ok(Some(e)) if e.status.is_final() => WorkResponse::Accepted,
+            _ => reject(RejectCode::Internal, "could not record the result"),
+        }
+    }
+
+    /// A result arrived: checked (signed by the node it was given to, for this request),
+    /// then either answered at once (refused, a resend, a verified execution's) or to
+    /// end its execution with.
+    pub(super) async fn result_arrival(
+        &self,
+        peer: PeerId,
+        signed: &Signed<ExecutionResult>,
+    ) -> Arrival {
+        let answer = |code, message: &str| Arrival::Answer(reject(code, message));
         let result = match signed.verify(domains::EXECUTION_RESULT, now_ms(), MAX_WORK_MESSAGE) {
             Ok(r) => r,
-            Err(e) => return reject(RejectCode::BadSignature, e.to_string()),
+            Err(e) => return answer(RejectCode::BadSignature, &e.to_string()),
         };
         if result.executor.peer_id().ok() != Some(peer) {
-            return reject(
+            return answer(
                 RejectCode::WrongNode,
                 "the result is not signed by the node that sent it",
             );
@@ -362,29 +393,29 @@ impl Router {
         let id = result.execution_id;
         tracing::Span::current().record("execution_id", tracing::field::display(&id));
         if self.is_verifying(&id) {
-            return self.on_verified_result(&id, &signed, &result).await;
+            return Arrival::Answer(self.on_verified_result(&id, signed, &result).await);
         }
         let Ok(Some(execution)) = self.store.execution(&id) else {
-            return reject(
+            return answer(
                 RejectCode::UnknownExecution,
-                format!("no execution {id} here"),
+                &format!("no execution {id} here"),
             );
         };
-        let digest = self.store.request(&id).ok().flatten().map(|r| r.digest());
-        if digest != Some(result.request_digest) {
-            return reject(
+        let request = self.store.request(&id).ok().flatten();
+        if request.as_ref().map(|r| r.digest()) != Some(result.request_digest) {
+            return answer(
                 RejectCode::BadSignature,
                 "the result answers another request",
             );
         }
         if execution.status.is_final() {
-            return WorkResponse::Accepted; // a resend: we already have the end
+            return Arrival::Answer(WorkResponse::Accepted); // a resend: we already have the end
         }
         let assigned = execution
             .executor
             .or_else(|| self.routes.lock().expect("routes lock").get(&id).copied());
         if assigned != Some(result.executor) {
-            return reject(RejectCode::WrongNode, "this execution was not given to you");
+            return answer(RejectCode::WrongNode, "this execution was not given to you");
         }
         let outcome = match &result.outcome {
             Outcome::Completed { outputs } => self
@@ -400,13 +431,26 @@ impl Router {
         if let Err(e) = self.ledger.result_arrived(&id, executor, instance, started) {
             tracing::warn!(execution_id = %id, peer = %executor, "result not noted before its end: {e}");
         }
-        // finish() persists before we answer: the executor drops its copy on our Accepted.
-        match self.ledger.finish(&id, outcome, Some(signed)).await {
-            Some(_) => WorkResponse::Accepted,
-            None => match self.store.execution(&id) {
-                Ok(Some(e)) if e.status.is_final() => WorkResponse::Accepted,
-                _ => reject(RejectCode::Internal, "could not record the result"),
-            },
+        Arrival::End {
+            id,
+            outcome,
+            request,
+            result: Box::new(result),
         }
     }
+}
+
+/// What becomes of a result that arrived.
+pub(super) enum Arrival {
+    /// Answered at once: refused, a resend, a verified execution's.
+    Answer(WorkResponse),
+    /// To end its execution with `outcome` (the result's, or why its outputs are
+    /// refused).
+    End {
+        id: ExecutionId,
+        outcome: Result<serde_json::Value, String>,
+        /// The request as stored (the result answers it).
+        request: Option<Signed<ExecutionRequest>>,
+        result: Box<ExecutionResult>,
+    },
 }
