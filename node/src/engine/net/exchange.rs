@@ -177,8 +177,7 @@ impl Router {
         // peer again if the connection closed meanwhile (a peer that trims us would be
         // redialled in a loop). An older node without `Reconcile` learns this node from
         // gossip instead.
-        let answer = net.send_work(peer, request).await;
-        match answer {
+        match net.send_work(peer, request).await {
             Ok(WorkResponse::Announcements(list)) => {
                 self.take_exchanged(peer, list, knew_others).await
             }
@@ -245,13 +244,9 @@ impl Router {
     }
 
     /// A peer's own announcement in its exchange: checked (signed by the peer on the
-    /// connection) and applied; the rejection to answer otherwise. Returns whether it
-    /// was news.
-    async fn take_own(
-        &self,
-        peer: PeerId,
-        own: &Signed<Announcement>,
-    ) -> Result<bool, WorkResponse> {
+    /// connection) and applied (published again when it is news); the rejection to
+    /// answer otherwise.
+    async fn take_own(&self, peer: PeerId, own: &Signed<Announcement>) -> Result<(), WorkResponse> {
         let a = match check(own).and_then(|a| {
             if PublicKey::from_peer_id(&peer) == Some(a.node) {
                 Ok(a)
@@ -275,7 +270,7 @@ impl Router {
         if news && knew_others {
             self.republish(vec![own.clone()]).await;
         }
-        Ok(news)
+        Ok(())
     }
 
     /// A peer that connected sends what it runs: take it if it is the peer's own, and
