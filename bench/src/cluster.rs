@@ -276,6 +276,19 @@ fn clock_ticks() -> u64 {
     })
 }
 
+/// Bytes a process caused to be written to storage so far (`write_bytes` of
+/// /proc/<pid>/io: its file writes as they reach the disk, not the page cache).
+pub fn written_bytes(pid: u32) -> Result<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))?;
+    let bytes = io
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .context("no write_bytes in /proc/<pid>/io")?
+        .trim()
+        .parse()?;
+    Ok(bytes)
+}
+
 /// Resident set size of a process, in bytes.
 pub fn rss(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

@@ -366,6 +366,13 @@ async fn memory(ctx: &Ctx, node: &NodeProcess, s: &mut Section) -> Result<()> {
             first_error.unwrap_or_default()
         ));
     }
+    let (_, last) = rss_at[rss_at.len() - 1];
+    s.goals.push(Goal::new(
+        &format!("RSS after {total} executions (issue 17)"),
+        "≤ 80 MiB",
+        format!("{} MiB (node alone, footprint (c))", mib(last)),
+        last <= 80 * 1024 * 1024,
+    ));
     s.notes.push(growth_note(&rss_at, ctx.quick));
     s.notes.push(format!(
         "The data dir grew by {:.1} KiB per execution. It holds the node key, the packages, \

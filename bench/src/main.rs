@@ -10,6 +10,7 @@
 
 mod cluster;
 mod deploy;
+mod disk;
 mod fanout;
 mod footprint;
 mod prices;
@@ -27,6 +28,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 const SECTIONS: &[&str] = &[
+    "disk",
     "footprint",
     "deploy",
     "scale",
@@ -51,8 +53,9 @@ struct Args {
     /// Where to write the report.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
-    /// Run only these sections (comma-separated): footprint, deploy, scale, process,
-    /// throughput, roundtrip, prices, verify.
+    /// Run only these sections (comma-separated): disk, footprint, deploy, scale, process,
+    /// throughput, roundtrip, prices, verify. The round trip prints its goals' disk floor
+    /// only when `disk` ran before it.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Do not run testnet/build.sh; use the binaries and images already built.
@@ -79,6 +82,8 @@ pub struct Ctx {
     pub payloads: Vec<String>,
     /// `--scale-sizes`: the scale section's network sizes (empty: its defaults).
     pub scale_sizes: Vec<usize>,
+    /// What the disk charges, once the `disk` section has measured it.
+    pub disk: std::sync::OnceLock<disk::DiskFloor>,
 }
 
 impl Ctx {
@@ -151,6 +156,7 @@ async fn run(args: Args) -> Result<()> {
         echo_dir,
         payloads: args.payloads.clone(),
         scale_sizes: args.scale_sizes.clone(),
+        disk: std::sync::OnceLock::new(),
     };
 
     let started = Instant::now();
@@ -163,6 +169,7 @@ async fn run(args: Args) -> Result<()> {
         eprintln!("== {name}");
         let t = Instant::now();
         let result = match name {
+            "disk" => disk::run(&ctx).await,
             "footprint" => footprint::run(&ctx).await,
             "deploy" => deploy::run(&ctx).await,
             "scale" => scale::run(&ctx).await,
