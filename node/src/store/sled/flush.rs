@@ -45,11 +45,15 @@ impl Flusher {
                 // durable; those whose markers went are deleted once it did.
                 let result = match spill.before_flush() {
                     Ok(doomed) => {
-                        let flushed = db
-                            .flush_async()
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| e.to_string());
+                        // On tokio's blocking pool, not sled's `flush_async`: sled's I/O
+                        // pool wakes every one of its idle threads (7) for each job it is
+                        // given, so each flush cost a dozen context switches more than the
+                        // flush itself (docs/benchmarks.md, "Context switches").
+                        let db = db.clone();
+                        let flushed = match tokio::task::spawn_blocking(move || db.flush()).await {
+                            Ok(done) => done.map(|_| ()).map_err(|e| e.to_string()),
+                            Err(e) => Err(format!("the flush did not finish: {e}")),
+                        };
                         if flushed.is_ok() {
                             doomed.iter().for_each(|p| spill::delete(p));
                         }
