@@ -17,6 +17,7 @@
 //! connection history can be followed in the logs.
 
 use super::behaviour::Behaviour;
+use super::conn_stats::{ConnStats, Origin};
 use super::{MAX_REDIALS, NetError, PeerInfo, addrs};
 use libp2p::core::ConnectedPoint;
 use libp2p::swarm::dial_opts::DialOpts;
@@ -176,6 +177,8 @@ pub(super) struct PeerBook {
     last_work: HashMap<PeerId, Instant>,
     /// Random per process: which peers are dialled or trimmed first.
     order: std::collections::hash_map::RandomState,
+    /// Who opened the connections and how they ended (`/metrics`).
+    pub(super) stats: ConnStats,
 }
 
 impl PeerBook {
@@ -198,6 +201,7 @@ impl PeerBook {
             bootstrap_peers: HashMap::new(),
             known: HashMap::new(),
             private_network,
+            stats: ConnStats::default(),
         }
     }
 
@@ -246,15 +250,35 @@ impl PeerBook {
 
     /// Dial an address the node was asked to (its peer id may be unknown).
     pub(super) fn dial(
+        &mut self,
         swarm: &mut Swarm<Behaviour>,
         addr: Multiaddr,
         reply: oneshot::Sender<Result<(), NetError>>,
     ) {
-        let r = swarm.dial(addr.clone()).map_err(|e| NetError::Unreachable {
-            peer: PeerId::random(),
-            reason: format!("{addr}: {e}"),
-        });
+        let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
+        let r = self
+            .start_dial(swarm, opts, Origin::Request)
+            .map_err(|e| NetError::Unreachable {
+                peer: PeerId::random(),
+                reason: format!("{addr}: {e}"),
+            });
         let _ = reply.send(r);
+    }
+
+    /// Dial, counting the connection as this node's (see [`ConnStats`]).
+    fn start_dial(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        opts: DialOpts,
+        origin: Origin,
+    ) -> Result<(), DialError> {
+        let id = opts.connection_id();
+        self.stats.dialling(id, origin);
+        let r = swarm.dial(opts);
+        if r.is_err() {
+            self.stats.dial_failed(id);
+        }
+        r
     }
 
     /// Known and connected peers, sorted by id.
@@ -301,7 +325,7 @@ impl PeerBook {
             .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
             .addresses(r.addrs.clone())
             .build();
-        if let Err(e) = swarm.dial(opts) {
+        if let Err(e) = self.start_dial(swarm, opts, Origin::Request) {
             tracing::debug!(peer = %peer, "dial for a request: {e}");
         }
     }
@@ -361,6 +385,7 @@ impl PeerBook {
                             span,
                             r.attempts,
                             DialOpts::unknown_peer_id().address(addr.clone()).build(),
+                            Origin::Bootstrap,
                         ));
                     }
                 }
@@ -374,6 +399,7 @@ impl PeerBook {
                             span,
                             r.attempts,
                             DialOpts::peer_id(peer).addresses(r.addrs.clone()).build(),
+                            Origin::Target,
                         ));
                     } else if r.gave_up_at == Some(now) {
                         tracing::debug!(peer = %peer, "not redialled any more after {} failed dials", r.attempts);
@@ -381,10 +407,10 @@ impl PeerBook {
                 }
             }
         }
-        for (span, attempt, d) in dials {
+        for (span, attempt, d, origin) in dials {
             let _entered = span.enter();
             tracing::debug!(attempt, "redialling");
-            if let Err(e) = swarm.dial(d) {
+            if let Err(e) = self.start_dial(swarm, d, origin) {
                 tracing::debug!(attempt, "redial: {e}");
             }
         }
@@ -405,6 +431,7 @@ impl PeerBook {
             if let Some(r) = self.known.get_mut(&peer) {
                 r.next = now + TRIM_COOLDOWN;
             }
+            self.stats.trimming(peer);
             let _ = swarm.disconnect_peer_id(peer);
         }
     }
