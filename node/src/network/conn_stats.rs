@@ -3,8 +3,10 @@
 //! request, to a bootstrap address), Kademlia's (its queries and bucket checks dial peers
 //! that are not connected; any dial the node did not start itself is counted as
 //! Kademlia's: relays and hole punching dial only behind NAT), or peers dialling in; and
-//! whether a connection ended trimmed by this node, closed here otherwise (idle,
-//! shutdown) or from the other side (`cause` set: the peer closed it, or an error).
+//! whether a connection ended trimmed by this node (one too many), closed as transient
+//! (opened by Kademlia, see `peers`), closed here otherwise (idle, shutdown) or from the
+//! other side (`cause` set: the peer closed it, or an error). The bound on connections
+//! reads the origins too ([`ConnStats::peers`]).
 //!
 //! `mesg_connections_opened_total{origin}`, `mesg_connections_closed_total{origin,
 //! reason}`, `mesg_connections_short_lived_total` (closed less than
@@ -17,7 +19,7 @@ use libp2p::swarm::ConnectionId;
 use libp2p::{PeerId, kad};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// A connection closed sooner than this after opening counts as short-lived (churn).
@@ -63,9 +65,21 @@ pub(super) struct ConnStats {
     kad_requests: Family<Labels1, Counter>,
     /// Dials this node started, until they connect or fail.
     dialling: HashMap<ConnectionId, Origin>,
-    open: HashMap<ConnectionId, (Origin, Instant)>,
-    /// Peers this node is closing for being too many (until their last connection ends).
-    trimming: HashSet<PeerId>,
+    open: HashMap<ConnectionId, (PeerId, Origin, Instant)>,
+    /// Peers this node is closing, and why (until their last connection ends).
+    closing: HashMap<PeerId, &'static str>,
+}
+
+/// A connected peer as the bound on connections sees it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct PeerConns {
+    /// One of its connections was dialled by this node to keep (target, bootstrap) or
+    /// for a request.
+    pub(super) ours: bool,
+    /// Every connection of it was opened by Kademlia (its queries, its bucket checks).
+    pub(super) kademlia_only: bool,
+    /// Age of its oldest connection.
+    pub(super) age: Duration,
 }
 
 impl ConnStats {
@@ -107,40 +121,51 @@ impl ConnStats {
     }
 
     /// A connection opened.
-    pub(super) fn opened(&mut self, id: ConnectionId, endpoint: &ConnectedPoint) {
+    pub(super) fn opened(&mut self, id: ConnectionId, peer: PeerId, endpoint: &ConnectedPoint) {
         let origin = match self.dialling.remove(&id) {
             _ if endpoint.is_listener() => Origin::Inbound,
             Some(origin) => origin,
             None => Origin::Kademlia,
         };
-        self.opened.get_or_create(&[("origin", origin.label())]).inc();
-        self.open.insert(id, (origin, Instant::now()));
+        self.opened
+            .get_or_create(&[("origin", origin.label())])
+            .inc();
+        self.open.insert(id, (peer, origin, Instant::now()));
     }
 
-    /// The node closes `peer`'s connections for being one too many.
-    pub(super) fn trimming(&mut self, peer: PeerId) {
-        self.trimming.insert(peer);
+    /// The node closes `peer`'s connections: `"trimmed"` (one too many) or
+    /// `"transient"` (opened by Kademlia, no longer needed).
+    pub(super) fn closing(&mut self, peer: PeerId, reason: &'static str) {
+        self.closing.insert(peer, reason);
     }
 
-    /// Where a connection came from and how long it has been open.
-    pub(super) fn origin(&self, id: ConnectionId) -> Option<(Origin, Duration)> {
-        self.open.get(&id).map(|(o, t)| (*o, t.elapsed()))
+    /// The connected peers, by how their connections came to be.
+    pub(super) fn peers(&self, now: Instant) -> HashMap<PeerId, PeerConns> {
+        let mut peers: HashMap<PeerId, PeerConns> = HashMap::new();
+        for (peer, origin, at) in self.open.values() {
+            let p = peers.entry(*peer).or_insert(PeerConns {
+                kademlia_only: true,
+                ..PeerConns::default()
+            });
+            p.ours |= matches!(origin, Origin::Target | Origin::Bootstrap | Origin::Request);
+            p.kademlia_only &= *origin == Origin::Kademlia;
+            p.age = p.age.max(now.saturating_duration_since(*at));
+        }
+        peers
     }
 
     /// A connection closed; `remote`: it ended with an error (the peer closed it).
     pub(super) fn closed(&mut self, id: ConnectionId, peer: PeerId, remote: bool, last: bool) {
-        let Some((origin, at)) = self.open.remove(&id) else {
+        let Some((_, origin, at)) = self.open.remove(&id) else {
             return;
         };
-        let reason = if self.trimming.contains(&peer) {
-            "trimmed"
-        } else if remote {
-            "remote"
-        } else {
-            "local"
+        let reason = match self.closing.get(&peer) {
+            Some(reason) => reason,
+            None if remote => "remote",
+            None => "local",
         };
         if last {
-            self.trimming.remove(&peer);
+            self.closing.remove(&peer);
         }
         self.closed
             .get_or_create(&[("origin", origin.label()), ("reason", reason)])
@@ -161,9 +186,7 @@ impl ConnStats {
                 "provide"
             }
             kad::QueryResult::GetRecord(_) => "get_record",
-            kad::QueryResult::PutRecord(_) | kad::QueryResult::RepublishRecord(_) => {
-                "put_record"
-            }
+            kad::QueryResult::PutRecord(_) | kad::QueryResult::RepublishRecord(_) => "put_record",
         };
         let bootstrap = matches!(result, kad::QueryResult::Bootstrap(_));
         if last {

@@ -43,6 +43,17 @@ const TRIM_COOLDOWN: Duration = Duration::from_secs(600);
 /// ends, the peer is redialled from the shortest backoff.
 const STABLE_CONNECTION: Duration = Duration::from_secs(30);
 
+/// A peer that dialled in, or that Kademlia dialled, does not count toward the bound
+/// for this long: most such connections are a query's (ours or the peer's), closed
+/// when it is done; counted at once, they pushed nodes above the most allowed, whose
+/// trims were answered by redials.
+const SETTLE: Duration = Duration::from_secs(15);
+
+/// A peer connected only by Kademlia's dials (its queries, its bucket checks), without
+/// work, is closed this long after it connected once the node has its target of other
+/// peers (a query times out after 10 s; a connection kept for ever would count).
+const KADEMLIA_IDLE: Duration = Duration::from_secs(10);
+
 /// Dials started per tick at most (a node far below its target does not open hundreds
 /// of dials at once).
 const MAX_DIALS_PER_TICK: usize = 8;
@@ -217,9 +228,7 @@ impl PeerBook {
         if dropped > 0 {
             tracing::debug!(peer = %peer, dropped, "announced addresses not taken");
         }
-        for a in &addrs {
-            swarm.behaviour_mut().kad.add_address(&peer, a.clone());
-        }
+        add_to_kademlia(swarm, peer, &addrs);
         if peer != *swarm.local_peer_id() && !addrs.is_empty() {
             let now = Instant::now();
             self.known
@@ -238,9 +247,7 @@ impl PeerBook {
         listen_addrs: Vec<Multiaddr>,
     ) {
         let (addrs, _) = addrs::filter_remote(listen_addrs, self.private_network);
-        for a in &addrs {
-            swarm.behaviour_mut().kad.add_address(&peer, a.clone());
-        }
+        add_to_kademlia(swarm, peer, &addrs);
         let entry = self
             .known
             .entry(peer)
@@ -333,19 +340,20 @@ impl PeerBook {
     /// Keep the connection count between the target and the most allowed: dial known
     /// peers (and bootstrap addresses) whose backoff has passed while below the target,
     /// close random idle connections above the most allowed.
-    pub(super) fn redial(&mut self, swarm: &mut Swarm<Behaviour>) {
+    pub(super) fn redial(&mut self, swarm: &mut Swarm<Behaviour>, keep: &HashSet<PeerId>) {
         let now = Instant::now();
         self.last_work
             .retain(|_, t| now.duration_since(*t) < WORK_PROTECTION);
         let connected: HashSet<PeerId> = swarm.connected_peers().copied().collect();
-        if connected.len() > self.max {
-            self.trim(swarm, &connected, now);
+        let counted = self.settle(swarm, &connected, keep, now);
+        if counted.len() > self.max {
+            self.trim(swarm, &counted, keep);
             return;
         }
-        if connected.len() >= self.target {
+        if counted.len() >= self.target {
             return;
         }
-        let budget = (self.target - connected.len()).min(MAX_DIALS_PER_TICK);
+        let budget = (self.target - counted.len()).min(MAX_DIALS_PER_TICK);
         let bootstrap_up: HashSet<&Multiaddr> = self
             .bootstrap_peers
             .iter()
@@ -416,22 +424,69 @@ impl PeerBook {
         }
     }
 
-    /// Above the most allowed: close random connections without recent work down to the
-    /// target, and do not dial them again for [`TRIM_COOLDOWN`].
-    fn trim(&mut self, swarm: &mut Swarm<Behaviour>, connected: &HashSet<PeerId>, now: Instant) {
-        let excess = connected.len() - self.target;
-        let mut idle: Vec<PeerId> = connected
+    /// The connected peers that count toward the bound: not those that dialled in, or
+    /// that Kademlia dialled, less than [`SETTLE`] ago (a query's connection, closed when
+    /// it is done); peers connected only by Kademlia for [`KADEMLIA_IDLE`] without work
+    /// are closed when the others reach the target (counted otherwise). `keep`: relays
+    /// this node reserves on, never closed.
+    fn settle(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        connected: &HashSet<PeerId>,
+        keep: &HashSet<PeerId>,
+        now: Instant,
+    ) -> HashSet<PeerId> {
+        let conns = self.stats.peers(now);
+        let mut counted = HashSet::new();
+        let mut transient = Vec::new();
+        for peer in connected {
+            let worked = self.last_work.contains_key(peer) || keep.contains(peer);
+            match conns.get(peer) {
+                Some(c) if c.kademlia_only && !worked && c.age >= KADEMLIA_IDLE => {
+                    transient.push(*peer);
+                }
+                Some(c) if !c.ours && !worked && c.age < SETTLE => {}
+                _ => {
+                    counted.insert(*peer);
+                }
+            }
+        }
+        if counted.len() < self.target {
+            counted.extend(transient);
+            return counted;
+        }
+        for peer in transient {
+            tracing::debug!(peer = %peer, "connection closed (opened by Kademlia, not needed)");
+            self.stats.closing(peer, "transient");
+            let _ = swarm.disconnect_peer_id(peer);
+        }
+        counted
+    }
+
+    /// Above the most allowed: close random connections without recent work, only as
+    /// many as there are too many (closing down to the target made as many peers dial
+    /// again, each pushing another node above its most allowed), and do not dial them
+    /// again for [`TRIM_COOLDOWN`].
+    fn trim(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        counted: &HashSet<PeerId>,
+        keep: &HashSet<PeerId>,
+    ) {
+        let now = Instant::now();
+        let excess = counted.len() - self.max;
+        let mut idle: Vec<PeerId> = counted
             .iter()
-            .filter(|p| !self.last_work.contains_key(p))
+            .filter(|p| !self.last_work.contains_key(p) && !keep.contains(p))
             .copied()
             .collect();
         idle.sort_by_key(|p| self.order.hash_one(p));
         for peer in idle.into_iter().take(excess) {
-            tracing::debug!(peer = %peer, connected = connected.len(), max = self.max, "connection trimmed (too many peers)");
+            tracing::debug!(peer = %peer, connected = counted.len(), max = self.max, "connection trimmed (too many peers)");
             if let Some(r) = self.known.get_mut(&peer) {
                 r.next = now + TRIM_COOLDOWN;
             }
-            self.stats.trimming(peer);
+            self.stats.closing(peer, "trimmed");
             let _ = swarm.disconnect_peer_id(peer);
         }
     }
@@ -467,6 +522,22 @@ impl PeerBook {
             Some(peer) => tracing::debug!(peer = %peer, "dial failed: {error}"),
             None => tracing::debug!("dial failed: {error}"),
         }
+    }
+}
+
+/// A peer's addresses into Kademlia's routing table, unless its bucket is full: there,
+/// a connected peer would make Kademlia dial the bucket's oldest disconnected entry (see
+/// `behaviour`), and a disconnected one is not taken anyway.
+fn add_to_kademlia(swarm: &mut Swarm<Behaviour>, peer: PeerId, addrs: &[Multiaddr]) {
+    let kad = &mut swarm.behaviour_mut().kad;
+    if kad
+        .kbucket(peer)
+        .is_some_and(|b| b.num_entries() >= libp2p::kad::K_VALUE.get())
+    {
+        return;
+    }
+    for a in addrs {
+        kad.add_address(&peer, a.clone());
     }
 }
 

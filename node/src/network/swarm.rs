@@ -128,7 +128,8 @@ impl Task {
                     None => return,
                 },
                 _ = tick.tick() => {
-                    self.peers.redial(&mut self.swarm);
+                    let relays = self.relays.peers().collect();
+                    self.peers.redial(&mut self.swarm, &relays);
                     self.relays.tick(&mut self.swarm);
                 }
             }
@@ -291,7 +292,7 @@ impl Task {
                 num_established,
                 ..
             } => {
-                self.peers.stats.opened(connection_id, &endpoint);
+                self.peers.stats.opened(connection_id, peer_id, &endpoint);
                 self.peers.on_connected(peer_id, &endpoint);
                 if num_established.get() == 1 {
                     tracing::debug!(peer = %peer_id, relayed = endpoint.is_relayed(), "connected");
@@ -399,7 +400,10 @@ impl Task {
             }
             BehaviourEvent::Kad(event) => {
                 if let libp2p::kad::Event::OutboundQueryProgressed {
-                    result, stats, step, ..
+                    result,
+                    stats,
+                    step,
+                    ..
                 } = &event
                 {
                     self.peers.stats.kad_query(result, stats, step.last);

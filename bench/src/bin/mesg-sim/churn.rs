@@ -40,7 +40,10 @@ impl Snapshot {
         Snapshot(
             self.0
                 .iter()
-                .map(|(k, v)| (k.clone(), v - before.0.get(k).copied().unwrap_or(0.0)))
+                .map(|(k, v)| {
+                    let d = v - before.0.get(k).copied().unwrap_or(0.0);
+                    (k.clone(), d.max(0.0))
+                })
                 .collect(),
         )
     }
@@ -83,7 +86,7 @@ impl Snapshot {
         let mut s = String::new();
         let _ = write!(
             s,
-            "dialled {:.0} (target {:.0}, bootstrap {:.0}, request {:.0}, kademlia {:.0}, and {:.0} inbound); closed trimmed {:.0}, by the peer {:.0}, here {:.0}; short-lived {:.0}; kad bootstraps {:.0} ({:.0} requests), other kad queries {:.0} ({:.0} requests)",
+            "dialled {:.0} (target {:.0}, bootstrap {:.0}, request {:.0}, kademlia {:.0}, and {:.0} inbound); closed trimmed {:.0}, transient {:.0}, by the peer {:.0}, here {:.0}; short-lived {:.0}; kad bootstraps {:.0} ({:.0} requests), other kad queries {:.0} ({:.0} requests)",
             self.sum("mesg_connections_opened_total", &[]) - opened("inbound"),
             opened("target"),
             opened("bootstrap"),
@@ -91,13 +94,16 @@ impl Snapshot {
             opened("kademlia"),
             opened("inbound"),
             closed("trimmed"),
+            closed("transient"),
             closed("remote"),
             closed("local"),
             self.sum("mesg_connections_short_lived_total", &[]),
             self.sum("mesg_kad_queries_total", &["kind=\"bootstrap\""]),
             self.sum("mesg_kad_requests_total", &["kind=\"bootstrap\""]),
-            self.sum("mesg_kad_queries_total", &[]) - self.sum("mesg_kad_queries_total", &["kind=\"bootstrap\""]),
-            self.sum("mesg_kad_requests_total", &[]) - self.sum("mesg_kad_requests_total", &["kind=\"bootstrap\""]),
+            self.sum("mesg_kad_queries_total", &[])
+                - self.sum("mesg_kad_queries_total", &["kind=\"bootstrap\""]),
+            self.sum("mesg_kad_requests_total", &[])
+                - self.sum("mesg_kad_requests_total", &["kind=\"bootstrap\""]),
         );
         s
     }

@@ -111,4 +111,3 @@ async fn across(side: &[Node], other: &HashSet<libp2p::PeerId>) -> usize {
         .map(|c| c.iter().filter(|p| other.contains(p)).count())
         .sum()
 }
-

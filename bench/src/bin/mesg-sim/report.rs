@@ -75,4 +75,3 @@ pub(super) fn tables(rows: &[Row], args: &Args) -> String {
     }
     s
 }
-
