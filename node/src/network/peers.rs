@@ -44,15 +44,17 @@ const TRIM_COOLDOWN: Duration = Duration::from_secs(600);
 const STABLE_CONNECTION: Duration = Duration::from_secs(30);
 
 /// A peer that dialled in, or that Kademlia dialled, does not count toward the bound
-/// for this long: most such connections are a query's (ours or the peer's), closed
-/// when it is done; counted at once, they pushed nodes above the most allowed, whose
-/// trims were answered by redials.
-const SETTLE: Duration = Duration::from_secs(15);
+/// for this long: many such connections are a query's (ours or the peer's), closed
+/// after [`KADEMLIA_IDLE`]; counted at once, they pushed nodes above the most allowed,
+/// whose trims were answered by redials. Short, so that a node above its bound trims
+/// soon (a node joining dials in, and its connections must count).
+const SETTLE: Duration = Duration::from_secs(5);
 
-/// A peer connected only by Kademlia's dials (its queries, its bucket checks), without
-/// work, is closed this long after it connected once the node has its target of other
-/// peers (a query times out after 10 s; a connection kept for ever would count).
-const KADEMLIA_IDLE: Duration = Duration::from_secs(10);
+/// A peer connected only by Kademlia's dials (its queries), without work, is closed
+/// this long after it connected once the node has its target of other peers (kept,
+/// such a connection would count like any other; before that, it is idle for 2 minutes
+/// before it closes). Shorter than [`SETTLE`]: the peer closes it before counting it.
+const KADEMLIA_IDLE: Duration = Duration::from_secs(3);
 
 /// Dials started per tick at most (a node far below its target does not open hundreds
 /// of dials at once).
@@ -548,78 +550,5 @@ fn strip_p2p(addr: &Multiaddr) -> Multiaddr {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::{
-        MAX_BACKOFF, MAX_REDIALS, MIN_BACKOFF, REDIAL_COOLDOWN, Redial, STABLE_CONNECTION,
-        TRIM_COOLDOWN,
-    };
-    use libp2p::Multiaddr;
-    use std::time::{Duration, Instant};
-
-    #[test]
-    fn peers_learned_from_the_network_are_redialled_a_bounded_number_of_times() {
-        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/9".parse().unwrap();
-        let mut now = Instant::now();
-        let mut r = Redial::new(vec![addr.clone()], now);
-        let mut dials = 0;
-        for _ in 0..100 {
-            if r.due(now, Some(MAX_REDIALS)) {
-                dials += 1;
-            }
-            if r.gave_up_at.is_some() {
-                break;
-            }
-            now += MAX_BACKOFF;
-        }
-        assert_eq!(dials, MAX_REDIALS);
-        now += MAX_BACKOFF;
-        assert!(!r.due(now, Some(MAX_REDIALS)));
-        assert!(r.addrs.is_empty(), "addresses forgotten");
-        // A new announcement soon after does not start it again...
-        r.announced(vec![addr.clone()], now);
-        assert!(!r.due(now, Some(MAX_REDIALS)));
-        // ...after the cooldown it does, and a connection resets everything.
-        now += REDIAL_COOLDOWN;
-        r.announced(vec![addr.clone()], now);
-        assert!(r.due(now, Some(MAX_REDIALS)));
-        r.connected();
-        assert_eq!(r.attempts, 0);
-        // Bootstrap addresses (no limit) are dialled for ever.
-        let mut b = Redial::new(vec![addr], now);
-        let mut dials = 0;
-        for _ in 0..100 {
-            if b.due(now, None) {
-                dials += 1;
-            }
-            now += MAX_BACKOFF;
-        }
-        assert_eq!(dials, 100);
-    }
-
-    #[test]
-    fn a_peer_that_closes_our_connections_at_once_is_redialled_ever_later() {
-        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/9".parse().unwrap();
-        let mut now = Instant::now();
-        let mut r = Redial::new(vec![addr], now);
-        let mut waits = Vec::new();
-        for _ in 0..8 {
-            r.opened(now);
-            now += Duration::from_millis(600);
-            r.lost(now);
-            waits.push(r.next.duration_since(now));
-            now = r.next;
-        }
-        assert!(waits.windows(2).all(|w| w[1] >= w[0]), "{waits:?}");
-        assert_eq!(*waits.last().unwrap(), MAX_BACKOFF);
-        // A connection that lasted is redialled at once after it is lost (a restart).
-        r.opened(now);
-        now += STABLE_CONNECTION;
-        r.lost(now);
-        assert_eq!(r.next.duration_since(now), MIN_BACKOFF);
-        // A trimmed peer keeps its cooldown whatever the loss says.
-        r.next = now + TRIM_COOLDOWN;
-        r.opened(now);
-        r.lost(now + Duration::from_secs(1));
-        assert_eq!(r.next, now + TRIM_COOLDOWN);
-    }
-}
+#[path = "peers_tests.rs"]
+mod tests;
