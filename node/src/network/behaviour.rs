@@ -34,6 +34,9 @@ type PackageCodec = FrameCodec<PackageRequest, PackageResponse, MAX_PACKAGE_MESS
 /// flow back on the same connection. (Was 1,024, with the whole frame reserved up front.)
 pub const MAX_WORK_STREAMS: usize = 256;
 
+/// How often Kademlia refreshes its whole routing table (libp2p's default: 5 minutes).
+const KAD_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(30 * 60);
+
 /// Only our topics may be subscribed to (ours or a peer's subscriptions).
 #[derive(Debug, Default, Clone)]
 pub struct TopicWhitelist;
@@ -97,6 +100,18 @@ pub(super) fn build_swarm(
             kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
             kad_config.set_query_timeout(Duration::from_secs(10));
             kad_config.set_max_packet_size(MAX_PACKAGE_MESSAGE);
+            // Peers enter the routing table only through `PeerBook` (announcements,
+            // identify), never into a full bucket: Kademlia alone inserts every peer that
+            // connects and, when its bucket is full, dials the bucket's oldest
+            // disconnected entry to check on it; each such dial was a connection whose own
+            // insertion dialled again (most of the connections a node opened at idle in
+            // the simulation). Announcements already say who is alive.
+            kad_config.set_kbucket_inserts(kad::BucketInserts::Manual);
+            // Its whole-table refresh (a lookup per bucket, ~35 requests, most to peers
+            // not connected) is rarely needed: the table is filled from announcements.
+            // It still runs when a peer enters a table of fewer than 20 (libp2p's
+            // automatic bootstrap, which cannot be turned off: small networks, a start).
+            kad_config.set_periodic_bootstrap_interval(Some(KAD_BOOTSTRAP_INTERVAL));
             let mut kad =
                 kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_config);
             kad.set_mode(Some(kad::Mode::Server));

@@ -12,12 +12,14 @@
 //!
 //! Files: `handle` (commands in), `swarm` (the task and its loop), `behaviour` (the
 //! protocols and their settings), `requests` (work and packages), `gossip`, `kademlia`,
-//! `peers` (bootstrap, redials, the peer list), `codec` (length-prefixed frames), `nat`
+//! `peers` (bootstrap, redials, the peer list), `conn_stats` (who opens connections,
+//! how they end), `codec` (length-prefixed frames), `nat`
 //! (AutoNAT, relay reservations and the relay server's limits).
 
 pub mod addrs;
 mod behaviour;
 mod codec;
+mod conn_stats;
 mod gossip;
 mod handle;
 mod kademlia;

@@ -224,6 +224,11 @@ impl Relays {
     }
 
     /// A peer's last connection closed: it is no candidate any more.
+    /// The relays this node reserves on (or tries to).
+    pub(super) fn peers(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.named.iter().chain(self.auto.iter()).map(|s| s.relay)
+    }
+
     pub(super) fn on_disconnected(&mut self, peer: PeerId) {
         self.candidates.remove(&peer);
     }

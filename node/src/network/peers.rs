@@ -17,6 +17,7 @@
 //! connection history can be followed in the logs.
 
 use super::behaviour::Behaviour;
+use super::conn_stats::{ConnStats, Origin};
 use super::{MAX_REDIALS, NetError, PeerInfo, addrs};
 use libp2p::core::ConnectedPoint;
 use libp2p::swarm::dial_opts::DialOpts;
@@ -41,6 +42,19 @@ const TRIM_COOLDOWN: Duration = Duration::from_secs(600);
 /// A connection that lasted this long was not closed for being one too many: when it
 /// ends, the peer is redialled from the shortest backoff.
 const STABLE_CONNECTION: Duration = Duration::from_secs(30);
+
+/// A peer that dialled in, or that Kademlia dialled, does not count toward the bound
+/// for this long: many such connections are a query's (ours or the peer's), closed
+/// after [`KADEMLIA_IDLE`]; counted at once, they pushed nodes above the most allowed,
+/// whose trims were answered by redials. Short, so that a node above its bound trims
+/// soon (a node joining dials in, and its connections must count).
+const SETTLE: Duration = Duration::from_secs(5);
+
+/// A peer connected only by Kademlia's dials (its queries), without work, is closed
+/// this long after it connected once the node has its target of other peers (kept,
+/// such a connection would count like any other; before that, it is idle for 2 minutes
+/// before it closes). Shorter than [`SETTLE`]: the peer closes it before counting it.
+const KADEMLIA_IDLE: Duration = Duration::from_secs(3);
 
 /// Dials started per tick at most (a node far below its target does not open hundreds
 /// of dials at once).
@@ -176,6 +190,8 @@ pub(super) struct PeerBook {
     last_work: HashMap<PeerId, Instant>,
     /// Random per process: which peers are dialled or trimmed first.
     order: std::collections::hash_map::RandomState,
+    /// Who opened the connections and how they ended (`/metrics`).
+    pub(super) stats: ConnStats,
 }
 
 impl PeerBook {
@@ -198,6 +214,7 @@ impl PeerBook {
             bootstrap_peers: HashMap::new(),
             known: HashMap::new(),
             private_network,
+            stats: ConnStats::default(),
         }
     }
 
@@ -213,9 +230,7 @@ impl PeerBook {
         if dropped > 0 {
             tracing::debug!(peer = %peer, dropped, "announced addresses not taken");
         }
-        for a in &addrs {
-            swarm.behaviour_mut().kad.add_address(&peer, a.clone());
-        }
+        add_to_kademlia(swarm, peer, &addrs);
         if peer != *swarm.local_peer_id() && !addrs.is_empty() {
             let now = Instant::now();
             self.known
@@ -234,9 +249,7 @@ impl PeerBook {
         listen_addrs: Vec<Multiaddr>,
     ) {
         let (addrs, _) = addrs::filter_remote(listen_addrs, self.private_network);
-        for a in &addrs {
-            swarm.behaviour_mut().kad.add_address(&peer, a.clone());
-        }
+        add_to_kademlia(swarm, peer, &addrs);
         let entry = self
             .known
             .entry(peer)
@@ -246,15 +259,35 @@ impl PeerBook {
 
     /// Dial an address the node was asked to (its peer id may be unknown).
     pub(super) fn dial(
+        &mut self,
         swarm: &mut Swarm<Behaviour>,
         addr: Multiaddr,
         reply: oneshot::Sender<Result<(), NetError>>,
     ) {
-        let r = swarm.dial(addr.clone()).map_err(|e| NetError::Unreachable {
-            peer: PeerId::random(),
-            reason: format!("{addr}: {e}"),
-        });
+        let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
+        let r = self
+            .start_dial(swarm, opts, Origin::Request)
+            .map_err(|e| NetError::Unreachable {
+                peer: PeerId::random(),
+                reason: format!("{addr}: {e}"),
+            });
         let _ = reply.send(r);
+    }
+
+    /// Dial, counting the connection as this node's (see [`ConnStats`]).
+    fn start_dial(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        opts: DialOpts,
+        origin: Origin,
+    ) -> Result<(), DialError> {
+        let id = opts.connection_id();
+        self.stats.dialling(id, origin);
+        let r = swarm.dial(opts);
+        if r.is_err() {
+            self.stats.dial_failed(id);
+        }
+        r
     }
 
     /// Known and connected peers, sorted by id.
@@ -301,7 +334,7 @@ impl PeerBook {
             .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
             .addresses(r.addrs.clone())
             .build();
-        if let Err(e) = swarm.dial(opts) {
+        if let Err(e) = self.start_dial(swarm, opts, Origin::Request) {
             tracing::debug!(peer = %peer, "dial for a request: {e}");
         }
     }
@@ -309,19 +342,20 @@ impl PeerBook {
     /// Keep the connection count between the target and the most allowed: dial known
     /// peers (and bootstrap addresses) whose backoff has passed while below the target,
     /// close random idle connections above the most allowed.
-    pub(super) fn redial(&mut self, swarm: &mut Swarm<Behaviour>) {
+    pub(super) fn redial(&mut self, swarm: &mut Swarm<Behaviour>, keep: &HashSet<PeerId>) {
         let now = Instant::now();
         self.last_work
             .retain(|_, t| now.duration_since(*t) < WORK_PROTECTION);
         let connected: HashSet<PeerId> = swarm.connected_peers().copied().collect();
-        if connected.len() > self.max {
-            self.trim(swarm, &connected, now);
+        let counted = self.settle(swarm, &connected, keep, now);
+        if counted.len() > self.max {
+            self.trim(swarm, &counted, keep);
             return;
         }
-        if connected.len() >= self.target {
+        if counted.len() >= self.target {
             return;
         }
-        let budget = (self.target - connected.len()).min(MAX_DIALS_PER_TICK);
+        let budget = (self.target - counted.len()).min(MAX_DIALS_PER_TICK);
         let bootstrap_up: HashSet<&Multiaddr> = self
             .bootstrap_peers
             .iter()
@@ -361,6 +395,7 @@ impl PeerBook {
                             span,
                             r.attempts,
                             DialOpts::unknown_peer_id().address(addr.clone()).build(),
+                            Origin::Bootstrap,
                         ));
                     }
                 }
@@ -374,6 +409,7 @@ impl PeerBook {
                             span,
                             r.attempts,
                             DialOpts::peer_id(peer).addresses(r.addrs.clone()).build(),
+                            Origin::Target,
                         ));
                     } else if r.gave_up_at == Some(now) {
                         tracing::debug!(peer = %peer, "not redialled any more after {} failed dials", r.attempts);
@@ -381,30 +417,78 @@ impl PeerBook {
                 }
             }
         }
-        for (span, attempt, d) in dials {
+        for (span, attempt, d, origin) in dials {
             let _entered = span.enter();
             tracing::debug!(attempt, "redialling");
-            if let Err(e) = swarm.dial(d) {
+            if let Err(e) = self.start_dial(swarm, d, origin) {
                 tracing::debug!(attempt, "redial: {e}");
             }
         }
     }
 
-    /// Above the most allowed: close random connections without recent work down to the
-    /// target, and do not dial them again for [`TRIM_COOLDOWN`].
-    fn trim(&mut self, swarm: &mut Swarm<Behaviour>, connected: &HashSet<PeerId>, now: Instant) {
-        let excess = connected.len() - self.target;
-        let mut idle: Vec<PeerId> = connected
+    /// The connected peers that count toward the bound: not those that dialled in, or
+    /// that Kademlia dialled, less than [`SETTLE`] ago (a query's connection, closed when
+    /// it is done); peers connected only by Kademlia for [`KADEMLIA_IDLE`] without work
+    /// are closed when the others reach the target (counted otherwise). `keep`: relays
+    /// this node reserves on, never closed.
+    fn settle(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        connected: &HashSet<PeerId>,
+        keep: &HashSet<PeerId>,
+        now: Instant,
+    ) -> HashSet<PeerId> {
+        let conns = self.stats.peers(now);
+        let mut counted = HashSet::new();
+        let mut transient = Vec::new();
+        for peer in connected {
+            let worked = self.last_work.contains_key(peer) || keep.contains(peer);
+            match conns.get(peer) {
+                Some(c) if c.kademlia_only && !worked && c.age >= KADEMLIA_IDLE => {
+                    transient.push(*peer);
+                }
+                Some(c) if !c.ours && !worked && c.age < SETTLE => {}
+                _ => {
+                    counted.insert(*peer);
+                }
+            }
+        }
+        if counted.len() < self.target {
+            counted.extend(transient);
+            return counted;
+        }
+        for peer in transient {
+            tracing::debug!(peer = %peer, "connection closed (opened by Kademlia, not needed)");
+            self.stats.closing(peer, "transient");
+            let _ = swarm.disconnect_peer_id(peer);
+        }
+        counted
+    }
+
+    /// Above the most allowed: close random connections without recent work, only as
+    /// many as there are too many (closing down to the target made as many peers dial
+    /// again, each pushing another node above its most allowed), and do not dial them
+    /// again for [`TRIM_COOLDOWN`].
+    fn trim(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        counted: &HashSet<PeerId>,
+        keep: &HashSet<PeerId>,
+    ) {
+        let now = Instant::now();
+        let excess = counted.len() - self.max;
+        let mut idle: Vec<PeerId> = counted
             .iter()
-            .filter(|p| !self.last_work.contains_key(p))
+            .filter(|p| !self.last_work.contains_key(p) && !keep.contains(p))
             .copied()
             .collect();
         idle.sort_by_key(|p| self.order.hash_one(p));
         for peer in idle.into_iter().take(excess) {
-            tracing::debug!(peer = %peer, connected = connected.len(), max = self.max, "connection trimmed (too many peers)");
+            tracing::debug!(peer = %peer, connected = counted.len(), max = self.max, "connection trimmed (too many peers)");
             if let Some(r) = self.known.get_mut(&peer) {
                 r.next = now + TRIM_COOLDOWN;
             }
+            self.stats.closing(peer, "trimmed");
             let _ = swarm.disconnect_peer_id(peer);
         }
     }
@@ -443,6 +527,22 @@ impl PeerBook {
     }
 }
 
+/// A peer's addresses into Kademlia's routing table, unless its bucket is full: there,
+/// a connected peer would make Kademlia dial the bucket's oldest disconnected entry (see
+/// `behaviour`), and a disconnected one is not taken anyway.
+fn add_to_kademlia(swarm: &mut Swarm<Behaviour>, peer: PeerId, addrs: &[Multiaddr]) {
+    let kad = &mut swarm.behaviour_mut().kad;
+    if kad
+        .kbucket(peer)
+        .is_some_and(|b| b.num_entries() >= libp2p::kad::K_VALUE.get())
+    {
+        return;
+    }
+    for a in addrs {
+        kad.add_address(&peer, a.clone());
+    }
+}
+
 fn strip_p2p(addr: &Multiaddr) -> Multiaddr {
     addr.iter()
         .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
@@ -450,78 +550,5 @@ fn strip_p2p(addr: &Multiaddr) -> Multiaddr {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::{
-        MAX_BACKOFF, MAX_REDIALS, MIN_BACKOFF, REDIAL_COOLDOWN, Redial, STABLE_CONNECTION,
-        TRIM_COOLDOWN,
-    };
-    use libp2p::Multiaddr;
-    use std::time::{Duration, Instant};
-
-    #[test]
-    fn peers_learned_from_the_network_are_redialled_a_bounded_number_of_times() {
-        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/9".parse().unwrap();
-        let mut now = Instant::now();
-        let mut r = Redial::new(vec![addr.clone()], now);
-        let mut dials = 0;
-        for _ in 0..100 {
-            if r.due(now, Some(MAX_REDIALS)) {
-                dials += 1;
-            }
-            if r.gave_up_at.is_some() {
-                break;
-            }
-            now += MAX_BACKOFF;
-        }
-        assert_eq!(dials, MAX_REDIALS);
-        now += MAX_BACKOFF;
-        assert!(!r.due(now, Some(MAX_REDIALS)));
-        assert!(r.addrs.is_empty(), "addresses forgotten");
-        // A new announcement soon after does not start it again...
-        r.announced(vec![addr.clone()], now);
-        assert!(!r.due(now, Some(MAX_REDIALS)));
-        // ...after the cooldown it does, and a connection resets everything.
-        now += REDIAL_COOLDOWN;
-        r.announced(vec![addr.clone()], now);
-        assert!(r.due(now, Some(MAX_REDIALS)));
-        r.connected();
-        assert_eq!(r.attempts, 0);
-        // Bootstrap addresses (no limit) are dialled for ever.
-        let mut b = Redial::new(vec![addr], now);
-        let mut dials = 0;
-        for _ in 0..100 {
-            if b.due(now, None) {
-                dials += 1;
-            }
-            now += MAX_BACKOFF;
-        }
-        assert_eq!(dials, 100);
-    }
-
-    #[test]
-    fn a_peer_that_closes_our_connections_at_once_is_redialled_ever_later() {
-        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/9".parse().unwrap();
-        let mut now = Instant::now();
-        let mut r = Redial::new(vec![addr], now);
-        let mut waits = Vec::new();
-        for _ in 0..8 {
-            r.opened(now);
-            now += Duration::from_millis(600);
-            r.lost(now);
-            waits.push(r.next.duration_since(now));
-            now = r.next;
-        }
-        assert!(waits.windows(2).all(|w| w[1] >= w[0]), "{waits:?}");
-        assert_eq!(*waits.last().unwrap(), MAX_BACKOFF);
-        // A connection that lasted is redialled at once after it is lost (a restart).
-        r.opened(now);
-        now += STABLE_CONNECTION;
-        r.lost(now);
-        assert_eq!(r.next.duration_since(now), MIN_BACKOFF);
-        // A trimmed peer keeps its cooldown whatever the loss says.
-        r.next = now + TRIM_COOLDOWN;
-        r.opened(now);
-        r.lost(now + Duration::from_secs(1));
-        assert_eq!(r.next, now + TRIM_COOLDOWN);
-    }
-}
+#[path = "peers_tests.rs"]
+mod tests;

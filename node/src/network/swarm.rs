@@ -55,6 +55,13 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> anyhow::Result<(NetworkHandle, mpsc::Receiver<NetworkEvent>)> {
     let metrics = libp2p::metrics::Metrics::new(registry);
+    let peers = PeerBook::new(
+        config.bootstrap.clone(),
+        config.private_network,
+        config.target_peers,
+        config.max_peers,
+    );
+    peers.stats.register(registry);
     let mut swarm = build_swarm(key, &config, registry)?;
     let local_peer = *swarm.local_peer_id();
     let relays = Relays::new(&config.relays)?;
@@ -95,12 +102,7 @@ pub fn spawn(
         },
         requests: PendingRequests::default(),
         queries: PendingQueries::default(),
-        peers: PeerBook::new(
-            config.bootstrap,
-            config.private_network,
-            config.target_peers,
-            config.max_peers,
-        ),
+        peers,
         listeners,
         listen_addrs: Vec::new(),
         relays,
@@ -126,7 +128,8 @@ impl Task {
                     None => return,
                 },
                 _ = tick.tick() => {
-                    self.peers.redial(&mut self.swarm);
+                    let relays = self.relays.peers().collect();
+                    self.peers.redial(&mut self.swarm, &relays);
                     self.relays.tick(&mut self.swarm);
                 }
             }
@@ -207,7 +210,7 @@ impl Task {
             Command::PutRecord { key, value } => PendingQueries::put_record(swarm, key, value),
             Command::GetRecord { key, reply } => self.queries.get_record(swarm, key, reply),
             Command::AddAddresses { peer, addrs } => self.peers.add_addresses(swarm, peer, addrs),
-            Command::Dial { addr, reply } => PeerBook::dial(swarm, addr, reply),
+            Command::Dial { addr, reply } => self.peers.dial(swarm, addr, reply),
             Command::Connect { peer } => self.peers.dial_for_request(swarm, peer),
             Command::Peers { reply } => {
                 let _ = reply.send(self.peers.list(swarm));
@@ -284,10 +287,12 @@ impl Task {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 ..
             } => {
+                self.peers.stats.opened(connection_id, peer_id, &endpoint);
                 self.peers.on_connected(peer_id, &endpoint);
                 if num_established.get() == 1 {
                     tracing::debug!(peer = %peer_id, relayed = endpoint.is_relayed(), "connected");
@@ -296,9 +301,18 @@ impl Task {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
+                cause,
                 ..
             } => {
+                let last = num_established == 0;
+                self.peers
+                    .stats
+                    .closed(connection_id, peer_id, cause.is_some(), last);
+                if !last {
+                    return;
+                }
                 tracing::debug!(peer = %peer_id, "disconnected");
                 self.peers.on_disconnected(peer_id);
                 self.relays.on_disconnected(peer_id);
@@ -306,7 +320,12 @@ impl Task {
                     .emit(NetworkEvent::PeerDisconnected(peer_id))
                     .await;
             }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                connection_id,
+                error,
+            } => {
+                self.peers.stats.dial_failed(connection_id);
                 PeerBook::on_dial_failed(peer_id, &error);
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event).await,
@@ -379,7 +398,18 @@ impl Task {
                 )
                 .await
             }
-            BehaviourEvent::Kad(event) => self.queries.on_event(&mut self.swarm, event),
+            BehaviourEvent::Kad(event) => {
+                if let libp2p::kad::Event::OutboundQueryProgressed {
+                    result,
+                    stats,
+                    step,
+                    ..
+                } = &event
+                {
+                    self.peers.stats.kad_query(result, stats, step.last);
+                }
+                self.queries.on_event(&mut self.swarm, event)
+            }
             _ => {}
         }
     }

@@ -29,11 +29,17 @@ use mesg_node::runtime::{ResourceLimits, Runtime};
 use mesg_node::store::{SledStore, Store};
 use mesg_protocol::service_api::{TaskResultRequest, TaskStreamMessage};
 use mesg_protocol::{Keypair, PublicKey, ServiceHash};
-use std::collections::{BTreeMap, HashSet};
-use std::fmt::Write as _;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+mod churn;
+mod partition;
+mod report;
+use churn::Snapshot;
+use partition::partition;
+use report::tables;
 
 const DEFINITION: &str = "name: Echo\nsid: echo\ntasks:\n  echo:\n    inputs:\n      message: {type: String, optional: true}\n    outputs:\n      message: {type: String, optional: true}\n";
 
@@ -309,6 +315,10 @@ struct Row {
     idle_window_s: f64,
     full_period: Option<FullPeriod>,
     partition: String,
+    /// Connections dialled per node per minute over the idle window.
+    idle_opened: f64,
+    /// Per phase: its name, its length (s) and what the connection counters say.
+    churn: Vec<(&'static str, f64, String)>,
 }
 
 async fn simulate(n: usize, args: &Args) -> Result<Row> {
@@ -329,6 +339,17 @@ async fn simulate(n: usize, args: &Args) -> Result<Row> {
     }
     let start_all_s = t.elapsed().as_secs_f64();
     eprintln!("[{n}] started in {start_all_s:.1} s");
+    let mut churn = Vec::new();
+    let mut phase = (Snapshot::default(), t);
+    let mut end_phase = |name: &'static str, nodes: &[Node]| {
+        let now = Snapshot::take(nodes);
+        let delta = now.since(&phase.0);
+        let secs = phase.1.elapsed().as_secs_f64();
+        eprintln!("[{n}] churn, {name} ({secs:.0} s): {}", delta.line());
+        churn.push((name, secs, delta.line()));
+        phase = (now, Instant::now());
+        delta
+    };
 
     // (1) membership
     let limit = Duration::from_secs(if quick { 20 } else { 60 });
@@ -342,6 +363,7 @@ async fn simulate(n: usize, args: &Args) -> Result<Row> {
         None => format!("> {} (not reached)", limit.as_millis()),
     };
     eprintln!("[{n}] membership {membership} ms (min known {membership_min})");
+    end_phase("start and membership", &nodes);
 
     // (2) a new provider on node 1
     let t = Instant::now();
@@ -413,9 +435,11 @@ async fn simulate(n: usize, args: &Args) -> Result<Row> {
     }
     eprintln!("[{n}] newcomer first exec {first_exec} ms after {attempts} attempt(s)");
     nodes.push(newcomer);
+    end_phase("new provider, newcomer", &nodes);
 
     // (4) idle
     tokio::time::sleep(Duration::from_secs(if quick { 2 } else { 10 })).await;
+    end_phase("settling", &nodes);
     let degrees: Vec<usize> = futures::future::join_all(nodes.iter().map(Node::connected))
         .await
         .iter()
@@ -457,6 +481,8 @@ async fn simulate(n: usize, args: &Args) -> Result<Row> {
     let secs = t.elapsed().as_secs_f64();
     let after: Vec<(f64, f64)> = nodes.iter().map(Node::bandwidth).collect();
     let (idle_in, idle_out) = rate(&after, secs);
+    let idle_opened = end_phase("idle", &nodes).opened_per_node_min(nodes.len(), secs);
+    eprintln!("[{n}] idle: {idle_opened:.1} connections dialled per node per minute");
     eprintln!("[{n}] idle in {idle_in:?} out {idle_out:?} KiB/node/min over {secs:.0} s");
     let period = (n as f64 + 2.0) * 1.5;
     let full_period = if !quick
@@ -477,6 +503,7 @@ async fn simulate(n: usize, args: &Args) -> Result<Row> {
     // (5) partition into halves, new providers on each side during the cut, heal
     let partition = partition(&nodes, args).await?;
     eprintln!("[{n}] partition: {partition}");
+    end_phase("partition", &nodes);
 
     for x in &nodes {
         x.shutdown.cancel();
@@ -499,174 +526,9 @@ async fn simulate(n: usize, args: &Args) -> Result<Row> {
         idle_window_s: secs,
         full_period,
         partition,
+        idle_opened,
+        churn,
     })
-}
-
-/// Cut the nodes into halves (each side refuses the other's peer ids, below every
-/// protocol), start one new provider on each side during the cut, end the cut, and time
-/// (a) the first connection across, (b) every node knowing both new providers.
-async fn partition(nodes: &[Node], args: &Args) -> Result<String> {
-    let half = nodes.len() / 2;
-    let (a, b) = nodes.split_at(half);
-    let a_ids: Vec<_> = a.iter().map(|x| x.peer).collect();
-    let b_ids: Vec<_> = b.iter().map(|x| x.peer).collect();
-    let b_set: HashSet<_> = b_ids.iter().copied().collect();
-    for x in a {
-        x.net.set_blocked(b_ids.clone(), true).await;
-    }
-    for x in b {
-        x.net.set_blocked(a_ids.clone(), true).await;
-    }
-    let cut_at = Instant::now();
-    // Across connections left (should be none once the gate closed them).
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let across_cut = across(a, &b_set).await;
-    // New providers: node 2 on side A, the last simulated node on side B.
-    let pa = &a[2.min(a.len() - 1)];
-    let pb = &b[b.len() - 2];
-    let service = provide_echo(pa).await?;
-    provide_echo(pb).await?;
-    let hold = Duration::from_secs(if args.quick { 3 } else { args.cut_secs });
-    let own_side = until(
-        hold + Duration::from_secs(10),
-        Duration::from_millis(20),
-        || {
-            a.iter()
-                .filter(|x| x.key != pa.key)
-                .all(|x| x.knows_provider(&service, &pa.key))
-                && b.iter()
-                    .filter(|x| x.key != pb.key)
-                    .all(|x| x.knows_provider(&service, &pb.key))
-        },
-    )
-    .await;
-    let leaked = a
-        .iter()
-        .filter(|x| x.knows_provider(&service, &pb.key))
-        .count()
-        + b.iter()
-            .filter(|x| x.knows_provider(&service, &pa.key))
-            .count();
-    if let Some(left) = hold.checked_sub(cut_at.elapsed()) {
-        tokio::time::sleep(left).await;
-    }
-    let held = cut_at.elapsed().as_secs_f64();
-    for x in a {
-        x.net.set_blocked(b_ids.clone(), false).await;
-    }
-    for x in b {
-        x.net.set_blocked(a_ids.clone(), false).await;
-    }
-    let healed_at = Instant::now();
-    let limit = Duration::from_secs(if args.quick { 15 } else { 60 });
-    let mut first_across = None;
-    let mut everyone = None;
-    while healed_at.elapsed() < limit && (first_across.is_none() || everyone.is_none()) {
-        if first_across.is_none() && across(a, &b_set).await > 0 {
-            first_across = Some(healed_at.elapsed());
-        }
-        if everyone.is_none()
-            && nodes.iter().all(|x| {
-                (x.key == pa.key || x.knows_provider(&service, &pa.key))
-                    && (x.key == pb.key || x.knows_provider(&service, &pb.key))
-            })
-        {
-            everyone = Some(healed_at.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let knowing = nodes
-        .iter()
-        .filter(|x| x.knows_provider(&service, &pa.key) || x.key == pa.key)
-        .filter(|x| x.knows_provider(&service, &pb.key) || x.key == pb.key)
-        .count();
-    let across_after = across(a, &b_set).await;
-    let ms = |d: Option<Duration>| match d {
-        Some(d) => format!("{} ms", d.as_millis()),
-        None => format!("not within {} s", limit.as_secs()),
-    };
-    Ok(format!(
-        "{} | {held:.1} | {across_cut} | {} | {} | {} | {knowing} of {} | {across_after}",
-        match own_side {
-            Some(d) => format!("{} ms", d.as_millis()),
-            None => "not within the cut".into(),
-        },
-        leaked,
-        ms(first_across),
-        ms(everyone),
-        nodes.len(),
-    ))
-}
-
-/// Connections from the nodes of `side` to peers in `other`, asked of all at once.
-async fn across(side: &[Node], other: &HashSet<libp2p::PeerId>) -> usize {
-    futures::future::join_all(side.iter().map(Node::connected))
-        .await
-        .iter()
-        .map(|c| c.iter().filter(|p| other.contains(p)).count())
-        .sum()
-}
-
-fn tables(rows: &[Row], args: &Args) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "| nodes (simulated) | membership (ms) | provider known p50 (ms) | provider known max (ms) | new node first exec from node start (ms) | idle in KiB/node/min mean / max | idle out KiB/node/min mean / max |\n|---|---|---|---|---|---|---|"
-    );
-    for r in rows {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {:.0} | {} | {} | {:.1} / {:.1} | {:.1} / {:.1} |",
-            r.n,
-            r.membership,
-            r.provider_p50,
-            r.provider_max,
-            r.first_exec,
-            r.idle_in.0,
-            r.idle_in.1,
-            r.idle_out.0,
-            r.idle_out.1
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\nDetails:\n\n| nodes | wall time (s) | start all (s) | membership reached (min nodes known / N-1) | connected peers per node at idle min / mean / max (target {}, max {}) | nodes that know the provider | new node: attempts until the first completed | idle window (s) | over one refresh period: window (s), in mean / max, out mean / max |\n|---|---|---|---|---|---|---|---|---|",
-        args.target_peers, args.max_peers
-    );
-    for r in rows {
-        let fp = match &r.full_period {
-            Some((secs, i, o)) => format!(
-                "{secs:.0}: {:.1} / {:.1}, {:.1} / {:.1}",
-                i.0, i.1, o.0, o.1
-            ),
-            None => "—".into(),
-        };
-        let _ = writeln!(
-            s,
-            "| {} | {:.0} | {:.1} | {} / {} | {} / {:.1} / {} | {} of {} | {} | {:.0} | {} |",
-            r.n,
-            r.wall_s,
-            r.start_all_s,
-            r.membership_min,
-            r.n - 1,
-            r.conns.0,
-            r.conns.1,
-            r.conns.2,
-            r.provider_known,
-            r.n - 1,
-            r.first_exec_attempts,
-            r.idle_window_s,
-            fp
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\nPartition into halves (N + 1 nodes, the newcomer included), one new provider started on each side during the cut:\n\n| nodes | each side knows its new provider after | cut held (s) | connections across 1 s into the cut | nodes that learned the other side's provider during the cut | first connection across after the cut (healed) | every node knows both new providers after the cut | nodes knowing both at the end | connections across at the end |\n|---|---|---|---|---|---|---|---|---|"
-    );
-    for r in rows {
-        let _ = writeln!(s, "| {} | {} |", r.n, r.partition);
-    }
-    s
 }
 
 #[tokio::main]

@@ -1,0 +1,75 @@
+//! Unit tests of `peers`: the redial backoff and its bounds.
+
+use super::{
+    MAX_BACKOFF, MAX_REDIALS, MIN_BACKOFF, REDIAL_COOLDOWN, Redial, STABLE_CONNECTION,
+    TRIM_COOLDOWN,
+};
+use libp2p::Multiaddr;
+use std::time::{Duration, Instant};
+
+#[test]
+fn peers_learned_from_the_network_are_redialled_a_bounded_number_of_times() {
+    let addr: Multiaddr = "/ip4/127.0.0.1/tcp/9".parse().unwrap();
+    let mut now = Instant::now();
+    let mut r = Redial::new(vec![addr.clone()], now);
+    let mut dials = 0;
+    for _ in 0..100 {
+        if r.due(now, Some(MAX_REDIALS)) {
+            dials += 1;
+        }
+        if r.gave_up_at.is_some() {
+            break;
+        }
+        now += MAX_BACKOFF;
+    }
+    assert_eq!(dials, MAX_REDIALS);
+    now += MAX_BACKOFF;
+    assert!(!r.due(now, Some(MAX_REDIALS)));
+    assert!(r.addrs.is_empty(), "addresses forgotten");
+    // A new announcement soon after does not start it again...
+    r.announced(vec![addr.clone()], now);
+    assert!(!r.due(now, Some(MAX_REDIALS)));
+    // ...after the cooldown it does, and a connection resets everything.
+    now += REDIAL_COOLDOWN;
+    r.announced(vec![addr.clone()], now);
+    assert!(r.due(now, Some(MAX_REDIALS)));
+    r.connected();
+    assert_eq!(r.attempts, 0);
+    // Bootstrap addresses (no limit) are dialled for ever.
+    let mut b = Redial::new(vec![addr], now);
+    let mut dials = 0;
+    for _ in 0..100 {
+        if b.due(now, None) {
+            dials += 1;
+        }
+        now += MAX_BACKOFF;
+    }
+    assert_eq!(dials, 100);
+}
+
+#[test]
+fn a_peer_that_closes_our_connections_at_once_is_redialled_ever_later() {
+    let addr: Multiaddr = "/ip4/127.0.0.1/tcp/9".parse().unwrap();
+    let mut now = Instant::now();
+    let mut r = Redial::new(vec![addr], now);
+    let mut waits = Vec::new();
+    for _ in 0..8 {
+        r.opened(now);
+        now += Duration::from_millis(600);
+        r.lost(now);
+        waits.push(r.next.duration_since(now));
+        now = r.next;
+    }
+    assert!(waits.windows(2).all(|w| w[1] >= w[0]), "{waits:?}");
+    assert_eq!(*waits.last().unwrap(), MAX_BACKOFF);
+    // A connection that lasted is redialled at once after it is lost (a restart).
+    r.opened(now);
+    now += STABLE_CONNECTION;
+    r.lost(now);
+    assert_eq!(r.next.duration_since(now), MIN_BACKOFF);
+    // A trimmed peer keeps its cooldown whatever the loss says.
+    r.next = now + TRIM_COOLDOWN;
+    r.opened(now);
+    r.lost(now + Duration::from_secs(1));
+    assert_eq!(r.next, now + TRIM_COOLDOWN);
+}
