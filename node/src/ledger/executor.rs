@@ -158,7 +158,10 @@ impl Ledger {
     /// write. The acknowledgements they carry are verified once each (a batch's answers
     /// carry the same one); an answer to a receipt not issued here, or whose
     /// acknowledgement does not verify, fails the whole batch (nothing recorded).
-    pub fn record_answers(&self, answers: &[(ExecutionId, ReceiptAnswer)]) -> Result<(), LedgerError> {
+    pub fn record_answers(
+        &self,
+        answers: &[(ExecutionId, ReceiptAnswer)],
+    ) -> Result<(), LedgerError> {
         let mut checked: Vec<(Hash32, CumulativeAck)> = Vec::new();
         let mut acks = Vec::with_capacity(answers.len());
         for (_, answer) in answers {

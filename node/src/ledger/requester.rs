@@ -159,7 +159,10 @@ impl Ledger {
         let pair: Option<AcceptedPair> = tx_get(t, &pk)?;
         let in_batch = moved.contains(&r.executor);
         // An acknowledgement of this batch is signed at its end.
-        let latest = pair.as_ref().and_then(|p| p.ack.clone()).filter(|_| !in_batch);
+        let latest = pair
+            .as_ref()
+            .and_then(|p| p.ack.clone())
+            .filter(|_| !in_batch);
         let qk = key::execution(key::RECEIVED, &r.execution_id);
         let before: Option<ReceivedReceipt> = tx_get(t, &qk)?;
         let booked = before

@@ -6,6 +6,7 @@
 
 use super::tests::{checker, input, open, request_for};
 use super::*;
+use mesg_protocol::envelope::Signed;
 use mesg_protocol::economy::{ReceiptReject, ReceiptVerdict};
 use mesg_protocol::messages::ReceiptAnswer;
 
@@ -25,23 +26,38 @@ fn a_batch_is_booked_in_one_write_with_one_acknowledgement() {
         .map(|i| exec.issue(i).unwrap().0.receipt)
         .collect();
     let checks: Vec<_> = (0..inputs.len())
-        .map(|i| checker(rk.public(), ek.public(), &inputs[i], &requests[i], &receipts[i]))
+        .map(|i| {
+            checker(
+                rk.public(),
+                ek.public(),
+                &inputs[i],
+                &requests[i],
+                &receipts[i],
+            )
+        })
         .collect();
     let item = |i: usize| (&receipts[i], &checks[i] as Check<'_>);
 
     // Out of order, with a duplicate: 2 is held, 1 booked (twice: once fresh), 4 held.
-    let first = req
-        .book_all(&[item(1), item(0), item(0), item(3)])
-        .unwrap();
+    let first = req.book_all(&[item(1), item(0), item(0), item(3)]).unwrap();
     let Booking::Acked { ack, fresh: true } = &first[1] else {
         panic!("{first:?}")
     };
     assert!(matches!(first[0], Booking::Held(_)), "{first:?}");
-    assert_eq!(first[2], Booking::Acked { ack: ack.clone(), fresh: false });
+    assert_eq!(
+        first[2],
+        Booking::Acked {
+            ack: ack.clone(),
+            fresh: false
+        }
+    );
     assert!(matches!(first[3], Booking::Held(_)), "{first:?}");
     let a = ack.payload_unverified(MAX_RECEIPT_BYTES_TEST).unwrap();
     assert_eq!((a.sequence, a.cumulative), (1, 100));
-    assert_eq!(req.next_held(&ek.public()).unwrap().as_ref(), Some(&receipts[1]));
+    assert_eq!(
+        req.next_held(&ek.public()).unwrap().as_ref(),
+        Some(&receipts[1])
+    );
 
     // The held ones and the next: every booking of the batch carries the same ack,
     // which covers the whole batch; one signature in the log for the write.
@@ -105,13 +121,22 @@ fn a_batch_is_booked_in_one_write_with_one_acknowledgement() {
         .collect();
     exec.record_answers(&answers).unwrap();
     let e = exec.account(&rk.public()).unwrap();
-    assert_eq!((e.balance, e.acked, e.voided, e.rejected), (1600, 1600, 500, 1));
+    assert_eq!(
+        (e.balance, e.acked, e.voided, e.rejected),
+        (1600, 1600, 500, 1)
+    );
     assert!(matches!(
-        exec.issued(&inputs[4].execution_id).unwrap().unwrap().status,
+        exec.issued(&inputs[4].execution_id)
+            .unwrap()
+            .unwrap()
+            .status,
         ReceiptStatus::Rejected { .. }
     ));
     assert_eq!(
-        exec.issued(&inputs[5].execution_id).unwrap().unwrap().status,
+        exec.issued(&inputs[5].execution_id)
+            .unwrap()
+            .unwrap()
+            .status,
         ReceiptStatus::Accepted
     );
     assert_eq!(e.balance + r.balance, 0);
@@ -153,9 +178,15 @@ fn a_batch_of_answers_with_a_forged_acknowledgement_is_recorded_nowhere() {
     assert!(exec.record_answers(&answers).is_err());
     let e = exec.account(&rk.public()).unwrap();
     assert_eq!((e.acked, e.balance), (0, 300), "nothing recorded: {e:?}");
-    assert_eq!(exec.issued(&a.execution_id).unwrap().unwrap().status, ReceiptStatus::Issued);
+    assert_eq!(
+        exec.issued(&a.execution_id).unwrap().unwrap().status,
+        ReceiptStatus::Issued
+    );
     // An answer to a receipt never issued here fails the batch too.
-    let unknown = [(ExecutionId::random(), ReceiptAnswer::Acked { ack: ack.clone() })];
+    let unknown = [(
+        ExecutionId::random(),
+        ReceiptAnswer::Acked { ack: ack.clone() },
+    )];
     assert!(exec.record_answers(&unknown).is_err());
     assert_eq!(exec.account(&rk.public()).unwrap().acked, 0);
 }

@@ -15,8 +15,7 @@ use mesg_protocol::economy::{
     UsageReceipt,
 };
 use mesg_protocol::messages::{
-    MAX_RECEIPTS_PER_MESSAGE, PackageResponse, ReceiptAnswer, RejectCode, WorkRequest,
-    WorkResponse,
+    MAX_RECEIPTS_PER_MESSAGE, PackageResponse, ReceiptAnswer, RejectCode, WorkRequest, WorkResponse,
 };
 use mesg_protocol::types::domains;
 use mesg_protocol::wire::MAX_WORK_MESSAGE;
@@ -125,7 +124,9 @@ fn priced_result(
     };
     let receipt = sign_receipt(&signer, &receipt);
     match fault {
-        Fault::Overcharge | Fault::ForeignKey => vec![WorkRequest::PricedResult { result, receipt }],
+        Fault::Overcharge | Fault::ForeignKey => {
+            vec![WorkRequest::PricedResult { result, receipt }]
+        }
         Fault::SplitOvercharge | Fault::SplitOtherSigner => vec![
             WorkRequest::Result(result),
             WorkRequest::Receipts(vec![receipt]),
@@ -346,7 +347,12 @@ async fn receipts_of_another_node_sent_apart_are_refused_unbooked() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_empty_or_oversized_batch_of_receipts_is_refused() {
     let (v, _api, rogue, _) = victim_and_rogue(Fault::Overcharge).await;
-    let peer = v.public_key.parse::<PublicKey>().unwrap().peer_id().unwrap();
+    let peer = v
+        .public_key
+        .parse::<PublicKey>()
+        .unwrap()
+        .peer_id()
+        .unwrap();
     let one = sign_receipt(
         &rogue.key,
         &UsageReceipt {
@@ -366,7 +372,11 @@ async fn an_empty_or_oversized_batch_of_receipts_is_refused() {
         },
     );
     for batch in [vec![], vec![one; MAX_RECEIPTS_PER_MESSAGE + 1]] {
-        match rogue.net.send_work(peer, WorkRequest::Receipts(batch)).await {
+        match rogue
+            .net
+            .send_work(peer, WorkRequest::Receipts(batch))
+            .await
+        {
             Ok(WorkResponse::Rejected(r)) => assert_eq!(r.code, RejectCode::Malformed, "{r}"),
             other => panic!("not refused: {other:?}"),
         }

@@ -289,7 +289,10 @@ impl Router {
 
     /// Receipts held behind the one just answered are booked in turn; then the pair's
     /// latest acknowledgement.
-    pub(super) fn held_then_latest(&self, executor: Option<PublicKey>) -> Option<Signed<CumulativeAck>> {
+    pub(super) fn held_then_latest(
+        &self,
+        executor: Option<PublicKey>,
+    ) -> Option<Signed<CumulativeAck>> {
         let executor = executor?;
         self.book_held(&executor);
         self.books.latest_ack_to(&executor).ok().flatten()

@@ -75,7 +75,10 @@ impl Router {
                 }));
                 continue;
             }
-            match self.known_of(&r).and_then(|known| self.prepare(signed, r, known)) {
+            match self
+                .known_of(&r)
+                .and_then(|known| self.prepare(signed, r, known))
+            {
                 Ok(p) => batch.push(p),
                 Err(e) => return super::reject(RejectCode::Internal, format!("receipts: {e}")),
             }
@@ -93,10 +96,7 @@ impl Router {
         let mut booked = booked.into_iter();
         let latest = self.held_then_latest(Some(sender));
         if let Err(e) = self.store.persist().await {
-            return super::reject(
-                RejectCode::Internal,
-                format!("receipts not persisted: {e}"),
-            );
+            return super::reject(RejectCode::Internal, format!("receipts not persisted: {e}"));
         }
         WorkResponse::Receipts(
             answers
