@@ -6,8 +6,8 @@
 
 use super::tests::{checker, input, open, request_for};
 use super::*;
-use mesg_protocol::envelope::Signed;
 use mesg_protocol::economy::{ReceiptReject, ReceiptVerdict};
+use mesg_protocol::envelope::Signed;
 use mesg_protocol::messages::ReceiptAnswer;
 
 #[test]
