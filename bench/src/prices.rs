@@ -161,10 +161,11 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         "Prices on: the requester's node checks the cap against the task's price; the \
          executor reserves the cap (in memory, against the requester's credit limit), \
          records the cost with the end, issues a signed receipt in its ledger in the end's \
-         flush and sends it with the result; the requester checks it and books it in the \
-         result's own write and flush, and answers with a signed acknowledgement, which the \
-         executor verifies and books. Each ledger write signs the log's head once (not \
-         each entry); ledger writes run one at a time."
+         flush; the result leaves at once (as a free one), the receipt once that flush is \
+         done and the result taken, in a batch per requester node; the requester checks \
+         and books a batch in one write and one flush, and answers with one signed \
+         acknowledgement, which the executor verifies once and books. Each ledger write \
+         signs the log's head once (not each entry); ledger writes run one at a time."
             .into(),
     );
     Ok(section)

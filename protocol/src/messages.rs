@@ -55,7 +55,17 @@ pub enum WorkRequest {
     /// and only those the sender lacks or holds older. This is what heals a partition:
     /// what one side learned during the cut crosses on the first connection across.
     Reconcile(PeerReconcile),
+    /// Usage receipts of priced executions whose results the requester node already
+    /// took (each result went first, as `Result`, before the executor's flush; its
+    /// receipt follows once it is on the executor's disk), at most
+    /// [`MAX_RECEIPTS_PER_MESSAGE`], in chain order. Answered `Receipts`, one answer per
+    /// receipt in the same order.
+    Receipts(Vec<Signed<UsageReceipt>>),
 }
+
+/// Most receipts in one [`WorkRequest::Receipts`] (each at most
+/// [`crate::economy::MAX_RECEIPT_BYTES`]: far below the work protocol's size limit).
+pub const MAX_RECEIPTS_PER_MESSAGE: usize = 256;
 
 /// What a subscriber asks an emitter for (see [`WorkRequest::EventsSince`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +175,8 @@ pub enum WorkResponse {
     /// sequence order, that it still keeps (the retention window), at most
     /// [`MAX_CAUGHT_UP_EVENTS`] and [`MAX_CAUGHT_UP_BYTES`].
     Events(Vec<Signed<Event>>),
+    /// The answer to `Receipts`: what became of each receipt, in the order sent.
+    Receipts(Vec<ReceiptAnswer>),
 }
 
 /// The requester's answer about a receipt; each carries the pair's latest signed

@@ -258,6 +258,14 @@ fn verify_work(msg: &WorkRequest) -> bool {
                     )
                     .is_ok()
         }
+        WorkRequest::Receipts(list) => list.iter().all(|r| {
+            r.verify(
+                domains::RECEIPT,
+                NOW,
+                mesg_protocol::economy::MAX_RECEIPT_BYTES,
+            )
+            .is_ok()
+        }),
         WorkRequest::Settle { settlement, .. } => settlement
             .verify(
                 domains::SETTLEMENT,

@@ -148,63 +148,105 @@ impl Ledger {
         id: &ExecutionId,
         answer: &ReceiptAnswer,
     ) -> Result<(), LedgerError> {
-        let Some(issued) = self.issued(id)? else {
+        if self.issued(id)?.is_none() {
             return Err(LedgerError::Invalid(format!("no receipt issued for {id}")));
-        };
-        let latest = match answer {
-            ReceiptAnswer::Acked { ack } => Some(ack),
-            ReceiptAnswer::Held { latest } | ReceiptAnswer::Rejected { latest, .. } => {
-                latest.as_ref()
-            }
-        };
-        let ack = match latest {
-            Some(signed) => Some((self.check_ack(signed, &issued.requester)?, signed)),
-            None => None,
-        };
-        self.transact(|t| {
-            let Some(mut rec) = tx_get::<IssuedReceipt>(t, &key::execution(key::ISSUED, id))?
-            else {
-                return Ok(());
+        }
+        self.record_answers(&[(*id, answer.clone())])
+    }
+
+    /// Record the answers to a batch of receipts (`record_answer` for each) in one
+    /// write. The acknowledgements they carry are verified once each (a batch's answers
+    /// carry the same one); an answer to a receipt not issued here, or whose
+    /// acknowledgement does not verify, fails the whole batch (nothing recorded).
+    pub fn record_answers(
+        &self,
+        answers: &[(ExecutionId, ReceiptAnswer)],
+    ) -> Result<(), LedgerError> {
+        let mut checked: Vec<(Hash32, CumulativeAck)> = Vec::new();
+        let mut acks = Vec::with_capacity(answers.len());
+        for (_, answer) in answers {
+            let latest = match answer {
+                ReceiptAnswer::Acked { ack } => Some(ack),
+                ReceiptAnswer::Held { latest } | ReceiptAnswer::Rejected { latest, .. } => {
+                    latest.as_ref()
+                }
             };
-            // Its status is kept apart, so an answer rewrites a few bytes, not the receipt.
-            let sk = key::execution(key::ISSUED_STATUS, id);
-            if let Some(status) = tx_get(t, &sk)? {
-                rec.status = status;
-            }
-            let peer = rec.requester;
-            if let Some((ack, signed)) = &ack {
-                self.apply_ack_in(t, ack, signed)?;
-            }
-            let mut account = read_account(t, &peer)?;
-            match answer {
-                ReceiptAnswer::Acked { .. } => rec.status = ReceiptStatus::Accepted,
-                ReceiptAnswer::Held { .. } if rec.status == ReceiptStatus::Issued => {
-                    rec.status = ReceiptStatus::Held;
+            let Some(signed) = latest else {
+                acks.push(None);
+                continue;
+            };
+            let digest = signed.digest();
+            let ack = match checked.iter().find(|(d, _)| *d == digest) {
+                Some((_, ack)) => ack.clone(),
+                None => {
+                    let ack = self.check_ack_to_me(signed)?;
+                    checked.push((digest, ack.clone()));
+                    ack
                 }
-                ReceiptAnswer::Rejected { code, reason, .. }
-                    if !matches!(rec.status, ReceiptStatus::Rejected { .. }) =>
-                {
-                    rec.status = ReceiptStatus::Rejected {
-                        code: code.clone(),
-                        reason: reason.clone(),
-                    };
-                    account.rejected += 1;
-                    self.append(
-                        t,
-                        EntryKind::Reject,
-                        peer,
-                        Some(*id),
-                        rec.amount,
-                        format!("{code}: {reason}"),
-                    )?;
-                }
-                _ => {}
+            };
+            acks.push(Some((ack, signed)));
+        }
+        self.transact(|t| {
+            for ((id, answer), ack) in answers.iter().zip(&acks) {
+                self.record_answer_in(t, id, answer, ack.as_ref().map(|(a, s)| (a, *s)))?;
             }
-            account.last_receipt = Some(rec.status.label());
-            write_account(t, &peer, &account)?;
-            t.insert(&sk[..], tx_enc(&rec.status)?)?;
             Ok(())
         })
+    }
+
+    fn record_answer_in(
+        &self,
+        t: &Staged,
+        id: &ExecutionId,
+        answer: &ReceiptAnswer,
+        ack: Option<(&CumulativeAck, &Signed<CumulativeAck>)>,
+    ) -> TxResult<()> {
+        let Some(mut rec) = tx_get::<IssuedReceipt>(t, &key::execution(key::ISSUED, id))? else {
+            return abort(LedgerError::Invalid(format!("no receipt issued for {id}")));
+        };
+        // Its status is kept apart, so an answer rewrites a few bytes, not the receipt.
+        let sk = key::execution(key::ISSUED_STATUS, id);
+        if let Some(status) = tx_get(t, &sk)? {
+            rec.status = status;
+        }
+        let peer = rec.requester;
+        if let Some((ack, signed)) = ack {
+            if ack.pair.requester != peer {
+                return abort(LedgerError::Invalid(
+                    "acknowledgement of another pair of nodes".into(),
+                ));
+            }
+            self.apply_ack_in(t, ack, signed)?;
+        }
+        let mut account = read_account(t, &peer)?;
+        match answer {
+            ReceiptAnswer::Acked { .. } => rec.status = ReceiptStatus::Accepted,
+            ReceiptAnswer::Held { .. } if rec.status == ReceiptStatus::Issued => {
+                rec.status = ReceiptStatus::Held;
+            }
+            ReceiptAnswer::Rejected { code, reason, .. }
+                if !matches!(rec.status, ReceiptStatus::Rejected { .. }) =>
+            {
+                rec.status = ReceiptStatus::Rejected {
+                    code: code.clone(),
+                    reason: reason.clone(),
+                };
+                account.rejected += 1;
+                self.append(
+                    t,
+                    EntryKind::Reject,
+                    peer,
+                    Some(*id),
+                    rec.amount,
+                    format!("{code}: {reason}"),
+                )?;
+            }
+            _ => {}
+        }
+        account.last_receipt = Some(rec.status.label());
+        write_account(t, &peer, &account)?;
+        t.insert(&sk[..], tx_enc(&rec.status)?)?;
+        Ok(())
     }
 
     /// Apply a verified acknowledgement of a requester node, inside a ledger write: only a
@@ -283,10 +325,25 @@ impl Ledger {
         signed: &Signed<CumulativeAck>,
         requester: &PublicKey,
     ) -> Result<CumulativeAck, LedgerError> {
+        let ack = self.check_ack_to_me(signed)?;
+        if ack.pair.requester != *requester {
+            return Err(LedgerError::Invalid(
+                "acknowledgement of another pair of nodes".into(),
+            ));
+        }
+        Ok(ack)
+    }
+
+    /// Verify an acknowledgement signed by its requester, for a pair whose executor is
+    /// this node (the caller checks the requester).
+    fn check_ack_to_me(
+        &self,
+        signed: &Signed<CumulativeAck>,
+    ) -> Result<CumulativeAck, LedgerError> {
         let ack = signed
             .verify(domains::CUMULATIVE_ACK, now_ms(), MAX_RECEIPT_BYTES)
             .map_err(|e| LedgerError::Invalid(format!("acknowledgement: {e}")))?;
-        if ack.pair.requester != *requester || ack.pair.executor != self.node() {
+        if ack.pair.executor != self.node() {
             return Err(LedgerError::Invalid(
                 "acknowledgement of another pair of nodes".into(),
             ));

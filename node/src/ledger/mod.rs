@@ -28,6 +28,8 @@ mod settle;
 mod staged;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_batch;
 mod turns;
 
 pub use executor::IssueInput;
@@ -35,7 +37,7 @@ pub use records::{
     Account, AccountView, Entry, EntryKind, IssuedReceipt, LogRecord, ReceiptStatus,
     ReceivedReceipt,
 };
-pub use requester::Booking;
+pub use requester::{Booking, Check};
 pub use settle::{Credits, SettleError, SettlementMethod};
 
 use mesg_protocol::{ExecutionId, Hash32, Keypair, PublicKey, now_ms};

@@ -43,6 +43,22 @@ pub enum Booking {
     },
 }
 
+/// The verdict on a receipt from the pair's last accepted state and whether its
+/// execution's receipt was booked already (`check_receipt` with this node's view).
+pub type Check<'a> = &'a dyn Fn(Option<PairState>, bool) -> ReceiptVerdict;
+
+/// What became of one receipt of a batch, before its pair's acknowledgement is signed.
+enum Step {
+    /// Answered as it is.
+    Done(Booking),
+    /// Booked now on the chain from this executor: acknowledged at the batch's end.
+    Booked(PublicKey),
+    /// Booked earlier in this batch (the same receipt twice): acknowledged, not fresh.
+    Again(PublicKey),
+    /// Rejected, answered with the acknowledgement the batch leaves its pair with.
+    Voided(PublicKey, ReceiptReject),
+}
+
 /// Reasons about a receipt's content, not its place in the chain.
 fn about_content(reason: &ReceiptReject) -> bool {
     matches!(
@@ -65,12 +81,70 @@ impl Ledger {
         signed: &Signed<UsageReceipt>,
         check: &dyn Fn(Option<PairState>, bool) -> ReceiptVerdict,
     ) -> Result<Booking, LedgerError> {
+        let mut all = self.book_all(&[(signed, check)])?;
+        Ok(all.remove(0))
+    }
+
+    /// Book a batch of receipts (each as [`Ledger::book`] would, in the order given) in
+    /// one write: one log signature for all, and one acknowledgement signed per pair
+    /// whose chain moved, covering every receipt of the batch booked on it.
+    pub fn book_all(
+        &self,
+        items: &[(&Signed<UsageReceipt>, Check<'_>)],
+    ) -> Result<Vec<Booking>, LedgerError> {
+        let bookings = self.transact(|t| {
+            let mut steps = Vec::with_capacity(items.len());
+            let mut moved: Vec<PublicKey> = Vec::new();
+            for (signed, check) in items {
+                steps.push(self.book_in(t, signed, *check, &mut moved)?);
+            }
+            let mut acks = Vec::with_capacity(moved.len());
+            for executor in moved {
+                acks.push((executor, self.sign_ack(t, &executor)?));
+            }
+            let ack_of = |executor: &PublicKey| {
+                acks.iter()
+                    .find(|(e, _)| e == executor)
+                    .map(|(_, a)| a.clone())
+            };
+            Ok(steps
+                .into_iter()
+                .map(|step| match step {
+                    Step::Done(b) => b,
+                    Step::Booked(executor) => Booking::Acked {
+                        ack: ack_of(&executor).expect("a booked pair is signed"),
+                        fresh: true,
+                    },
+                    Step::Again(executor) => Booking::Acked {
+                        ack: ack_of(&executor).expect("a booked pair is signed"),
+                        fresh: false,
+                    },
+                    Step::Voided(executor, reason) => Booking::Rejected {
+                        reason,
+                        latest: ack_of(&executor),
+                    },
+                })
+                .collect())
+        });
+        self.chain_moved();
+        bookings
+    }
+
+    /// One receipt of a batch, inside its write (pairs whose chain moved are added to
+    /// `moved`, their acknowledgement signed at the end of the batch).
+    fn book_in(
+        &self,
+        t: &Staged,
+        signed: &Signed<UsageReceipt>,
+        check: Check<'_>,
+        moved: &mut Vec<PublicKey>,
+    ) -> TxResult<Step> {
         // Unverified here: only to find the records; `check` verifies everything.
         let Ok(r) = signed.payload_unverified(MAX_RECEIPT_BYTES) else {
-            return Ok(Booking::Rejected {
+            return Ok(Step::Done(Booking::Rejected {
                 reason: ReceiptReject::BadSignature("the receipt does not decode".into()),
                 latest: None,
-            });
+            }));
         };
         // Whether it is properly signed by the executor it names, for this node (asked
         // of rejected receipts only: an accepted one was verified by `check`).
@@ -81,92 +155,124 @@ impl Ledger {
                     .verify_signature(domains::RECEIPT, now_ms(), MAX_RECEIPT_BYTES)
                     .is_ok()
         };
-        let booking = self.transact(|t| {
-            let pk = key::peer(key::ACCEPTED_PAIR, &r.executor);
-            let pair: Option<AcceptedPair> = tx_get(t, &pk)?;
-            let latest = pair.as_ref().and_then(|p| p.ack.clone());
-            let qk = key::execution(key::RECEIVED, &r.execution_id);
-            let before: Option<ReceivedReceipt> = tx_get(t, &qk)?;
-            let booked = before
-                .as_ref()
-                .is_some_and(|b| b.status == ReceiptStatus::Accepted);
-            // Booked from this executor (another executor's receipt for the same
-            // execution, after a failover, does not stop this chain).
-            let booked_here = booked && before.as_ref().is_some_and(|b| b.executor == r.executor);
-            if booked
-                && before.as_ref().is_some_and(|b| b.hash == r.hash())
-                && let Some(ack) = latest.clone()
-            {
-                return Ok(Booking::Acked { ack, fresh: false });
+        let pk = key::peer(key::ACCEPTED_PAIR, &r.executor);
+        let pair: Option<AcceptedPair> = tx_get(t, &pk)?;
+        let in_batch = moved.contains(&r.executor);
+        // An acknowledgement of this batch is signed at its end.
+        let latest = pair
+            .as_ref()
+            .and_then(|p| p.ack.clone())
+            .filter(|_| !in_batch);
+        let qk = key::execution(key::RECEIVED, &r.execution_id);
+        let before: Option<ReceivedReceipt> = tx_get(t, &qk)?;
+        let booked = before
+            .as_ref()
+            .is_some_and(|b| b.status == ReceiptStatus::Accepted);
+        // Booked from this executor (another executor's receipt for the same
+        // execution, after a failover, does not stop this chain).
+        let booked_here = booked && before.as_ref().is_some_and(|b| b.executor == r.executor);
+        if booked && before.as_ref().is_some_and(|b| b.hash == r.hash()) {
+            if in_batch {
+                return Ok(Step::Again(r.executor));
             }
-            let rejected = pair.as_ref().map_or(0, |p| p.rejected);
-            match check(pair.as_ref().map(|p| p.state), booked) {
-                ReceiptVerdict::Accept(state) => {
-                    let ack = self.advance(t, &r, state, rejected)?;
-                    t.insert(
-                        &qk[..],
-                        tx_enc(&received(signed, &r, ReceiptStatus::Accepted))?,
-                    )?;
-                    let mut account = read_account(t, &r.executor)?;
-                    account.balance =
-                        shift(account.balance, -i128::from(r.amount)).or_else(abort)?;
-                    account.accepted = add(account.accepted, r.amount).or_else(abort)?;
-                    account.last_receipt = Some(ReceiptStatus::Accepted.label());
-                    write_account(t, &r.executor, &account)?;
-                    self.append(
-                        t,
-                        EntryKind::Accept,
-                        r.executor,
-                        Some(r.execution_id),
-                        r.amount,
-                        format!("receipt {}", r.sequence),
-                    )?;
-                    Ok(Booking::Acked { ack, fresh: true })
-                }
-                ReceiptVerdict::Reject(ReceiptReject::SequenceGap { .. }) => {
-                    t.insert(&key::held(&r.executor, r.sequence)[..], tx_enc(signed)?)?;
-                    if !booked {
-                        t.insert(&qk[..], tx_enc(&received(signed, &r, ReceiptStatus::Held))?)?;
-                    }
-                    Ok(Booking::Held(latest))
-                }
-                ReceiptVerdict::Reject(reason) => {
-                    let in_place = !booked_here
-                        && about_content(&reason)
-                        && next_in_chain(pair.as_ref().map(|p| p.state), &r)
-                        && authentic();
-                    let mut latest = latest;
-                    if in_place {
-                        let voided = add(rejected, r.amount).or_else(abort)?;
-                        latest = Some(self.advance(t, &r, r.state(), voided)?);
-                    }
-                    self.reject_in(t, signed, &r, &reason, booked, in_place)?;
-                    Ok(Booking::Rejected { reason, latest })
-                }
+            if let Some(ack) = latest.clone() {
+                return Ok(Step::Done(Booking::Acked { ack, fresh: false }));
             }
-        });
-        self.chain_moved();
-        booking
+        }
+        let rejected = pair.as_ref().map_or(0, |p| p.rejected);
+        match check(pair.as_ref().map(|p| p.state), booked) {
+            ReceiptVerdict::Accept(state) => {
+                self.advance(t, &r, state, rejected, moved)?;
+                t.insert(
+                    &qk[..],
+                    tx_enc(&received(signed, &r, ReceiptStatus::Accepted))?,
+                )?;
+                let mut account = read_account(t, &r.executor)?;
+                account.balance = shift(account.balance, -i128::from(r.amount)).or_else(abort)?;
+                account.accepted = add(account.accepted, r.amount).or_else(abort)?;
+                account.last_receipt = Some(ReceiptStatus::Accepted.label());
+                write_account(t, &r.executor, &account)?;
+                self.append(
+                    t,
+                    EntryKind::Accept,
+                    r.executor,
+                    Some(r.execution_id),
+                    r.amount,
+                    format!("receipt {}", r.sequence),
+                )?;
+                Ok(Step::Booked(r.executor))
+            }
+            ReceiptVerdict::Reject(ReceiptReject::SequenceGap { .. }) => {
+                t.insert(&key::held(&r.executor, r.sequence)[..], tx_enc(signed)?)?;
+                if !booked {
+                    t.insert(&qk[..], tx_enc(&received(signed, &r, ReceiptStatus::Held))?)?;
+                }
+                Ok(Step::Done(Booking::Held(latest)))
+            }
+            ReceiptVerdict::Reject(reason) => {
+                let in_place = !booked_here
+                    && about_content(&reason)
+                    && next_in_chain(pair.as_ref().map(|p| p.state), &r)
+                    && authentic();
+                if in_place {
+                    let voided = add(rejected, r.amount).or_else(abort)?;
+                    self.advance(t, &r, r.state(), voided, moved)?;
+                }
+                self.reject_in(t, signed, &r, &reason, booked, in_place)?;
+                Ok(if in_place || in_batch {
+                    Step::Voided(r.executor, reason)
+                } else {
+                    Step::Done(Booking::Rejected { reason, latest })
+                })
+            }
+        }
     }
 
-    /// The pair's chain moves to `state` (`rejected` of it booked nowhere): stored with a
-    /// new signed acknowledgement, and the receipt leaves the held ones.
+    /// The pair's chain moves to `state` (`rejected` of it booked nowhere), and the
+    /// receipt leaves the held ones; its acknowledgement is signed at the end of the
+    /// batch ([`Ledger::sign_ack`]).
     fn advance(
         &self,
         t: &Staged,
         r: &UsageReceipt,
         state: PairState,
         rejected: u64,
-    ) -> TxResult<Signed<CumulativeAck>> {
+        moved: &mut Vec<PublicKey>,
+    ) -> TxResult<()> {
+        let pk = key::peer(key::ACCEPTED_PAIR, &r.executor);
+        let ack = tx_get::<AcceptedPair>(t, &pk)?.and_then(|p| p.ack);
+        t.insert(
+            &pk[..],
+            tx_enc(&AcceptedPair {
+                state,
+                rejected,
+                ack,
+            })?,
+        )?;
+        t.remove(&key::held(&r.executor, r.sequence)[..])?;
+        if !moved.contains(&r.executor) {
+            moved.push(r.executor);
+        }
+        Ok(())
+    }
+
+    /// Sign the acknowledgement of the pair's chain as this write left it, and store it.
+    fn sign_ack(&self, t: &Staged, executor: &PublicKey) -> TxResult<Signed<CumulativeAck>> {
+        let pk = key::peer(key::ACCEPTED_PAIR, executor);
+        let Some(mut pair) = tx_get::<AcceptedPair>(t, &pk)? else {
+            return abort(LedgerError::Corrupt(format!(
+                "the chain from {executor} moved and has no state"
+            )));
+        };
         let ack = CumulativeAck {
             pair: Pair {
-                executor: r.executor,
+                executor: *executor,
                 requester: self.node(),
             },
-            sequence: state.sequence,
-            receipt: state.hash,
-            cumulative: state.cumulative,
-            rejected,
+            sequence: pair.state.sequence,
+            receipt: pair.state.hash,
+            cumulative: pair.state.cumulative,
+            rejected: pair.rejected,
         };
         let ack = Signed::sign(
             &self.key,
@@ -177,15 +283,8 @@ impl Ledger {
             MAX_RECEIPT_BYTES,
         )
         .map_err(|e| LedgerError::Invalid(e.to_string()))?;
-        t.insert(
-            &key::peer(key::ACCEPTED_PAIR, &r.executor)[..],
-            tx_enc(&AcceptedPair {
-                state,
-                rejected,
-                ack: Some(ack.clone()),
-            })?,
-        )?;
-        t.remove(&key::held(&r.executor, r.sequence)[..])?;
+        pair.ack = Some(ack.clone());
+        t.insert(&pk[..], tx_enc(&pair)?)?;
         Ok(ack)
     }
 

@@ -8,13 +8,13 @@ use mesg_protocol::economy::{
 use mesg_protocol::messages::ReceiptAnswer;
 use mesg_protocol::{ExecutionRequest, Hash32, ServiceHash};
 
-fn open(dir: &std::path::Path, key: &Keypair) -> (sled::Db, Ledger) {
+pub(super) fn open(dir: &std::path::Path, key: &Keypair) -> (sled::Db, Ledger) {
     let db = sled::open(dir).unwrap();
     let ledger = Ledger::new(key.clone(), db.open_tree("ledger").unwrap(), 10_000);
     (db, ledger)
 }
 
-fn input(requester: PublicKey, amount: u64) -> IssueInput {
+pub(super) fn input(requester: PublicKey, amount: u64) -> IssueInput {
     IssueInput {
         execution_id: ExecutionId::random(),
         request_digest: Hash32::sha256(b"request"),
@@ -41,7 +41,7 @@ fn input(requester: PublicKey, amount: u64) -> IssueInput {
 }
 
 /// The requester's check of a receipt issued from `input`, as a node would run it.
-fn checker<'a>(
+pub(super) fn checker<'a>(
     me: PublicKey,
     executor: PublicKey,
     input: &'a IssueInput,
@@ -67,7 +67,7 @@ fn checker<'a>(
     }
 }
 
-fn request_for(input: &IssueInput, requester: PublicKey) -> ExecutionRequest {
+pub(super) fn request_for(input: &IssueInput, requester: PublicKey) -> ExecutionRequest {
     ExecutionRequest {
         execution_id: input.execution_id,
         service_hash: input.service_hash,

@@ -195,6 +195,7 @@ fn work_kind(request: &WorkRequest) -> &'static str {
         WorkRequest::Exchange(_) => "exchange",
         WorkRequest::EventsSince(_) => "events_since",
         WorkRequest::Reconcile(_) => "reconcile",
+        WorkRequest::Receipts(_) => "receipts",
     }
 }
 

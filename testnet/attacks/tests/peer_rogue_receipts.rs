@@ -1,7 +1,9 @@
 //! Issue 14 (receipts and settlements on the wire) against rogue peers. A rogue executor
 //! that overcharges, and one that signs its receipts with another key: the results stand,
 //! every receipt is rejected with its reason, booked nowhere, and the account shows it
-//! (`GET /v1/ledger`). A rogue payer's garbage settlements (above what it acknowledged,
+//! (`GET /v1/ledger`); the same when the receipts come apart from their results
+//! (`Receipts`), before them, or signed by another node than the sender (refused before
+//! any booking), and a batch of none or too many is refused. A rogue payer's garbage settlements (above what it acknowledged,
 //! signed by another key, with an oversized proof, with a forged acknowledgement) are
 //! refused and book nothing.
 
@@ -13,7 +15,7 @@ use mesg_protocol::economy::{
     UsageReceipt,
 };
 use mesg_protocol::messages::{
-    PackageResponse, ReceiptAnswer, RejectCode, WorkRequest, WorkResponse,
+    MAX_RECEIPTS_PER_MESSAGE, PackageResponse, ReceiptAnswer, RejectCode, WorkRequest, WorkResponse,
 };
 use mesg_protocol::types::domains;
 use mesg_protocol::wire::MAX_WORK_MESSAGE;
@@ -37,13 +39,19 @@ enum Fault {
     Overcharge,
     /// Signs its receipts with a key that is not its node's.
     ForeignKey,
+    /// Sends the result first, then its overcharged receipt apart (`Receipts`).
+    SplitOvercharge,
+    /// Sends its receipt (`Receipts`) before the result it is for.
+    ReceiptFirst,
+    /// Sends, apart from the result, a receipt another node signed for it.
+    SplitOtherSigner,
 }
 
 /// The chain of receipts the rogue issued so far: (sequence, hash, cumulative).
 type Chain = Arc<Mutex<(u64, Hash32, u64)>>;
 
 /// A rogue executor: accepts every submit, answers with a completed result and a
-/// receipt with `fault`, and keeps the requester's answers.
+/// receipt with `fault`, and keeps the requester's answers about receipts.
 struct RogueExecutor {
     key: Keypair,
     net: network::NetworkHandle,
@@ -56,7 +64,7 @@ fn priced_result(
     fault: Fault,
     chain: &Chain,
     signed: &Signed<ExecutionRequest>,
-) -> WorkRequest {
+) -> Vec<WorkRequest> {
     let request = signed.payload_unverified(MAX_WORK_MESSAGE).unwrap();
     let outputs = Json(json!({"message": "paid"}));
     let started = now_ms();
@@ -85,8 +93,13 @@ fn priced_result(
     let usage = Usage::of_call(3, &outputs);
     let due = PRICE.charge(&usage, request.max_price).unwrap();
     let amount = match fault {
-        Fault::Overcharge => due + 5_000,
-        Fault::ForeignKey => due,
+        Fault::Overcharge | Fault::SplitOvercharge => due + 5_000,
+        Fault::ForeignKey | Fault::ReceiptFirst | Fault::SplitOtherSigner => due,
+    };
+    let other = Keypair::generate().unwrap();
+    let executor = match fault {
+        Fault::SplitOtherSigner => other.public(),
+        _ => key.public(),
     };
     let mut c = chain.lock().unwrap();
     let receipt = UsageReceipt {
@@ -101,16 +114,28 @@ fn priced_result(
         sequence: c.0 + 1,
         prev: c.1,
         cumulative: c.2 + amount,
-        executor: key.public(),
+        executor,
         requester: request.requester_node,
     };
     *c = (receipt.sequence, receipt.hash(), receipt.cumulative);
     let signer = match fault {
-        Fault::Overcharge => key.clone(),
-        Fault::ForeignKey => Keypair::generate().unwrap(),
+        Fault::ForeignKey | Fault::SplitOtherSigner => other,
+        _ => key.clone(),
     };
     let receipt = sign_receipt(&signer, &receipt);
-    WorkRequest::PricedResult { result, receipt }
+    match fault {
+        Fault::Overcharge | Fault::ForeignKey => {
+            vec![WorkRequest::PricedResult { result, receipt }]
+        }
+        Fault::SplitOvercharge | Fault::SplitOtherSigner => vec![
+            WorkRequest::Result(result),
+            WorkRequest::Receipts(vec![receipt]),
+        ],
+        Fault::ReceiptFirst => vec![
+            WorkRequest::Receipts(vec![receipt]),
+            WorkRequest::Result(result),
+        ],
+    }
 }
 
 fn sign_receipt(key: &Keypair, receipt: &UsageReceipt) -> Signed<UsageReceipt> {
@@ -153,7 +178,7 @@ impl RogueExecutor {
                             request, channel, ..
                         } => {
                             if let WorkRequest::Submit(signed) = request {
-                                let message = priced_result(&key, fault, &chain, &signed);
+                                let messages = priced_result(&key, fault, &chain, &signed);
                                 let requester = signed
                                     .payload_unverified(MAX_WORK_MESSAGE)
                                     .unwrap()
@@ -163,8 +188,12 @@ impl RogueExecutor {
                                 tokio::spawn(async move {
                                     tokio::time::sleep(Duration::from_millis(100)).await;
                                     let peer = requester.peer_id().unwrap();
-                                    if let Ok(answer) = net.send_work(peer, message).await {
-                                        answers.lock().unwrap().push(answer);
+                                    for message in messages {
+                                        match net.send_work(peer, message).await {
+                                            Ok(WorkResponse::Accepted) => {}
+                                            Ok(answer) => answers.lock().unwrap().push(answer),
+                                            Err(_) => {}
+                                        }
                                     }
                                 });
                             } else {
@@ -253,10 +282,23 @@ async fn every_receipt_is_rejected(fault: Fault, code: &str) {
             WorkResponse::Receipt(ReceiptAnswer::Rejected { code: got, .. }) => {
                 assert_eq!(got, code, "{a:?}")
             }
+            WorkResponse::Receipts(list) if list.len() == 1 => match &list[0] {
+                ReceiptAnswer::Rejected { code: got, .. } => assert_eq!(got, code, "{a:?}"),
+                other => panic!("not rejected: {other:?}"),
+            },
             other => panic!("not rejected: {other:?}"),
         }
     }
     let account = account_of(&api, &rogue.key.public()).await;
+    if fault == Fault::SplitOtherSigner {
+        // Not the sender's own receipts: refused before any booking, none logged.
+        assert!(
+            account.is_null() || (account["balance"] == 0 && account["accepted"] == 0),
+            "{account}"
+        );
+        rogue.stop.cancel();
+        return;
+    }
     assert_eq!(account["rejected"], 3, "{account}");
     assert_eq!(account["balance"], 0, "booked nowhere: {account}");
     assert_eq!(account["accepted"], 0, "{account}");
@@ -285,6 +327,61 @@ async fn an_overcharging_executor_has_every_receipt_rejected_and_booked_nowhere(
 #[tokio::test(flavor = "multi_thread")]
 async fn receipts_signed_with_another_key_are_rejected_and_booked_nowhere() {
     every_receipt_is_rejected(Fault::ForeignKey, "wrong_signer").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overcharging_receipts_sent_apart_from_their_results_are_rejected() {
+    every_receipt_is_rejected(Fault::SplitOvercharge, "incorrect_amount").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn receipts_sent_before_their_results_are_rejected_and_booked_nowhere() {
+    every_receipt_is_rejected(Fault::ReceiptFirst, "wrong_result").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn receipts_of_another_node_sent_apart_are_refused_unbooked() {
+    every_receipt_is_rejected(Fault::SplitOtherSigner, "wrong_signer").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_or_oversized_batch_of_receipts_is_refused() {
+    let (v, _api, rogue, _) = victim_and_rogue(Fault::Overcharge).await;
+    let peer = v
+        .public_key
+        .parse::<PublicKey>()
+        .unwrap()
+        .peer_id()
+        .unwrap();
+    let one = sign_receipt(
+        &rogue.key,
+        &UsageReceipt {
+            execution_id: ExecutionId::random(),
+            request_digest: Hash32::default(),
+            result_digest: Hash32::default(),
+            service_hash: ServiceHash(Hash32::default()),
+            task_key: "echo".into(),
+            usage: Usage::default(),
+            price: PRICE,
+            amount: 1000,
+            sequence: 1,
+            prev: Hash32::default(),
+            cumulative: 1000,
+            executor: rogue.key.public(),
+            requester: v.public_key.parse().unwrap(),
+        },
+    );
+    for batch in [vec![], vec![one; MAX_RECEIPTS_PER_MESSAGE + 1]] {
+        match rogue
+            .net
+            .send_work(peer, WorkRequest::Receipts(batch))
+            .await
+        {
+            Ok(WorkResponse::Rejected(r)) => assert_eq!(r.code, RejectCode::Malformed, "{r}"),
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+    rogue.stop.cancel();
 }
 
 #[tokio::test(flavor = "multi_thread")]

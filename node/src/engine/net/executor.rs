@@ -82,6 +82,7 @@ impl Router {
             WorkRequest::Exchange(x) => self.on_exchange(peer, x).await,
             WorkRequest::EventsSince(since) => self.on_events_since(since),
             WorkRequest::Reconcile(x) => self.on_reconcile(peer, x).await,
+            WorkRequest::Receipts(list) => self.on_receipts(peer, list).await,
         };
         net.respond_work(channel, response).await;
     }

@@ -22,6 +22,8 @@ mod outbox;
 mod packages;
 pub mod peer_limits;
 mod receipts;
+mod receipts_in;
+mod receipts_out;
 mod settle;
 
 mod requester;
@@ -95,6 +97,8 @@ pub struct Router {
     exchanges: exchange::ExchangeState,
     /// The last event sequence number seen per emitter and service (see `catchup`).
     cursors: catchup::EventCursors,
+    /// Executor side: receipts waiting to follow their results, per requester node.
+    receipts_out: receipts_out::ReceiptsOut,
     /// Peers connected now (as the network reported them).
     connected_peers: AtomicUsize,
     /// The node had no connection and has one again (a start, a partition that ended):
@@ -178,6 +182,7 @@ impl Router {
             announce_seq: AtomicU64::new(0),
             exchanges: exchange::ExchangeState::default(),
             cursors: catchup::EventCursors::default(),
+            receipts_out: Default::default(),
             connected_peers: AtomicUsize::new(0),
             rejoined: Notify::new(),
             offers_changed: Notify::new(),

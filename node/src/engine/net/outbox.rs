@@ -138,14 +138,52 @@ impl Router {
             }
             return;
         }
-        // A priced execution's receipt travels with the result to its requester node
-        // (never with copies owed to duplicate requesters: charged once).
-        let message = match self.books.issued(&id) {
-            Ok(Some(issued)) if issued.requester == node => WorkRequest::PricedResult {
+        // A priced execution's receipt goes to its requester node (never to duplicate
+        // requesters: charged once). First delivery: the result at once, its receipt
+        // once on disk and the result taken (`receipts_out.rs`). Later ones (a failure,
+        // a restart): both together.
+        let receipt = match self.books.issued(&id) {
+            Ok(Some(issued)) if issued.requester == node => Some(issued.receipt),
+            _ => None,
+        };
+        let message = match receipt {
+            Some(receipt) if entry.attempts == 0 => {
+                let (sent, persisted) = tokio::join!(
+                    net.send_work(peer, WorkRequest::Result(entry.result.clone())),
+                    self.store.persist()
+                );
+                if let Err(e) = persisted {
+                    tracing::error!(execution_id = %id, "receipt not persisted, not sent: {e}");
+                    return;
+                }
+                match sent {
+                    Ok(WorkResponse::Accepted) => {
+                        if self.send_receipt(node, id, receipt).await {
+                            self.delivered(&id, &node, verified);
+                        } else {
+                            self.retry_later(&id, entry, "its receipt was not answered");
+                        }
+                        return;
+                    }
+                    // Refused for good: the receipt goes with the result, to be rejected
+                    // in its place in the chain.
+                    Ok(WorkResponse::Rejected(r)) if !r.code.is_retriable() => {
+                        WorkRequest::PricedResult {
+                            result: entry.result.clone(),
+                            receipt,
+                        }
+                    }
+                    other => {
+                        self.retry_later(&id, entry, &format!("{other:?}"));
+                        return;
+                    }
+                }
+            }
+            Some(receipt) => WorkRequest::PricedResult {
                 result: entry.result.clone(),
-                receipt: issued.receipt,
+                receipt,
             },
-            _ => WorkRequest::Result(entry.result.clone()),
+            None => WorkRequest::Result(entry.result.clone()),
         };
         // A receipt leaves only once it is on disk here. The first delivery starts before
         // the end's own flush (results may: see `ended_before_flush`), but a receipt the

@@ -9,15 +9,14 @@ use super::requester::Arrival;
 use crate::engine::error::EngineError;
 use crate::ledger::{Booking, IssueInput, LedgerError};
 use mesg_protocol::economy::{
-    Cost, CumulativeAck, MAX_RECEIPT_BYTES, ReceiptReject, RequesterView, Usage, UsageReceipt,
-    check_receipt,
+    Cost, CumulativeAck, MAX_RECEIPT_BYTES, ReceiptReject, Usage, UsageReceipt,
 };
 use mesg_protocol::envelope::Signed;
 use mesg_protocol::messages::{ReceiptAnswer, RejectCode, WorkResponse};
 use mesg_protocol::wire::MAX_WORK_MESSAGE;
 use mesg_protocol::{
     Execution, ExecutionId, ExecutionRequest, ExecutionResult, ExecutionStatus, Hash32, Outcome,
-    PublicKey, ServiceHash, now_ms,
+    PublicKey, ServiceHash,
 };
 
 /// How long a receipt ahead of its chain waits for the ones before it before it is held
@@ -268,27 +267,12 @@ impl Router {
                 return super::reject(RejectCode::Internal, format!("receipt not booked: {e}"));
             }
         };
-        WorkResponse::Receipt(match booking {
-            Booking::Acked { ack, .. } => ReceiptAnswer::Acked {
-                ack: latest.unwrap_or(ack),
-            },
-            Booking::Held(held) => ReceiptAnswer::Held {
-                latest: latest.or(held),
-            },
-            Booking::Rejected {
-                reason,
-                latest: rejected,
-            } => ReceiptAnswer::Rejected {
-                code: reason.code().to_string(),
-                reason: reason.to_string(),
-                latest: latest.or(rejected),
-            },
-        })
+        WorkResponse::Receipt(answer_of(booking, latest))
     }
 
     /// A booking made outside an end's flush: the receipts held behind it follow, the
     /// pair's latest ack is read, then everything is flushed before the answer leaves.
-    async fn book_and_persist(
+    pub(super) async fn book_and_persist(
         &self,
         booking: Result<Booking, EngineError>,
         executor: Option<PublicKey>,
@@ -305,7 +289,10 @@ impl Router {
 
     /// Receipts held behind the one just answered are booked in turn; then the pair's
     /// latest acknowledgement.
-    fn held_then_latest(&self, executor: Option<PublicKey>) -> Option<Signed<CumulativeAck>> {
+    pub(super) fn held_then_latest(
+        &self,
+        executor: Option<PublicKey>,
+    ) -> Option<Signed<CumulativeAck>> {
         let executor = executor?;
         self.book_held(&executor);
         self.books.latest_ack_to(&executor).ok().flatten()
@@ -334,7 +321,7 @@ impl Router {
     }
 
     /// A receipt that does not decode: rejected, booked nowhere.
-    fn undecodable(&self) -> Booking {
+    pub(super) fn undecodable(&self) -> Booking {
         let reason = ReceiptReject::BadSignature("the receipt does not decode".into());
         self.count_rejected(&reason);
         Booking::Rejected {
@@ -343,99 +330,7 @@ impl Router {
         }
     }
 
-    /// Check a receipt of an execution that ended earlier, from this node's own records,
-    /// and book it (or hold or reject it); the charge booked is noted on the execution.
-    fn book_receipt(&self, signed: &Signed<UsageReceipt>) -> Result<Booking, EngineError> {
-        let Ok(r) = signed.payload_unverified(MAX_RECEIPT_BYTES) else {
-            return Ok(self.undecodable());
-        };
-        let id = r.execution_id;
-        let result = self.store.result(&id)?.map(|s| {
-            let usage = s
-                .payload_unverified(MAX_WORK_MESSAGE)
-                .map(|res| usage_of(&res))
-                .unwrap_or_default();
-            (s.digest(), usage)
-        });
-        let known = Known {
-            request: self.store.request(&id)?,
-            execution: self.store.execution(&id)?,
-            result,
-        };
-        let max_price = known
-            .request
-            .as_ref()
-            .and_then(|q| q.payload_unverified(MAX_WORK_MESSAGE).ok())
-            .and_then(|q| q.max_price);
-        let booking = self.book_known(signed, &r, known)?;
-        if let Booking::Acked { fresh: true, .. } = &booking {
-            let cost = Cost {
-                usage: r.usage,
-                price: r.price,
-                max_price,
-                amount: r.amount,
-            };
-            // The requester's copy shows what it accepted to pay.
-            let noted = self.store.update_execution(&id, &mut |e| {
-                e.cost = Some(cost);
-                Ok(())
-            });
-            if let Err(e) = noted {
-                tracing::warn!(execution_id = %id, "cost not noted: {e}");
-            }
-        }
-        Ok(booking)
-    }
-
-    /// Check receipt `r` (`signed`) from what this node knows of its execution, and book
-    /// it (or hold or reject it).
-    fn book_known(
-        &self,
-        signed: &Signed<UsageReceipt>,
-        r: &UsageReceipt,
-        known: Known,
-    ) -> Result<Booking, EngineError> {
-        let request = known
-            .request
-            .as_ref()
-            .and_then(|s| s.payload_unverified(MAX_WORK_MESSAGE).ok());
-        let price = match &known.execution {
-            Some(e) => self.ledger.task_price(&e.service_hash, &e.task_key)?,
-            None => None,
-        };
-        let me = self.node();
-        let request_digest = known.request.map(|s| s.digest()).unwrap_or_default();
-        let (result_digest, usage) = known.result.unwrap_or_default();
-        let executor = known.execution.as_ref().and_then(|e| e.executor);
-        let now = now_ms();
-        let booking = self.books.book(signed, &|last, already_booked| {
-            check_receipt(
-                signed,
-                &RequesterView {
-                    me,
-                    last,
-                    request: request.as_ref(),
-                    request_digest,
-                    executor,
-                    result_digest,
-                    price,
-                    usage,
-                    already_booked,
-                },
-                now,
-            )
-        })?;
-        match &booking {
-            Booking::Acked { fresh: true, .. } => {
-                self.metrics.micro_credits_spent.inc_by(r.amount);
-            }
-            Booking::Rejected { reason, .. } => self.count_rejected(reason),
-            _ => {}
-        }
-        Ok(booking)
-    }
-
-    fn count_rejected(&self, reason: &ReceiptReject) {
+    pub(super) fn count_rejected(&self, reason: &ReceiptReject) {
         self.metrics
             .receipts_rejected
             .get_or_create(&[("reason", reason.code().to_string())])
@@ -443,18 +338,39 @@ impl Router {
     }
 }
 
+/// The answer to a receipt from what became of it, with the pair's latest
+/// acknowledgement when there is one.
+pub(super) fn answer_of(booking: Booking, latest: Option<Signed<CumulativeAck>>) -> ReceiptAnswer {
+    match booking {
+        Booking::Acked { ack, .. } => ReceiptAnswer::Acked {
+            ack: latest.unwrap_or(ack),
+        },
+        Booking::Held(held) => ReceiptAnswer::Held {
+            latest: latest.or(held),
+        },
+        Booking::Rejected {
+            reason,
+            latest: rejected,
+        } => ReceiptAnswer::Rejected {
+            code: reason.code().to_string(),
+            reason: reason.to_string(),
+            latest: latest.or(rejected),
+        },
+    }
+}
+
 /// What the requester knows of the execution a receipt is for.
-struct Known {
+pub(super) struct Known {
     /// The request as this node signed and stored it.
-    request: Option<Signed<ExecutionRequest>>,
-    execution: Option<Execution>,
+    pub(super) request: Option<Signed<ExecutionRequest>>,
+    pub(super) execution: Option<Execution>,
     /// The digest of the result taken, and the usage it shows.
-    result: Option<(Hash32, Usage)>,
+    pub(super) result: Option<(Hash32, Usage)>,
 }
 
 /// The usage a result shows: the run time it reports and the size of its outputs (a
 /// failed one, none).
-fn usage_of(result: &ExecutionResult) -> Usage {
+pub(super) fn usage_of(result: &ExecutionResult) -> Usage {
     match &result.outcome {
         Outcome::Completed { outputs } => Usage::of_call(
             result

@@ -176,7 +176,8 @@ impl Router {
                 Ok(Ok(
                     WorkResponse::Receipt(_)
                     | WorkResponse::Announcements(_)
-                    | WorkResponse::Events(_),
+                    | WorkResponse::Events(_)
+                    | WorkResponse::Receipts(_),
                 )) => {
                     Answer::Unreachable("the provider answered a submit with another answer".into())
                 }
