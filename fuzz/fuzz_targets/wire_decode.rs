@@ -131,6 +131,11 @@ fuzz_target!(|data: &[u8]| {
             WorkRequest::Reconcile(x) => {
                 envelope(&x.own, domains::ANNOUNCEMENT, MAX_GOSSIP_MESSAGE);
             }
+            WorkRequest::Receipts(list) => {
+                for receipt in list {
+                    envelope(receipt, domains::RECEIPT, MAX_RECEIPT_BYTES);
+                }
+            }
         }
     }
     if let Some(msg) = frame::<WorkResponse>(data, MAX_WORK_MESSAGE) {
