@@ -58,7 +58,9 @@ impl Snapshot {
                     && labels.iter().all(|l| k.contains(l))
             })
             .map(|(_, v)| v)
-            .sum()
+            .sum::<f64>()
+            // An empty f64 sum is -0.0, which prints as "-0".
+            + 0.0
     }
 
     /// Connections opened per node per minute over `secs` with `nodes` nodes (each

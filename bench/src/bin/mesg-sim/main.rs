@@ -495,6 +495,8 @@ async fn simulate(n: usize, args: &Args) -> Result<Row> {
         let after: Vec<(f64, f64)> = nodes.iter().map(Node::bandwidth).collect();
         let (i, o) = rate(&after, secs);
         eprintln!("[{n}] over a full period ({secs:.0} s): in {i:?} out {o:?}");
+        // Its connections are its own phase, not the partition's.
+        end_phase("rest of the full period", &nodes);
         Some((secs, i, o))
     } else {
         None
