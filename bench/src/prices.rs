@@ -6,7 +6,7 @@
 //! Runs alone with `--only prices`; the other sections do not depend on it.
 
 use crate::Ctx;
-use crate::cluster::{Api, Pair};
+use crate::cluster::{Api, Pair, cpu_time, written_bytes};
 use crate::report::{Goal, Section, Summary, Table, ms};
 use crate::throughput::load_capped;
 use anyhow::{Context, Result, bail};
@@ -63,6 +63,8 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let warmup = Duration::from_secs(1);
     let rounds = ctx.n(8, 1);
     let (mut rate_off, mut rate_on) = (Rate::default(), Rate::default());
+    let pid_a = pair.a.pid().context("A is not running")?;
+    let pid_b = pair.b.pid().context("B is not running")?;
     for round in 0..rounds {
         let order = if round % 2 == 0 {
             [false, true]
@@ -81,7 +83,19 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
                 round + 1
             );
             load_capped(&pair.api_a, service, cap, IN_FLIGHT, warmup).await?;
+            let flushes_before = (
+                metric(&pair.api_a, FLUSHES).await?,
+                metric(&pair.api_b, FLUSHES).await?,
+            );
+            let cpu_before = (cpu_time(pid_a)?, cpu_time(pid_b)?);
+            let written_before = written_bytes(pid_a)? + written_bytes(pid_b)?;
             let r = load_capped(&pair.api_a, service, cap, IN_FLIGHT, window).await?;
+            rate.cpu_a += cpu_time(pid_a)?.saturating_sub(cpu_before.0);
+            rate.cpu_b += cpu_time(pid_b)?.saturating_sub(cpu_before.1);
+            rate.written +=
+                (written_bytes(pid_a)? + written_bytes(pid_b)?).saturating_sub(written_before);
+            rate.flushes_a += metric(&pair.api_a, FLUSHES).await? - flushes_before.0;
+            rate.flushes_b += metric(&pair.api_b, FLUSHES).await? - flushes_before.1;
             rate.done += r.latencies.len() as u64;
             rate.windows
                 .push(r.latencies.len() as f64 / r.elapsed.as_secs_f64());
@@ -100,7 +114,9 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
              execution of `echo` (100 B) in flight at a time on A's API (`wait=true`), routed \
              to B, off and on interleaved, timed by the client. Throughput: {IN_FLIGHT} in \
              flight for {} s after {} s of warm-up, {rounds} window(s) each, off and on \
-             alternating. Overhead = on ÷ off − 1 (for throughput, off ÷ on − 1).",
+             alternating. Overhead = on ÷ off − 1 (for throughput, off ÷ on − 1). \
+             CPU per execution: each node's user + system time over the throughput windows \
+             ÷ the executions completed in them (the client's own CPU not counted).",
             window.as_secs(),
             warmup.as_secs(),
         ),
@@ -111,6 +127,10 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         "p50 ms",
         "p99 ms",
         &format!("exec/s, {IN_FLIGHT} in flight"),
+        "CPU ms per execution: A (requester)",
+        "B (executor)",
+        "KiB written per execution, A + B",
+        "store flushes per execution, A / B",
         "failed",
     ]);
     for (name, s, r) in [("off", &off, &rate_off), ("on", &on, &rate_on)] {
@@ -120,6 +140,14 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
             ms(s.p50),
             ms(s.p99),
             format!("{:.0}", r.per_second()),
+            format!("{:.2}", r.cpu_per_exec(r.cpu_a)),
+            format!("{:.2}", r.cpu_per_exec(r.cpu_b)),
+            format!("{:.1}", r.written as f64 / 1024.0 / r.done.max(1) as f64),
+            format!(
+                "{:.2} / {:.2}",
+                r.flushes_a / r.done.max(1) as f64,
+                r.flushes_b / r.done.max(1) as f64
+            ),
             r.failed.to_string(),
         ]);
     }
@@ -132,6 +160,11 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         pct(p50),
         pct(p99),
         pct(rate),
+        pct(rate_on.cpu_per_exec(rate_on.cpu_a) / rate_off.cpu_per_exec(rate_off.cpu_a)),
+        pct(rate_on.cpu_per_exec(rate_on.cpu_b) / rate_off.cpu_per_exec(rate_off.cpu_b)),
+        pct((rate_on.written as f64 / rate_on.done.max(1) as f64)
+            / (rate_off.written.max(1) as f64 / rate_off.done.max(1) as f64)),
+        "-".into(),
         "-".into(),
     ]);
     section.tables.push((String::new(), t));
@@ -157,6 +190,14 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         rate_off.windows(),
         rate_on.windows()
     ));
+    let batches = receipt_batches(&pair.api_b).await?;
+    section.notes.push(format!(
+        "Receipts B sent apart from their results over the whole section: {} in {} \
+         batches ({:.1} per batch).",
+        batches.0,
+        batches.1,
+        batches.0 as f64 / batches.1.max(1) as f64
+    ));
     section.notes.push(
         "Prices on: the requester's node checks the cap against the task's price; the \
          executor reserves the cap (in memory, against the requester's credit limit), \
@@ -171,6 +212,26 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     Ok(section)
 }
 
+/// The node's store flushes so far (its /metrics).
+const FLUSHES: &str = "mesg_store_flushes_total";
+
+/// A counter of a node's /metrics (0 when absent).
+async fn metric(api: &Api, name: &str) -> Result<f64> {
+    let text = api.text("/metrics").await?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+        .unwrap_or(0.0))
+}
+
+/// Receipts a node sent apart from their results, and the batches that carried them.
+async fn receipt_batches(api: &Api) -> Result<(u64, u64)> {
+    Ok((
+        metric(api, "mesg_receipts_sent_total").await? as u64,
+        metric(api, "mesg_receipt_batches_sent_total").await? as u64,
+    ))
+}
+
 /// Completed executions over the throughput windows of one side.
 #[derive(Debug, Default)]
 struct Rate {
@@ -179,11 +240,24 @@ struct Rate {
     done: u64,
     failed: u64,
     elapsed: Duration,
+    /// CPU time of A and B over the windows (user + system).
+    cpu_a: Duration,
+    cpu_b: Duration,
+    /// Bytes A and B caused to be written to storage over the windows.
+    written: u64,
+    /// Store flushes of A and of B over the windows.
+    flushes_a: f64,
+    flushes_b: f64,
 }
 
 impl Rate {
     fn per_second(&self) -> f64 {
         self.done as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Milliseconds of `cpu` per execution completed in the windows.
+    fn cpu_per_exec(&self, cpu: Duration) -> f64 {
+        cpu.as_secs_f64() * 1000.0 / self.done.max(1) as f64
     }
 
     fn windows(&self) -> String {

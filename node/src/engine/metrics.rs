@@ -52,6 +52,10 @@ pub struct EngineMetrics {
     >,
     /// Priced calls of peers refused because of their credit limit.
     pub calls_refused_credit: prometheus_client::metrics::counter::Counter,
+    /// Receipts sent apart from their results (`WorkRequest::Receipts`), and the batches
+    /// that carried them: their ratio is the mean batch size.
+    pub receipts_sent: prometheus_client::metrics::counter::Counter,
+    pub receipt_batches_sent: prometheus_client::metrics::counter::Counter,
 }
 
 impl EngineMetrics {
@@ -178,6 +182,16 @@ impl EngineMetrics {
             "calls_refused_credit",
             "Priced calls of peers refused because the peer reached its credit limit",
             m.calls_refused_credit.clone(),
+        );
+        r.register(
+            "receipts_sent",
+            "Usage receipts this node sent apart from their results, in batches",
+            m.receipts_sent.clone(),
+        );
+        r.register(
+            "receipt_batches_sent",
+            "Batches of usage receipts this node sent (receipts_sent / this = mean batch size)",
+            m.receipt_batches_sent.clone(),
         );
     }
 }

@@ -204,6 +204,18 @@ impl Engine {
     /// Register the engine's counters in a Prometheus registry.
     pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         self.parts.metrics.register(registry);
+        let flushes = self.parts.store.flush_counters();
+        let r = registry.sub_registry_with_prefix("mesg");
+        r.register(
+            "store_flushes",
+            "Flushes of the store (each one fsync, shared by every writer waiting)",
+            flushes.flushes,
+        );
+        r.register(
+            "store_flush_waiters",
+            "Writers served by the store's flushes (÷ flushes = writers per flush)",
+            flushes.waiters,
+        );
     }
 
     pub fn metrics(&self) -> &EngineMetrics {

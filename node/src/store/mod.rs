@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 mod sled;
 
-pub use self::sled::SledStore;
+pub use self::sled::{FlushCounters, SledStore};
 
 /// Version of the on-disk layout. A store written by another version is refused.
 /// 2: execution records, signed requests and events carry an idempotency key and a cause
@@ -108,6 +108,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Wait until every write made before this call is on disk.
     fn persist(&self) -> BoxFuture<'static, Result<(), StoreError>>;
+
+    /// The flusher's counters (flushes, waiters served), for /metrics.
+    fn flush_counters(&self) -> FlushCounters;
 
     fn put_service(&self, entry: &ServiceEntry) -> Result<(), StoreError>;
     fn service(&self, hash: &ServiceHash) -> Result<Option<ServiceEntry>, StoreError>;

@@ -148,14 +148,11 @@ impl Router {
         };
         let message = match receipt {
             Some(receipt) if entry.attempts == 0 => {
-                let (sent, persisted) = tokio::join!(
-                    net.send_work(peer, WorkRequest::Result(entry.result.clone())),
-                    self.store.persist()
-                );
-                if let Err(e) = persisted {
-                    tracing::error!(execution_id = %id, "receipt not persisted, not sent: {e}");
-                    return;
-                }
+                // The receipt's batch makes it durable before it leaves (one flush per
+                // batch, `receipts_out.rs`), not this result.
+                let sent = net
+                    .send_work(peer, WorkRequest::Result(entry.result.clone()))
+                    .await;
                 match sent {
                     Ok(WorkResponse::Accepted) => {
                         if self.send_receipt(node, id, receipt).await {

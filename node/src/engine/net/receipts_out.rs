@@ -11,6 +11,9 @@
 //! books them with one flush and answers with one acknowledgement, and this node records
 //! the answers in one write with one check of that acknowledgement.
 //!
+//! Each batch is made durable (one flush) before it leaves, rather than each receipt
+//! with its result's first delivery: under load that was a flush more per execution.
+//!
 //! One batch per requester node at a time, in chain order: a receipt whose predecessor
 //! is not sent yet waits [`GAP_PATIENCE`] for it (the requester would hold it, and a
 //! held receipt costs both nodes more writes). Nothing here is durable: the outbox entry
@@ -30,6 +33,13 @@ use tokio::sync::oneshot;
 /// How long the receipts queued for a node wait for a missing predecessor before they
 /// go without it (it may be on its way with its result after a failed first delivery).
 const GAP_PATIENCE: Duration = Duration::from_millis(30);
+
+/// How long a pair's receipts gather before each batch leaves. Nobody waits for a
+/// receipt (its result went before it), and each batch costs both nodes a message, a
+/// flush and a ledger write whatever its size: without this pause a batch left as soon
+/// as the one before it was answered and carried 1 to 2 receipts at 350 executions/s;
+/// with it a batch carries what arrived meanwhile (about 7 at that rate).
+const RECEIPT_LINGER: Duration = Duration::from_millis(20);
 
 /// Receipts waiting to be sent, per requester node.
 #[derive(Default)]
@@ -72,6 +82,14 @@ impl ReceiptsOut {
             let _ = old.answered.send(false);
         }
         !std::mem::replace(&mut q.sending, true)
+    }
+
+    /// A full batch of `node`'s receipts is waiting: it need not gather more.
+    fn full(&self, node: &PublicKey) -> bool {
+        let pairs = self.pairs.lock().expect("receipts lock");
+        pairs
+            .get(node)
+            .is_some_and(|q| q.waiting.len() >= MAX_RECEIPTS_PER_MESSAGE)
     }
 
     fn take(&self, node: &PublicKey, patient: bool) -> Take {
@@ -134,6 +152,9 @@ impl Router {
     async fn send_receipt_batches(&self, node: PublicKey) {
         let mut patient = true;
         loop {
+            if patient && !self.receipts_out.full(&node) {
+                tokio::time::sleep(RECEIPT_LINGER).await;
+            }
             let batch = match self.receipts_out.take(&node, patient) {
                 Take::Done => return,
                 Take::Gap => {
@@ -156,7 +177,16 @@ impl Router {
         let (Some(net), Ok(peer)) = (self.network().cloned(), node.peer_id()) else {
             return false;
         };
+        // A receipt leaves only once it is on disk here (see the module's doc): one
+        // flush for the batch. Most were issued in an end's flush done by now, and the
+        // flusher shares a flush among everyone waiting.
+        if let Err(e) = self.store.persist().await {
+            tracing::error!(requester = %node, "receipts not persisted, not sent: {e}");
+            return false;
+        }
         let receipts = batch.iter().map(|w| w.receipt.clone()).collect();
+        self.metrics.receipt_batches_sent.inc();
+        self.metrics.receipts_sent.inc_by(batch.len() as u64);
         match net.send_work(peer, WorkRequest::Receipts(receipts)).await {
             Ok(WorkResponse::Receipts(answers)) if answers.len() == batch.len() => {
                 let answers: Vec<_> = batch.iter().map(|w| w.id).zip(answers).collect();

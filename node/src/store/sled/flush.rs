@@ -13,17 +13,28 @@ const FLUSH_GATHER_YIELDS: usize = 3;
 
 type FlushWaiter = oneshot::Sender<Result<(), String>>;
 
+/// What the flusher did: flushes, and the waiters they served (their ratio says how
+/// well writers share flushes). Shown in /metrics (`mesg_store_flushes_total`).
+#[derive(Debug, Clone, Default)]
+pub struct FlushCounters {
+    pub flushes: prometheus_client::metrics::counter::Counter,
+    pub waiters: prometheus_client::metrics::counter::Counter,
+}
+
 /// The task that flushes the database for everyone waiting.
 #[derive(Debug)]
 pub(super) struct Flusher {
     requests: mpsc::Sender<FlushWaiter>,
     task: tokio::task::JoinHandle<()>,
+    counters: FlushCounters,
 }
 
 impl Flusher {
     /// Start flushing `db` on request. Must be called inside a tokio runtime.
     pub(super) fn spawn(db: sled::Db, spill: Arc<Spill>) -> Flusher {
         let (requests, mut rx) = mpsc::channel::<FlushWaiter>(4096);
+        let counters = FlushCounters::default();
+        let counted = counters.clone();
         let task = tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 // Everyone already waiting shares this flush: their writes happened before
@@ -61,12 +72,22 @@ impl Flusher {
                     }
                     Err(e) => Err(format!("cannot sync the spilled values' directory: {e}")),
                 };
+                counted.flushes.inc();
+                counted.waiters.inc_by(waiters.len() as u64);
                 for w in waiters {
                     let _ = w.send(result.clone());
                 }
             }
         });
-        Flusher { requests, task }
+        Flusher {
+            requests,
+            task,
+            counters,
+        }
+    }
+
+    pub(super) fn counters(&self) -> FlushCounters {
+        self.counters.clone()
     }
 
     /// Wait until every write made before this call is on disk.
@@ -84,7 +105,7 @@ impl Flusher {
 
     /// Stop the flusher once the flushes asked for are done.
     pub(super) async fn stop(self) {
-        let Flusher { requests, task } = self;
+        let Flusher { requests, task, .. } = self;
         drop(requests);
         let _ = task.await;
     }

@@ -8,6 +8,7 @@ mod event_log;
 mod events;
 mod executions;
 mod flush;
+pub use flush::FlushCounters;
 mod outbox;
 mod payloads;
 mod processes;
@@ -172,6 +173,10 @@ impl Store for SledStore {
 
     fn persist(&self) -> BoxFuture<'static, Result<(), StoreError>> {
         self.flusher.persist()
+    }
+
+    fn flush_counters(&self) -> FlushCounters {
+        self.flusher.counters()
     }
 
     fn put_service(&self, entry: &ServiceEntry) -> Result<(), StoreError> {
