@@ -60,8 +60,9 @@ async fn wait_refused(api: &Api, id: &str, n: u64, within: Duration) -> Value {
 /// for a second (nothing more is coming).
 async fn wait_settled(api: &Api, id: &str) -> Vec<Value> {
     let mut last = usize::MAX;
+    let mut all = Vec::new();
     for _ in 0..100 {
-        let all = runs(api, id).await;
+        all = runs(api, id).await;
         let running = all.iter().any(|r| r["status"] == "running");
         if !running && all.len() == last {
             return all;
@@ -69,7 +70,7 @@ async fn wait_settled(api: &Api, id: &str) -> Vec<Value> {
         last = all.len();
         tokio::time::sleep(Duration::from_millis(1000)).await;
     }
-    panic!("the runs of {id} never settled");
+    panic!("the runs of {id} never settled: {all:#?}");
 }
 
 async fn metrics(api: &Api) -> String {
