@@ -441,7 +441,12 @@ impl NodeProcess {
     fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            if std::net::TcpStream::connect(("127.0.0.1", self.api_port)).is_ok() {
+            // Ready when the API answers, not when a TCP connect succeeds: a connect to a
+            // port nobody listens on yet can succeed on its own (Linux connects a socket
+            // to itself when the kernel picks the target port as its ephemeral port), and
+            // the first read then fails ("connection reset"; seen in economy_e2e).
+            let answer = try_http_get_auth(self.api_port, "/v1/node", self.token().as_deref());
+            if answer.is_ok_and(|body| body.contains("public_key")) {
                 return Ok(());
             }
             if let Some(child) = self.child.as_mut()
@@ -563,19 +568,24 @@ pub fn http_get(port: u16, path: &str) -> String {
 
 /// [`http_get`] with a bearer token.
 pub fn http_get_auth(port: u16, path: &str, token: Option<&str>) -> String {
+    try_http_get_auth(port, path, token).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// [`http_get_auth`], the I/O error returned rather than a panic.
+pub fn try_http_get_auth(port: u16, path: &str, token: Option<&str>) -> std::io::Result<String> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
     write!(
         s,
         "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{auth}\r\n"
-    )
-    .expect("write");
+    )?;
     let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    out.split_once("\r\n\r\n")
+    s.read_to_string(&mut out)?;
+    Ok(out
+        .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
+        .unwrap_or_default())
 }
