@@ -35,6 +35,9 @@ const REDIAL_COOLDOWN: Duration = Duration::from_secs(600);
 /// A peer with work (or packages) going either way this recently is not trimmed.
 pub(super) const WORK_PROTECTION: Duration = Duration::from_secs(30);
 
+/// A peer asked for a service record (one answer) is not trimmed for this long.
+const LOOKUP_PROTECTION: Duration = Duration::from_secs(5);
+
 /// A peer trimmed for being one too many is not dialled again for this long (unless the
 /// node falls to no connection at all).
 const TRIM_COOLDOWN: Duration = Duration::from_secs(600);
@@ -186,8 +189,9 @@ pub(super) struct PeerBook {
     target: usize,
     /// Connections above which random idle ones are closed (down to the target).
     max: usize,
-    /// When work last went to or came from each peer (see [`WORK_PROTECTION`]).
-    last_work: HashMap<PeerId, Instant>,
+    /// Until when each peer is not trimmed: work went to or came from it (see
+    /// [`WORK_PROTECTION`], [`LOOKUP_PROTECTION`]).
+    protected_until: HashMap<PeerId, Instant>,
     /// Random per process: which peers are dialled or trimmed first.
     order: std::collections::hash_map::RandomState,
     /// Who opened the connections and how they ended (`/metrics`).
@@ -205,7 +209,7 @@ impl PeerBook {
         PeerBook {
             target: target.max(1),
             max: max.max(target.max(1)),
-            last_work: HashMap::new(),
+            protected_until: HashMap::new(),
             order: std::collections::hash_map::RandomState::new(),
             bootstrap: bootstrap
                 .into_iter()
@@ -317,7 +321,19 @@ impl PeerBook {
 
     /// Work went to or came from `peer`: it is not trimmed for a while.
     pub(super) fn touch(&mut self, peer: PeerId) {
-        self.last_work.insert(peer, Instant::now());
+        self.protect(peer, WORK_PROTECTION);
+    }
+
+    /// A one-answer lookup is about to go to `peer` (a service record): its connection is
+    /// not trimmed before the answer comes, but is not held for long after either.
+    pub(super) fn touch_for_lookup(&mut self, peer: PeerId) {
+        self.protect(peer, LOOKUP_PROTECTION);
+    }
+
+    fn protect(&mut self, peer: PeerId, how_long: Duration) {
+        let until = Instant::now() + how_long;
+        let t = self.protected_until.entry(peer).or_insert(until);
+        *t = (*t).max(until);
     }
 
     /// A request is about to go to `peer`: when it is not connected, dial it at the
@@ -344,8 +360,7 @@ impl PeerBook {
     /// close random idle connections above the most allowed.
     pub(super) fn redial(&mut self, swarm: &mut Swarm<Behaviour>, keep: &HashSet<PeerId>) {
         let now = Instant::now();
-        self.last_work
-            .retain(|_, t| now.duration_since(*t) < WORK_PROTECTION);
+        self.protected_until.retain(|_, until| *until > now);
         let connected: HashSet<PeerId> = swarm.connected_peers().copied().collect();
         let counted = self.settle(swarm, &connected, keep, now);
         if counted.len() > self.max {
@@ -442,7 +457,7 @@ impl PeerBook {
         let mut counted = HashSet::new();
         let mut transient = Vec::new();
         for peer in connected {
-            let worked = self.last_work.contains_key(peer) || keep.contains(peer);
+            let worked = self.protected_until.contains_key(peer) || keep.contains(peer);
             match conns.get(peer) {
                 Some(c) if c.kademlia_only && !worked && c.age >= KADEMLIA_IDLE => {
                     transient.push(*peer);
@@ -479,7 +494,7 @@ impl PeerBook {
         let excess = counted.len() - self.max;
         let mut idle: Vec<PeerId> = counted
             .iter()
-            .filter(|p| !self.last_work.contains_key(p) && !keep.contains(p))
+            .filter(|p| !self.protected_until.contains_key(p) && !keep.contains(p))
             .copied()
             .collect();
         idle.sort_by_key(|p| self.order.hash_one(p));

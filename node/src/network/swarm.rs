@@ -16,7 +16,7 @@ use libp2p::core::transport::ListenerId;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, Swarm, autonat, dcutr, gossipsub, identify, relay, request_response};
 use mesg_protocol::Keypair;
-use mesg_protocol::messages::{WorkRequest, WorkResponse};
+use mesg_protocol::messages::{PackageRequest, PackageResponse, WorkRequest, WorkResponse};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -196,7 +196,16 @@ impl Task {
                 request,
                 reply,
             } => {
-                self.peers.touch(peer);
+                // A package's download is work (its chunks follow one another); a
+                // service record's lookup is one answer, and every node that lists a
+                // new service asks its provider: protected like work, each such
+                // connection held the provider and the asker above their bounds for
+                // half a minute. Protected until its answer comes.
+                if matches!(request, PackageRequest::Chunk { .. }) {
+                    self.peers.touch(peer);
+                } else {
+                    self.peers.touch_for_lookup(peer);
+                }
                 self.peers.dial_for_request(swarm, peer);
                 self.requests.send_package(swarm, peer, request, reply)
             }
@@ -379,7 +388,18 @@ impl Task {
                 self.requests.on_work_event(&self.events, event).await
             }
             BehaviourEvent::Package(event) => {
-                if let request_response::Event::Message { peer, .. } = &event {
+                if let request_response::Event::Message { peer, message, .. } = &event
+                    && matches!(
+                        message,
+                        request_response::Message::Request {
+                            request: PackageRequest::Chunk { .. },
+                            ..
+                        } | request_response::Message::Response {
+                            response: PackageResponse::Chunk { .. },
+                            ..
+                        }
+                    )
+                {
                     self.peers.touch(*peer);
                 }
                 self.requests.on_package_event(&self.events, event).await

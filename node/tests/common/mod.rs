@@ -14,18 +14,23 @@ pub struct Api {
 impl Api {
     /// The value of the metric `name` (full name, no labels) on the node's `/metrics`.
     pub async fn metric(&self, name: &str) -> Option<f64> {
-        let text = self
-            .http
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// The node's whole `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.http
             .get(format!("{}/metrics", self.base))
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .and_then(|v| v.trim().parse().ok())
+            .unwrap()
     }
 
     pub fn new(node: &NodeProcess) -> Api {
