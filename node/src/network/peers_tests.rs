@@ -1,10 +1,11 @@
-//! Unit tests of `peers`: the redial backoff and its bounds.
+//! Unit tests of `peers`: the redial backoff and its bounds, and how long work protects
+//! a connection.
 
 use super::{
-    MAX_BACKOFF, MAX_REDIALS, MIN_BACKOFF, REDIAL_COOLDOWN, Redial, STABLE_CONNECTION,
-    TRIM_COOLDOWN,
+    LOOKUP_PROTECTION, MAX_BACKOFF, MAX_REDIALS, MIN_BACKOFF, PeerBook, REDIAL_COOLDOWN, Redial,
+    STABLE_CONNECTION, TRIM_COOLDOWN, WORK_PROTECTION,
 };
-use libp2p::Multiaddr;
+use libp2p::{Multiaddr, PeerId};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -72,4 +73,18 @@ fn a_peer_that_closes_our_connections_at_once_is_redialled_ever_later() {
     r.opened(now);
     r.lost(now + Duration::from_secs(1));
     assert_eq!(r.next, now + TRIM_COOLDOWN);
+}
+
+#[test]
+fn a_record_lookup_protects_its_connection_briefly_and_never_shortens_work() {
+    let mut book = PeerBook::new(Vec::new(), true, 2, 3);
+    let (asked, worked) = (PeerId::random(), PeerId::random());
+    let before = Instant::now();
+    book.touch_for_lookup(asked);
+    book.touch(worked);
+    book.touch_for_lookup(worked);
+    let until = |p: &PeerId| book.protected_until[p].duration_since(before);
+    assert!(until(&asked) >= LOOKUP_PROTECTION && until(&asked) < WORK_PROTECTION);
+    // A lookup to a peer with work does not cut the work's protection short.
+    assert!(until(&worked) >= WORK_PROTECTION);
 }
