@@ -200,7 +200,7 @@ impl Task {
                 // service record's lookup is one answer, and every node that lists a
                 // new service asks its provider: protected like work, each such
                 // connection held the provider and the asker above their bounds for
-                // half a minute. Protected until its answer comes.
+                // half a minute. Protected a few seconds, long enough for the answer.
                 if matches!(request, PackageRequest::Chunk { .. }) {
                     self.peers.touch(peer);
                 } else {
