@@ -208,15 +208,7 @@ async fn retried_through_b_after_a_died_the_provider_runs_it_once_and_b_gets_the
         first["outputs"]["count"].as_u64().unwrap(),
         "the provider ran the task once"
     );
-    let metrics = api_p
-        .http
-        .get(format!("{}/metrics", api_p.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = api_p.metrics().await;
     assert!(
         metrics
             .lines()

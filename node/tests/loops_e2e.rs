@@ -73,17 +73,6 @@ async fn wait_settled(api: &Api, id: &str) -> Vec<Value> {
     panic!("the runs of {id} never settled: {all:#?}");
 }
 
-async fn metrics(api: &Api) -> String {
-    api.http
-        .get(format!("{}/metrics", api.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// The node answers its API at once and runs an unrelated task.
 async fn assert_responsive(api: &Api) {
     let t = Instant::now();
@@ -200,7 +189,7 @@ async fn a_process_that_triggers_itself_stops_at_its_depth_limit() {
         );
     }
     assert_eq!(process(&api, &id).await["triggers_refused"], 1);
-    let text = metrics(&api).await;
+    let text = api.metrics().await;
     assert!(
         text.contains("mesg_process_triggers_refused_total{reason=\"depth\"} 1"),
         "{text}"
@@ -378,7 +367,7 @@ steps:
     assert_eq!(refusal["reason"], "rate", "{p:#}");
     assert_eq!(refusal["limit"], 2);
     assert_eq!(refusal["depth"], 1);
-    let text = metrics(&api).await;
+    let text = api.metrics().await;
     assert!(
         text.contains(&format!(
             "mesg_process_triggers_refused_total{{reason=\"rate\"}} {refused}"
