@@ -8,8 +8,10 @@ use mesg_protocol::economy::{
 use mesg_protocol::messages::ReceiptAnswer;
 use mesg_protocol::{ExecutionRequest, Hash32, ServiceHash};
 
+/// Opens through the store's own opener: a database closed a moment ago keeps its file
+/// lock while sled's threads let go of it, and the reopen tests would otherwise race them.
 pub(super) fn open(dir: &std::path::Path, key: &Keypair) -> (sled::Db, Ledger) {
-    let db = sled::open(dir).unwrap();
+    let db = crate::store::open_db(dir).unwrap();
     let ledger = Ledger::new(key.clone(), db.open_tree("ledger").unwrap(), 10_000);
     (db, ledger)
 }

@@ -17,6 +17,8 @@ use std::collections::BTreeMap;
 
 mod sled;
 
+#[cfg(test)]
+pub(crate) use self::sled::open_db;
 pub use self::sled::{FlushCounters, SledStore};
 
 /// Version of the on-disk layout. A store written by another version is refused.

@@ -54,7 +54,7 @@ const META_SCHEMA: &[u8] = b"schema_version";
 /// lock refuses the second one first.
 const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
-fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+pub(crate) fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
     let deadline = std::time::Instant::now() + LOCK_PATIENCE;
     loop {
         let opened = sled::Config::new()
