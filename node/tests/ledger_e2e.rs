@@ -129,7 +129,9 @@ async fn a_thousand_priced_executions_with_an_executor_restarted_keep_both_sides
         e2.public_key.clone(),
         r.public_key.clone(),
     );
-    // The books settle once every receipt was answered (outbox retries included).
+    // The books settle once every receipt was issued (an executor issues a receipt when
+    // it leaves, holding the call's reservation until then: nothing is reserved once all
+    // are issued) and answered (outbox retries included).
     let mut settled = false;
     for _ in 0..300 {
         let (a1, a2, ar) = (
@@ -142,6 +144,7 @@ async fn a_thousand_priced_executions_with_an_executor_restarted_keep_both_sides
             let on_r = ar.get(*key);
             num(on_e, "issued") - num(on_e, "voided") == num(on_r, "accepted")
                 && num(on_e, "acked") == num(on_r, "accepted")
+                && num(on_e, "reserved") == 0
         });
         if agree {
             settled = true;

@@ -240,7 +240,7 @@ impl Engine {
 
     /// An execution with its diagnosis while it waits (for a provider or an instance).
     pub fn execution_view(&self, id: &ExecutionId) -> Result<ExecutionView, EngineError> {
-        let execution = self.parts.ledger.get(id)?;
+        let execution = self.with_booked_cost(self.parts.ledger.get(id)?);
         let waits = execution.status == ExecutionStatus::Created
             || (execution.status == ExecutionStatus::InProgress
                 && execution.executor == Some(self.node_key()));
@@ -261,7 +261,11 @@ impl Engine {
     }
 
     pub fn list_executions(&self, filter: &ExecutionFilter) -> Result<Vec<Execution>, EngineError> {
-        self.parts.ledger.list(filter)
+        let listed = self.parts.ledger.list(filter)?;
+        Ok(listed
+            .into_iter()
+            .map(|e| self.with_booked_cost(e))
+            .collect())
     }
 
     /// See [`super::executions::ExecutionLedger::wait`].

@@ -4,9 +4,9 @@
 use super::{Engine, EngineError};
 use crate::ledger::{AccountView, LogRecord, ReceiptStatus};
 use mesg_api_types::{LedgerAccount, LedgerAccounts, LedgerEntry, LedgerLog, ReceiptView};
-use mesg_protocol::economy::UsageReceipt;
+use mesg_protocol::economy::{Cost, MAX_RECEIPT_BYTES, UsageReceipt};
 use mesg_protocol::envelope::Signed;
-use mesg_protocol::{ExecutionId, PublicKey};
+use mesg_protocol::{Execution, ExecutionId, ExecutionStatus, PublicKey};
 
 /// Entries of `GET /v1/ledger/log` without a `limit`.
 pub const DEFAULT_LOG_LIMIT: usize = 100;
@@ -77,6 +77,32 @@ impl Engine {
                 what: "verification record of execution (not a verified execution requested on this node)",
                 id: id.to_string(),
             })
+    }
+
+    /// An execution with what it cost this node as requester when its receipt came apart
+    /// from its result (`WorkRequest::Receipts`): read from the booked receipt. Not
+    /// written on the execution when booked: that rewrite was a second write per priced
+    /// execution under load (an execution whose receipt came with its result has the
+    /// cost in its end's write already).
+    pub fn with_booked_cost(&self, mut e: Execution) -> Execution {
+        if e.cost.is_some()
+            || e.status != ExecutionStatus::Completed
+            || e.requester_node != self.node_key()
+        {
+            return e;
+        }
+        if let Ok(Some(r)) = self.books().received(&e.id)
+            && r.status == ReceiptStatus::Accepted
+            && let Ok(receipt) = r.receipt.payload_unverified(MAX_RECEIPT_BYTES)
+        {
+            e.cost = Some(Cost {
+                usage: receipt.usage,
+                price: receipt.price,
+                max_price: e.max_price,
+                amount: receipt.amount,
+            });
+        }
+        e
     }
 
     /// The receipt of an execution, on whichever side this node is.

@@ -36,96 +36,112 @@ impl Ledger {
     /// released, logged), or the one issued before (never two for one execution).
     /// The flag says whether it was issued by this call.
     pub fn issue(&self, input: &IssueInput) -> Result<(IssuedReceipt, bool), LedgerError> {
-        if input.requester == self.node() {
+        let mut all = self.issue_all(std::slice::from_ref(input))?;
+        Ok(all.remove(0))
+    }
+
+    /// Issue the receipts of several executions (each as [`Ledger::issue`] would, in the
+    /// order given) in one write: one log signature and one write of the pair's state
+    /// and account for all, instead of one each (`receipts_out.rs` issues a requester's
+    /// receipts as a batch just before they leave).
+    pub fn issue_all(
+        &self,
+        inputs: &[IssueInput],
+    ) -> Result<Vec<(IssuedReceipt, bool)>, LedgerError> {
+        if inputs.iter().any(|i| i.requester == self.node()) {
             return Err(LedgerError::Invalid(
                 "an execution this node requested itself is not receipted".into(),
             ));
         }
-        let issued = self.transact(|t| {
-            let rk = key::execution(key::ISSUED, &input.execution_id);
-            if let Some(mut done) = tx_get::<IssuedReceipt>(t, &rk)? {
-                let sk = key::execution(key::ISSUED_STATUS, &input.execution_id);
-                if let Some(status) = tx_get(t, &sk)? {
-                    done.status = status;
-                }
-                return Ok((done, false));
-            }
-            let pk = key::peer(key::ISSUED_PAIR, &input.requester);
-            let last: Option<PairState> = tx_get(t, &pk)?;
-            let (sequence, prev, before) = match last {
-                Some(s) => (s.sequence + 1, s.hash, s.cumulative),
-                None => (1, Hash32::default(), 0),
-            };
-            let amount = input.cost.amount;
-            let receipt = UsageReceipt {
-                execution_id: input.execution_id,
-                request_digest: input.request_digest,
-                result_digest: input.result_digest,
-                service_hash: input.service_hash,
-                task_key: input.task_key.clone(),
-                usage: input.cost.usage,
-                price: input.cost.price,
-                amount,
-                sequence,
-                prev,
-                cumulative: add(before, amount).or_else(abort)?,
-                executor: self.node(),
-                requester: input.requester,
-            };
-            let signed = Signed::sign(
-                &self.key,
-                domains::RECEIPT,
-                &receipt,
-                now_ms(),
-                RECEIPT_TTL_MS,
-                MAX_RECEIPT_BYTES,
-            )
-            .map_err(|e| LedgerError::Invalid(e.to_string()))?;
-            t.insert(&pk[..], tx_enc(&receipt.state())?)?;
-            let issued = IssuedReceipt {
-                receipt: signed,
-                requester: input.requester,
-                amount,
-                sequence,
-                status: ReceiptStatus::Issued,
-            };
-            t.insert(&rk[..], tx_enc(&issued)?)?;
-            let mut account = read_account(t, &input.requester)?;
-            account.balance = shift(account.balance, amount.into()).or_else(abort)?;
-            account.issued = add(account.issued, amount).or_else(abort)?;
-            account.last_receipt = Some(ReceiptStatus::Issued.label());
-            write_account(t, &input.requester, &account)?;
-            self.append(
-                t,
-                EntryKind::Debit,
-                input.requester,
-                Some(input.execution_id),
-                amount,
-                format!("receipt {sequence}"),
-            )?;
-            if let Some((publisher, share)) = input.publisher
-                && share > 0
-                && publisher != self.node()
-            {
-                let mut p = read_account(t, &publisher)?;
-                p.balance = shift(p.balance, -i128::from(share)).or_else(abort)?;
-                p.shares = add(p.shares, share).or_else(abort)?;
-                write_account(t, &publisher, &p)?;
-                self.append(
-                    t,
-                    EntryKind::Credit,
-                    publisher,
-                    Some(input.execution_id),
-                    share,
-                    "publisher share".into(),
-                )?;
-            }
-            Ok((issued, true))
-        })?;
+        let issued = self.transact(|t| inputs.iter().map(|i| self.issue_in(t, i)).collect())?;
         // Let go only once the debit is written: never a moment where the execution is
         // counted neither as owed nor as reserved (`reserve.rs`).
-        self.release(&input.execution_id);
+        for input in inputs {
+            self.release(&input.execution_id);
+        }
         Ok(issued)
+    }
+
+    /// One receipt, inside a ledger write.
+    fn issue_in(&self, t: &Staged, input: &IssueInput) -> TxResult<(IssuedReceipt, bool)> {
+        let rk = key::execution(key::ISSUED, &input.execution_id);
+        if let Some(mut done) = tx_get::<IssuedReceipt>(t, &rk)? {
+            let sk = key::execution(key::ISSUED_STATUS, &input.execution_id);
+            let acked = read_account(t, &done.requester)?.ack_sequence;
+            done.status = status_of(tx_get(t, &sk)?, done.sequence, acked);
+            return Ok((done, false));
+        }
+        let pk = key::peer(key::ISSUED_PAIR, &input.requester);
+        let last: Option<PairState> = tx_get(t, &pk)?;
+        let (sequence, prev, before) = match last {
+            Some(s) => (s.sequence + 1, s.hash, s.cumulative),
+            None => (1, Hash32::default(), 0),
+        };
+        let amount = input.cost.amount;
+        let receipt = UsageReceipt {
+            execution_id: input.execution_id,
+            request_digest: input.request_digest,
+            result_digest: input.result_digest,
+            service_hash: input.service_hash,
+            task_key: input.task_key.clone(),
+            usage: input.cost.usage,
+            price: input.cost.price,
+            amount,
+            sequence,
+            prev,
+            cumulative: add(before, amount).or_else(abort)?,
+            executor: self.node(),
+            requester: input.requester,
+        };
+        let signed = Signed::sign(
+            &self.key,
+            domains::RECEIPT,
+            &receipt,
+            now_ms(),
+            RECEIPT_TTL_MS,
+            MAX_RECEIPT_BYTES,
+        )
+        .map_err(|e| LedgerError::Invalid(e.to_string()))?;
+        t.insert(&pk[..], tx_enc(&receipt.state())?)?;
+        let issued = IssuedReceipt {
+            receipt: signed,
+            requester: input.requester,
+            amount,
+            sequence,
+            status: ReceiptStatus::Issued,
+        };
+        t.insert(&rk[..], tx_enc(&issued)?)?;
+        let mut account = read_account(t, &input.requester)?;
+        account.balance = shift(account.balance, amount.into()).or_else(abort)?;
+        account.issued = add(account.issued, amount).or_else(abort)?;
+        account.last_receipt = Some(ReceiptStatus::Issued.label());
+        write_account(t, &input.requester, &account)?;
+        self.append(
+            t,
+            EntryKind::Debit,
+            input.requester,
+            Some(input.execution_id),
+            amount,
+            format!("receipt {sequence}"),
+        )?;
+        if let Some((publisher, share)) = input.publisher
+            && share > 0
+            && publisher != self.node()
+        {
+            let mut p = read_account(t, &publisher)?;
+            p.balance = shift(p.balance, -i128::from(share)).or_else(abort)?;
+            p.shares = add(p.shares, share).or_else(abort)?;
+            write_account(t, &publisher, &p)?;
+            self.append(
+                t,
+                EntryKind::Credit,
+                publisher,
+                Some(input.execution_id),
+                share,
+                "publisher share".into(),
+            )?;
+        }
+        Ok((issued, true))
     }
 
     /// The receipt issued for an execution, if any, with what became of it.
@@ -134,9 +150,12 @@ impl Ledger {
             return Ok(None);
         };
         let mut issued: IssuedReceipt = super::dec(&v)?;
-        if let Some(status) = self.tree.get(key::execution(key::ISSUED_STATUS, id))? {
-            issued.status = super::dec(&status)?;
-        }
+        let stored = match self.tree.get(key::execution(key::ISSUED_STATUS, id))? {
+            Some(status) => Some(super::dec(&status)?),
+            None => None,
+        };
+        let acked = self.stored_account(&issued.requester)?.ack_sequence;
+        issued.status = status_of(stored, issued.sequence, acked);
         Ok(Some(issued))
     }
 
@@ -204,10 +223,12 @@ impl Ledger {
         let Some(mut rec) = tx_get::<IssuedReceipt>(t, &key::execution(key::ISSUED, id))? else {
             return abort(LedgerError::Invalid(format!("no receipt issued for {id}")));
         };
-        // Its status is kept apart, so an answer rewrites a few bytes, not the receipt.
+        // Its status is kept apart, so an answer rewrites a few bytes, not the receipt;
+        // and only when it is held or rejected (`status_of`).
         let sk = key::execution(key::ISSUED_STATUS, id);
-        if let Some(status) = tx_get(t, &sk)? {
-            rec.status = status;
+        let stored: Option<ReceiptStatus> = tx_get(t, &sk)?;
+        if let Some(status) = &stored {
+            rec.status = status.clone();
         }
         let peer = rec.requester;
         if let Some((ack, signed)) = ack {
@@ -245,7 +266,14 @@ impl Ledger {
         }
         account.last_receipt = Some(rec.status.label());
         write_account(t, &peer, &account)?;
-        t.insert(&sk[..], tx_enc(&rec.status)?)?;
+        match &rec.status {
+            // Accepted: the acknowledgement covers it (read back by `status_of`); a held
+            // status stored before is dropped.
+            ReceiptStatus::Accepted if stored.is_some() => t.remove(&sk[..])?,
+            ReceiptStatus::Accepted | ReceiptStatus::Issued => {}
+            status if stored.as_ref() != Some(status) => t.insert(&sk[..], tx_enc(status)?)?,
+            _ => {}
+        }
         Ok(())
     }
 
@@ -349,5 +377,18 @@ impl Ledger {
             ));
         }
         Ok(ack)
+    }
+}
+
+/// What became of an issued receipt: rejected when the requester said so (stored: it is
+/// final); else accepted once the requester's latest acknowledgement covers its sequence
+/// number (`acked`: an acknowledgement answers a whole batch, so an accepted receipt needs
+/// no write of its own); else held when the requester said so (stored), else issued.
+fn status_of(stored: Option<ReceiptStatus>, sequence: u64, acked: u64) -> ReceiptStatus {
+    match stored {
+        Some(rejected @ ReceiptStatus::Rejected { .. }) => rejected,
+        _ if sequence <= acked => ReceiptStatus::Accepted,
+        Some(status) => status,
+        None => ReceiptStatus::Issued,
     }
 }

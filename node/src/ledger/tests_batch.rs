@@ -144,6 +144,89 @@ fn a_batch_is_booked_in_one_write_with_one_acknowledgement() {
 }
 
 #[test]
+fn an_accepted_receipt_costs_no_write_of_its_own_and_a_held_one_is_accepted_by_a_later_ack() {
+    let (de, dr) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (ek, rk) = (Keypair::generate().unwrap(), Keypair::generate().unwrap());
+    let (dbe, exec) = open(de.path(), &ek);
+    let (_dbr, req) = open(dr.path(), &rk);
+    let inputs: Vec<_> = (1..=3u64).map(|a| input(rk.public(), a * 100)).collect();
+    let receipts: Vec<_> = inputs
+        .iter()
+        .map(|i| exec.issue(i).unwrap().0.receipt)
+        .collect();
+    let status = |i: usize| {
+        exec.issued(&inputs[i].execution_id)
+            .unwrap()
+            .unwrap()
+            .status
+    };
+    let stored_statuses = || {
+        dbe.open_tree("ledger")
+            .unwrap()
+            .scan_prefix([super::records::key::ISSUED_STATUS])
+            .count()
+    };
+
+    // The requester holds the second (its predecessor has not arrived): stored.
+    exec.record_answers(&[(inputs[1].execution_id, ReceiptAnswer::Held { latest: None })])
+        .unwrap();
+    assert_eq!(
+        (status(0), status(1)),
+        (ReceiptStatus::Issued, ReceiptStatus::Held)
+    );
+    assert_eq!(stored_statuses(), 1);
+
+    // The first and second are booked; only the first's answer arrives: its
+    // acknowledgement covers both, the held status is gone, nothing else written.
+    let requests: Vec<_> = inputs.iter().map(|i| request_for(i, rk.public())).collect();
+    let checks: Vec<_> = (0..2)
+        .map(|i| {
+            checker(
+                rk.public(),
+                ek.public(),
+                &inputs[i],
+                &requests[i],
+                &receipts[i],
+            )
+        })
+        .collect();
+    let booked = req
+        .book_all(&[(&receipts[0], &checks[0]), (&receipts[1], &checks[1])])
+        .unwrap();
+    let Booking::Acked { ack, .. } = &booked[0] else {
+        panic!("{booked:?}")
+    };
+    exec.record_answers(&[(
+        inputs[0].execution_id,
+        ReceiptAnswer::Acked { ack: ack.clone() },
+    )])
+    .unwrap();
+    assert_eq!(
+        (status(0), status(1), status(2)),
+        (
+            ReceiptStatus::Accepted,
+            ReceiptStatus::Accepted,
+            ReceiptStatus::Issued
+        )
+    );
+    exec.record_answers(&[(
+        inputs[1].execution_id,
+        ReceiptAnswer::Acked { ack: ack.clone() },
+    )])
+    .unwrap();
+    assert_eq!(
+        stored_statuses(),
+        0,
+        "an accepted receipt's status is not stored"
+    );
+    assert_eq!(status(1), ReceiptStatus::Accepted);
+    // Issuing again answers the same receipt, with its status.
+    let (again, fresh) = exec.issue(&inputs[1]).unwrap();
+    assert!(!fresh);
+    assert_eq!(again.status, ReceiptStatus::Accepted);
+}
+
+#[test]
 fn a_batch_of_answers_with_a_forged_acknowledgement_is_recorded_nowhere() {
     let (de, dr) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (ek, rk) = (Keypair::generate().unwrap(), Keypair::generate().unwrap());

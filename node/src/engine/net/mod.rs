@@ -374,8 +374,8 @@ impl EndHook for Router {
         if execution.executor != Some(self.node()) {
             return;
         }
-        // The receipt of a priced execution is written before the flush, with the result
-        // owed (and the reservation is let go, whatever the end).
+        // A priced execution's receipt is owed from here and issued when it leaves
+        // (`receipts.rs`); any other end lets go of its reservation.
         self.receipt_ended(execution);
         match self.queue_result(execution) {
             Ok(owed) => {

@@ -3,6 +3,7 @@
 //! requester's node acknowledges them or the result is too old to be accepted.
 
 use super::Router;
+use super::receipts::ReceiptOwed;
 use crate::engine::error::EngineError;
 use crate::store::OutboxEntry;
 use mesg_protocol::envelope::Signed;
@@ -128,6 +129,8 @@ impl Router {
                 "result not delivered, dropped from the outbox: {reason}"
             );
             self.metrics.results_undelivered.inc();
+            // Its receipt, if owed, is never issued: its reservation is let go.
+            self.books.release(&id);
             self.delivered(&id, &node, verified);
             return;
         }
@@ -142,12 +145,10 @@ impl Router {
         // requesters: charged once). First delivery: the result at once, its receipt
         // once on disk and the result taken (`receipts_out.rs`). Later ones (a failure,
         // a restart): both together.
-        let receipt = match self.books.issued(&id) {
-            Ok(Some(issued)) if issued.requester == node => Some(issued.receipt),
-            _ => None,
-        };
-        let message = match receipt {
-            Some(receipt) if entry.attempts == 0 => {
+        let owed = self.receipt_owed(&id, &node);
+        let message = match owed {
+            ReceiptOwed::Nothing => WorkRequest::Result(entry.result.clone()),
+            owed if entry.attempts == 0 => {
                 // The receipt's batch makes it durable before it leaves (one flush per
                 // batch, `receipts_out.rs`), not this result.
                 let sent = net
@@ -155,7 +156,7 @@ impl Router {
                     .await;
                 match sent {
                     Ok(WorkResponse::Accepted) => {
-                        if self.send_receipt(node, id, receipt).await {
+                        if self.send_receipt(node, id, owed).await {
                             self.delivered(&id, &node, verified);
                         } else {
                             self.retry_later(&id, entry, "its receipt was not answered");
@@ -165,10 +166,7 @@ impl Router {
                     // Refused for good: the receipt goes with the result, to be rejected
                     // in its place in the chain.
                     Ok(WorkResponse::Rejected(r)) if !r.code.is_retriable() => {
-                        WorkRequest::PricedResult {
-                            result: entry.result.clone(),
-                            receipt,
-                        }
+                        self.with_receipt(&id, &entry, owed)
                     }
                     other => {
                         self.retry_later(&id, entry, &format!("{other:?}"));
@@ -176,11 +174,7 @@ impl Router {
                     }
                 }
             }
-            Some(receipt) => WorkRequest::PricedResult {
-                result: entry.result.clone(),
-                receipt,
-            },
-            None => WorkRequest::Result(entry.result.clone()),
+            owed => self.with_receipt(&id, &entry, owed),
         };
         // A receipt leaves only once it is on disk here. The first delivery starts before
         // the end's own flush (results may: see `ended_before_flush`), but a receipt the
@@ -206,6 +200,34 @@ impl Router {
                 self.delivered(&id, &node, verified);
             }
             other => self.retry_later(&id, entry, &format!("{other:?}")),
+        }
+    }
+
+    /// The result with its receipt (issued now if it was not yet); the result alone when
+    /// the receipt cannot be issued (logged: the execution goes unpaid, never twice).
+    fn with_receipt(
+        &self,
+        id: &ExecutionId,
+        entry: &OutboxEntry,
+        owed: ReceiptOwed,
+    ) -> WorkRequest {
+        let receipt = match owed {
+            ReceiptOwed::Nothing => None,
+            ReceiptOwed::Issued(receipt) => Some(receipt),
+            ReceiptOwed::ToIssue(input) => match self.issue_now(&input) {
+                Ok(receipt) => Some(receipt),
+                Err(e) => {
+                    tracing::error!(execution_id = %id, "receipt not issued: {e}");
+                    None
+                }
+            },
+        };
+        match receipt {
+            Some(receipt) => WorkRequest::PricedResult {
+                result: entry.result.clone(),
+                receipt,
+            },
+            None => WorkRequest::Result(entry.result.clone()),
         }
     }
 

@@ -1,7 +1,8 @@
 //! Usage receipts on the wire. Executor side: the receipt of a priced execution run for
-//! another node is issued with the end (in the flush that queues the result) and travels
-//! with the result (`PricedResult`); the requester's answer (ack, held, rejected) is
-//! recorded. Requester side: a priced result is taken as any result, then its receipt is
+//! another node is owed from its end (its reservation held until then) and issued when it
+//! leaves: in a batch after its result was taken (`receipts_out.rs`), or at once when it
+//! travels with a resent result (`PricedResult`) or at a restart; the requester's answer
+//! (ack, held, rejected) is recorded. Requester side: a priced result is taken as any result, then its receipt is
 //! checked from this node's own view and booked, held or rejected.
 
 use super::Router;
@@ -24,28 +25,100 @@ use mesg_protocol::{
 /// its executor's redelivery, seconds later, and those after it are held meanwhile.
 const RECEIPT_PATIENCE: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// What a delivery owes besides its result (`Router::receipt_owed`).
+pub(super) enum ReceiptOwed {
+    Nothing,
+    Issued(Signed<UsageReceipt>),
+    ToIssue(Box<IssueInput>),
+}
+
 impl Router {
     /// Executor: an execution this node ran ended. Priced, completed and asked for by
-    /// another node: its receipt is issued (once). Any other end lets go of what was
-    /// reserved for it.
+    /// another node: its receipt is owed, issued when it leaves (in its requester's next
+    /// batch, `receipts_out.rs`, or with a resent result), and its reservation is held
+    /// until then. Any other end lets go of what was reserved for it.
     pub(super) fn receipt_ended(&self, e: &Execution) {
-        if e.requester_node == self.node() {
-            return;
-        }
-        let done = match (e.status, e.cost) {
-            (ExecutionStatus::Completed, Some(cost)) => self.issue_receipt(e, cost).map(|_| ()),
-            // Nothing charged: its reservation (if it had one) is let go.
-            _ => {
-                self.books.release(&e.id);
-                Ok(())
-            }
-        };
-        if let Err(err) = done {
-            tracing::error!(execution_id = %e.id, "ledger: {err}");
+        if self.charge_owed(e).is_none() {
+            self.books.release(&e.id);
         }
     }
 
-    fn issue_receipt(&self, e: &Execution, cost: Cost) -> Result<(), EngineError> {
+    /// Executor: what a delivery of execution `id`'s result to `node` owes besides the
+    /// result: nothing (free, or `node` is not its requester), its receipt issued
+    /// before, or one to issue.
+    pub(super) fn receipt_owed(&self, id: &ExecutionId, node: &PublicKey) -> ReceiptOwed {
+        match self.books.issued(id) {
+            Ok(Some(issued)) if issued.requester == *node => {
+                return ReceiptOwed::Issued(issued.receipt);
+            }
+            Ok(Some(_)) => return ReceiptOwed::Nothing,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(execution_id = %id, "ledger: {e}");
+                return ReceiptOwed::Nothing;
+            }
+        }
+        match self.store.execution(id) {
+            Ok(Some(e)) if e.requester_node == *node => match self.receipt_input(&e) {
+                Some(Ok(input)) => ReceiptOwed::ToIssue(Box::new(input)),
+                Some(Err(err)) => {
+                    tracing::error!(execution_id = %id, "receipt not issued: {err}");
+                    ReceiptOwed::Nothing
+                }
+                None => ReceiptOwed::Nothing,
+            },
+            _ => ReceiptOwed::Nothing,
+        }
+    }
+
+    /// Issue one receipt now (a resent result, a refused one, a restart): the one
+    /// issued before if any.
+    pub(super) fn issue_now(
+        &self,
+        input: &IssueInput,
+    ) -> Result<Signed<UsageReceipt>, EngineError> {
+        let mut issued = self.issue_batch(std::slice::from_ref(input))?;
+        Ok(issued.remove(0))
+    }
+
+    /// Issue receipts in one ledger write (see `Ledger::issue_all`).
+    pub(super) fn issue_batch(
+        &self,
+        inputs: &[IssueInput],
+    ) -> Result<Vec<Signed<UsageReceipt>>, EngineError> {
+        let issued = self.books.issue_all(inputs)?;
+        Ok(issued
+            .into_iter()
+            .map(|(issued, fresh)| {
+                if fresh {
+                    self.metrics.micro_credits_earned.inc_by(issued.amount);
+                }
+                issued.receipt
+            })
+            .collect())
+    }
+
+    /// What the receipt of execution `e` says, if it is owed one: ran here, completed,
+    /// charged, asked for by another node.
+    fn receipt_input(&self, e: &Execution) -> Option<Result<IssueInput, EngineError>> {
+        let cost = self.charge_owed(e)?;
+        Some(self.issue_input(e, cost))
+    }
+
+    /// The charge of execution `e` if it is owed a receipt.
+    fn charge_owed(&self, e: &Execution) -> Option<Cost> {
+        let me = self.node();
+        match (e.status, e.cost) {
+            (ExecutionStatus::Completed, Some(cost))
+                if e.requester_node != me && e.executor == Some(me) =>
+            {
+                Some(cost)
+            }
+            _ => None,
+        }
+    }
+
+    fn issue_input(&self, e: &Execution, cost: Cost) -> Result<IssueInput, EngineError> {
         let request_digest = self
             .store
             .request(&e.id)?
@@ -56,7 +129,7 @@ impl Router {
                 LedgerError::Invalid(format!("no signed result of {} to receipt", e.id)).into(),
             );
         };
-        let input = IssueInput {
+        Ok(IssueInput {
             execution_id: e.id,
             request_digest,
             result_digest: result.digest(),
@@ -65,12 +138,7 @@ impl Router {
             cost,
             requester: e.requester_node,
             publisher: self.publisher_share(&e.service_hash, cost.amount),
-        };
-        let (_, fresh) = self.books.issue(&input)?;
-        if fresh {
-            self.metrics.micro_credits_earned.inc_by(cost.amount);
-        }
-        Ok(())
+        })
     }
 
     /// The publisher of a service (its sid's claim, else the record's signer) and its
@@ -119,14 +187,10 @@ impl Router {
             }
         };
         for (id, entry) in owed {
-            if matches!(self.books.issued(&id), Ok(Some(_))) {
-                continue;
-            }
-            if let Ok(Some(e)) = self.store.execution(&id)
-                && e.requester_node == entry.requester_node
-                && e.executor == Some(self.node())
+            if let ReceiptOwed::ToIssue(input) = self.receipt_owed(&id, &entry.requester_node)
+                && let Err(e) = self.issue_now(&input)
             {
-                self.receipt_ended(&e);
+                tracing::error!(execution_id = %id, "receipt not issued: {e}");
             }
         }
     }

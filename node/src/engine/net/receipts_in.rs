@@ -9,8 +9,7 @@ use super::receipts::{Known, answer_of, usage_of};
 use crate::engine::error::EngineError;
 use crate::ledger::{Booking, Check};
 use mesg_protocol::economy::{
-    Cost, MAX_RECEIPT_BYTES, Price, ReceiptReject, RequesterView, Usage, UsageReceipt,
-    check_receipt,
+    MAX_RECEIPT_BYTES, Price, ReceiptReject, RequesterView, Usage, UsageReceipt, check_receipt,
 };
 use mesg_protocol::envelope::Signed;
 use mesg_protocol::messages::{MAX_RECEIPTS_PER_MESSAGE, RejectCode, WorkResponse};
@@ -32,8 +31,8 @@ struct Prepared<'a> {
 impl Router {
     /// Requester: receipts of executions whose results this node took before. Each is
     /// checked from this node's own records and booked, held or rejected as a receipt
-    /// arriving with a resent result would be, all in one ledger write, and the charge
-    /// booked is noted on its execution; then the receipts held behind them follow, the
+    /// arriving with a resent result would be, all in one ledger write (the charge is read
+    /// from the booked receipt by the execution's views, not written on it); then the receipts held behind them follow, the
     /// pair's latest acknowledgement is read, and one flush makes it all durable before
     /// the answer leaves. A receipt signed by another node than the sender is answered
     /// rejected and booked nowhere: only an executor delivers its own receipts.
@@ -90,9 +89,6 @@ impl Router {
                 return super::reject(RejectCode::Internal, format!("receipts not booked: {e}"));
             }
         };
-        for (p, b) in batch.iter().zip(&booked) {
-            self.note_charge(p, b);
-        }
         let mut booked = booked.into_iter();
         let latest = self.held_then_latest(Some(sender));
         if let Err(e) = self.store.persist().await {
@@ -108,7 +104,8 @@ impl Router {
     }
 
     /// Check a receipt of an execution that ended earlier, from this node's own records,
-    /// and book it (or hold or reject it); the charge booked is noted on the execution.
+    /// and book it (or hold or reject it). The charge is not written on the execution: its
+    /// views read it from the booked receipt (`Engine::with_booked_cost`).
     pub(super) fn book_receipt(
         &self,
         signed: &Signed<UsageReceipt>,
@@ -117,9 +114,7 @@ impl Router {
             return Ok(self.undecodable());
         };
         let p = self.prepare(signed, r.clone(), self.known_of(&r)?)?;
-        let booking = self.book_prepared(std::slice::from_ref(&p))?.remove(0);
-        self.note_charge(&p, &booking);
-        Ok(booking)
+        Ok(self.book_prepared(std::slice::from_ref(&p))?.remove(0))
     }
 
     /// Check receipt `r` (`signed`) from what this node knows of its execution, and book
@@ -222,27 +217,5 @@ impl Router {
             }
         }
         Ok(bookings)
-    }
-
-    /// A receipt booked now: its charge is noted on its execution (the requester's copy
-    /// shows what it accepted to pay).
-    fn note_charge(&self, p: &Prepared<'_>, booking: &Booking) {
-        if !matches!(booking, Booking::Acked { fresh: true, .. }) {
-            return;
-        }
-        let r = &p.receipt;
-        let cost = Cost {
-            usage: r.usage,
-            price: r.price,
-            max_price: p.request.as_ref().and_then(|q| q.max_price),
-            amount: r.amount,
-        };
-        let noted = self.store.update_execution(&r.execution_id, &mut |e| {
-            e.cost = Some(cost);
-            Ok(())
-        });
-        if let Err(e) = noted {
-            tracing::warn!(execution_id = %r.execution_id, "cost not noted: {e}");
-        }
     }
 }
