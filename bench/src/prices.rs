@@ -201,11 +201,12 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     section.notes.push(
         "Prices on: the requester's node checks the cap against the task's price; the \
          executor reserves the cap (in memory, against the requester's credit limit), \
-         records the cost with the end, issues a signed receipt in its ledger in the end's \
-         flush; the result leaves at once (as a free one), the receipt once that flush is \
-         done and the result taken, in a batch per requester node; the requester checks \
-         and books a batch in one write and one flush, and answers with one signed \
-         acknowledgement, which the executor verifies once and books. Each ledger write \
+         records the cost with the end; the result leaves at once (as a free one); once \
+         the result is taken, its receipt is issued with the other receipts owed to the \
+         same requester node, in one ledger write, flushed and sent as one batch; the \
+         requester checks and books a batch in one write and one flush (its executions \
+         are not rewritten), and answers with one signed acknowledgement, which the \
+         executor verifies once and books without a write per receipt. Each ledger write \
          signs the log's head once (not each entry); ledger writes run one at a time."
             .into(),
     );

@@ -63,6 +63,7 @@ pub(super) fn checker<'a>(
                 price: Some(input.cost.price),
                 usage: input.cost.usage,
                 already_booked,
+                signature_checked: false,
             },
             now_ms(),
         )

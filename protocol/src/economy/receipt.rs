@@ -148,6 +148,9 @@ pub struct RequesterView<'a> {
     pub usage: Usage,
     /// A receipt for this execution was already accepted (a second one would charge twice).
     pub already_booked: bool,
+    /// The receipt's signature was checked already, with the others of its batch
+    /// ([`Signed::signatures_hold`]); its header and everything else are still checked.
+    pub signature_checked: bool,
 }
 
 /// Why a receipt is rejected. Nothing is booked for it; the execution's result stands.
@@ -247,9 +250,12 @@ fn verdict(
     view: &RequesterView<'_>,
     now: u64,
 ) -> Result<PairState, ReceiptReject> {
-    let r = signed
-        .verify_signature(domains::RECEIPT, now, MAX_RECEIPT_BYTES)
-        .map_err(|e| ReceiptReject::BadSignature(e.to_string()))?;
+    let r = if view.signature_checked {
+        signed.verify_checked_signature(domains::RECEIPT, now, MAX_RECEIPT_BYTES)
+    } else {
+        signed.verify_signature(domains::RECEIPT, now, MAX_RECEIPT_BYTES)
+    }
+    .map_err(|e| ReceiptReject::BadSignature(e.to_string()))?;
     if signed.signer() != r.executor {
         return Err(ReceiptReject::WrongSigner {
             signer: signed.signer(),

@@ -110,6 +110,7 @@ impl Pairing {
             price: Some(price()),
             usage: a.usage,
             already_booked: false,
+            signature_checked: false,
         }
     }
 
