@@ -2,8 +2,9 @@
 //! another node is owed from its end (its reservation held until then) and issued when it
 //! leaves: in a batch after its result was taken (`receipts_out.rs`), or at once when it
 //! travels with a resent result (`PricedResult`) or at a restart; the requester's answer
-//! (ack, held, rejected) is recorded. Requester side: a priced result is taken as any result, then its receipt is
-//! checked from this node's own view and booked, held or rejected.
+//! (ack, held, rejected) is recorded. Requester side: a priced result is taken as any
+//! result, then its receipt is checked from this node's own view and booked, held or
+//! rejected.
 
 use super::Router;
 use super::requester::Arrival;

@@ -7,22 +7,23 @@
 //! end's flush. Sent together, every priced result waited for that flush, which the
 //! round trip paid. So a priced result's first delivery sends the result at once, as a
 //! free one, and its receipt follows once the requester took the result
-//! (`WorkRequest::Receipts`). It is issued then, with the pair's other receipts owed, in
-//! one ledger write (one log signature, one write of the pair's chain and account for
-//! the batch, not one per execution: issuing each at its end was most of what prices
-//! cost the executor under load). Until then its execution's reservation holds. Under load the receipts of a pair queue up while
-//! one batch is on its way, and the next message carries all of them: the requester
-//! books them with one flush and answers with one acknowledgement, and this node records
-//! the answers in one write with one check of that acknowledgement.
+//! (`WorkRequest::Receipts`). It is issued then, with the pair's other receipts owed,
+//! in one ledger write (one log signature, one write of the pair's chain and account
+//! for the batch, not one per execution: issuing each at its end was most of what
+//! prices cost the executor under load). Until then its execution's reservation holds.
+//! Under load the receipts of a pair queue up while one batch is on its way, and the
+//! next message carries all of them: the requester books them with one flush and
+//! answers with one acknowledgement, and this node records the answers in one write
+//! with one check of that acknowledgement.
 //!
 //! Each batch is made durable (one flush) before it leaves, rather than each receipt
 //! with its result's first delivery: under load that was a flush more per execution.
 //!
 //! One batch per requester node at a time, in chain order: a receipt whose predecessor
 //! is not sent yet waits [`GAP_PATIENCE`] for it (the requester would hold it, and a
-//! held receipt costs both nodes more writes). Nothing here is durable: the outbox entry
-//! of the result stays until its receipt is answered, and a failure sends the result
-//! and its receipt again together (`PricedResult`), as after a restart.
+//! held receipt costs both nodes more writes). Nothing here is durable: the outbox
+//! entry of the result stays until its receipt is answered, and a failure sends the
+//! result and its receipt again together (`PricedResult`), as after a restart.
 
 use super::Router;
 use super::receipts::ReceiptOwed;
