@@ -6,7 +6,8 @@
 
 use super::tests::{checker, input, open, request_for};
 use super::*;
-use mesg_protocol::economy::{ReceiptReject, ReceiptVerdict};
+use mesg_protocol::ExecutionRequest;
+use mesg_protocol::economy::{PairState, ReceiptReject, ReceiptVerdict, UsageReceipt};
 use mesg_protocol::envelope::Signed;
 use mesg_protocol::messages::ReceiptAnswer;
 
@@ -25,17 +26,7 @@ fn a_batch_is_booked_in_one_write_with_one_acknowledgement() {
         .iter()
         .map(|i| exec.issue(i).unwrap().0.receipt)
         .collect();
-    let checks: Vec<_> = (0..inputs.len())
-        .map(|i| {
-            checker(
-                rk.public(),
-                ek.public(),
-                &inputs[i],
-                &requests[i],
-                &receipts[i],
-            )
-        })
-        .collect();
+    let checks = checks_of(&rk, &ek, &inputs, &requests, &receipts);
     let item = |i: usize| (&receipts[i], &checks[i] as Check<'_>);
 
     // Out of order, with a duplicate: 2 is held, 1 booked (twice: once fresh), 4 held.
@@ -179,17 +170,7 @@ fn an_accepted_receipt_costs_no_write_of_its_own_and_a_held_one_is_accepted_by_a
     // The first and second are booked; only the first's answer arrives: its
     // acknowledgement covers both, the held status is gone, nothing else written.
     let requests: Vec<_> = inputs.iter().map(|i| request_for(i, rk.public())).collect();
-    let checks: Vec<_> = (0..2)
-        .map(|i| {
-            checker(
-                rk.public(),
-                ek.public(),
-                &inputs[i],
-                &requests[i],
-                &receipts[i],
-            )
-        })
-        .collect();
+    let checks = checks_of(&rk, &ek, &inputs, &requests, &receipts);
     let booked = req
         .book_all(&[(&receipts[0], &checks[0]), (&receipts[1], &checks[1])])
         .unwrap();
@@ -272,6 +253,27 @@ fn a_batch_of_answers_with_a_forged_acknowledgement_is_recorded_nowhere() {
     )];
     assert!(exec.record_answers(&unknown).is_err());
     assert_eq!(exec.account(&rk.public()).unwrap().acked, 0);
+}
+
+/// The requester's check of each receipt (`checker`), by index.
+fn checks_of<'a>(
+    rk: &Keypair,
+    ek: &Keypair,
+    inputs: &'a [IssueInput],
+    requests: &'a [ExecutionRequest],
+    receipts: &'a [Signed<UsageReceipt>],
+) -> Vec<impl Fn(Option<PairState>, bool) -> ReceiptVerdict + 'a> {
+    (0..inputs.len())
+        .map(|i| {
+            checker(
+                rk.public(),
+                ek.public(),
+                &inputs[i],
+                &requests[i],
+                &receipts[i],
+            )
+        })
+        .collect()
 }
 
 const MAX_RECEIPT_BYTES_TEST: usize = mesg_protocol::economy::MAX_RECEIPT_BYTES;
