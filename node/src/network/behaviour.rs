@@ -8,6 +8,7 @@
 //! limits, timeouts, scores) read in one place.
 
 use super::codec::FrameCodec;
+use super::kad_gate::GatedKad;
 use super::nat;
 use super::{ANNOUNCE_TOPIC, ANNOUNCE_TOPIC_V1, EVENTS_TOPIC_PREFIX, NetworkConfig};
 use libp2p::swarm::NetworkBehaviour;
@@ -56,7 +57,8 @@ pub(super) struct Behaviour {
     pub(super) limits: connection_limits::Behaviour,
     pub(super) identify: identify::Behaviour,
     pub(super) ping: ping::Behaviour,
-    pub(super) kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Kademlia, its bootstrap's dials refused (`kad_gate`).
+    pub(super) kad: GatedKad,
     pub(super) gossipsub: gossipsub::Behaviour<gossipsub::IdentityTransform, TopicWhitelist>,
     pub(super) work: request_response::Behaviour<WorkCodec>,
     pub(super) package: request_response::Behaviour<PackageCodec>,
@@ -83,6 +85,12 @@ pub(super) fn build_swarm(
     let max_connections = config.max_connections;
     let relay_server = config.relay_server;
     let private_network = config.private_network;
+    let bootstrap_dials_refused = prometheus_client::metrics::counter::Counter::default();
+    registry.register(
+        "mesg_kad_bootstrap_dials_refused",
+        "Dials of Kademlia bootstraps refused (kad_gate)",
+        bootstrap_dials_refused.clone(),
+    );
     let swarm = libp2p::SwarmBuilder::with_existing_identity(identity)
         .with_tokio()
         .with_tcp(
@@ -107,10 +115,10 @@ pub(super) fn build_swarm(
             // insertion dialled again (most of the connections a node opened at idle in
             // the simulation). Announcements already say who is alive.
             kad_config.set_kbucket_inserts(kad::BucketInserts::Manual);
-            // Its whole-table refresh (a lookup per bucket, ~35 requests, most to peers
-            // not connected) is rarely needed: the table is filled from announcements.
-            // It still runs when a peer enters a table of fewer than 20 (libp2p's
-            // automatic bootstrap, which cannot be turned off: small networks, a start).
+            // Its whole-table refresh (a lookup per bucket) is not needed: the table is
+            // filled from announcements. It still runs when a peer enters a table of
+            // fewer than 20 (libp2p's automatic bootstrap, which cannot be turned off:
+            // every start), without dialling (`kad_gate`).
             kad_config.set_periodic_bootstrap_interval(Some(KAD_BOOTSTRAP_INTERVAL));
             let mut kad =
                 kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_config);
@@ -140,7 +148,7 @@ pub(super) fn build_swarm(
                     key.public(),
                 )),
                 ping: ping::Behaviour::new(ping::Config::new()),
-                kad,
+                kad: GatedKad::new(kad, bootstrap_dials_refused),
                 gossipsub,
                 work: request_response::Behaviour::new(
                     [(

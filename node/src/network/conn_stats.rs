@@ -12,13 +12,16 @@
 //! reason}`, `mesg_connections_short_lived_total` (closed less than
 //! [`SHORT_LIVED`] after opening) and `mesg_kad_queries_total{kind}` /
 //! `mesg_kad_requests_total{kind}` (finished Kademlia queries and the requests they
-//! sent). A few map entries per connection; nothing is sent.
+//! sent), and `mesg_kad_routing_table_peers` (Kademlia starts a bootstrap, a lookup per
+//! bucket, each time a peer enters a table of fewer than 20: a table that stays small
+//! keeps it bootstrapping). A few map entries per connection; nothing is sent.
 
 use libp2p::core::ConnectedPoint;
 use libp2p::swarm::ConnectionId;
 use libp2p::{PeerId, kad};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -63,6 +66,7 @@ pub(super) struct ConnStats {
     short_lived: Counter,
     kad_queries: Family<Labels1, Counter>,
     kad_requests: Family<Labels1, Counter>,
+    kad_table: Gauge,
     /// Dials this node started, until they connect or fail.
     dialling: HashMap<ConnectionId, Origin>,
     open: HashMap<ConnectionId, (PeerId, Origin, Instant)>,
@@ -109,6 +113,16 @@ impl ConnStats {
             "Requests sent by the Kademlia queries finished, by kind",
             self.kad_requests.clone(),
         );
+        registry.register(
+            "mesg_kad_routing_table_peers",
+            "Peers in the Kademlia routing table",
+            self.kad_table.clone(),
+        );
+    }
+
+    /// The routing table's size now (read at each tick of the swarm task).
+    pub(super) fn kad_table(&self, peers: usize) {
+        self.kad_table.set(i64::try_from(peers).unwrap_or(i64::MAX));
     }
 
     /// This node starts a dial (before `Swarm::dial`; forgotten if that fails).

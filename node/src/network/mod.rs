@@ -22,6 +22,7 @@ mod codec;
 mod conn_stats;
 mod gossip;
 mod handle;
+mod kad_gate;
 mod kademlia;
 pub mod nat;
 mod peers;

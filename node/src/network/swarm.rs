@@ -131,6 +131,8 @@ impl Task {
                     let relays = self.relays.peers().collect();
                     self.peers.redial(&mut self.swarm, &relays);
                     self.relays.tick(&mut self.swarm);
+                    let table = self.swarm.behaviour_mut().kad.kbuckets().map(|b| b.num_entries()).sum();
+                    self.peers.stats.kad_table(table);
                 }
             }
         }

@@ -9,6 +9,39 @@ use super::Node;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+/// The nodes' Kademlia routing tables now (`mesg_kad_routing_table_peers`): min / mean /
+/// max peers, and how many nodes hold fewer than K = 20 (each insertion into such a
+/// table starts a Kademlia bootstrap).
+pub(super) fn routing_tables(nodes: &[Node]) -> String {
+    let read = |prefix: &str| -> Vec<f64> {
+        nodes
+            .iter()
+            .filter_map(|node| {
+                let mut text = String::new();
+                prometheus_client::encoding::text::encode(&mut text, &node.registry).ok()?;
+                text.lines()
+                    .find_map(|l| l.strip_prefix(prefix))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .collect()
+    };
+    let sizes = read("mesg_kad_routing_table_peers ");
+    let boots = read("mesg_kad_queries_total{kind=\"bootstrap\"} ");
+    if sizes.is_empty() {
+        return "routing tables: none read".into();
+    }
+    let min = sizes.iter().copied().fold(f64::MAX, f64::min);
+    let max = sizes.iter().copied().fold(0.0, f64::max);
+    let mean = sizes.iter().sum::<f64>() / sizes.len() as f64;
+    let small = sizes.iter().filter(|&&s| s < 20.0).count();
+    let most_boots = boots.iter().copied().fold(0.0, f64::max);
+    format!(
+        "routing tables {min:.0} / {mean:.1} / {max:.0} peers (min / mean / max), {small} of {} below 20; kad bootstraps finished since the start: {} nodes, at most {most_boots:.0} on one",
+        sizes.len(),
+        boots.iter().filter(|&&b| b > 0.0).count()
+    )
+}
+
 /// Every series of the counters above, summed over the nodes (`name{labels}` → value).
 #[derive(Clone, Default)]
 pub(super) struct Snapshot(BTreeMap<String, f64>);

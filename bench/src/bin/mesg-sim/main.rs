@@ -345,8 +345,9 @@ async fn simulate(n: usize, args: &Args) -> Result<Row> {
         let now = Snapshot::take(nodes);
         let delta = now.since(&phase.0);
         let secs = phase.1.elapsed().as_secs_f64();
-        eprintln!("[{n}] churn, {name} ({secs:.0} s): {}", delta.line());
-        churn.push((name, secs, delta.line()));
+        let line = format!("{}; {}", delta.line(), churn::routing_tables(nodes));
+        eprintln!("[{n}] churn, {name} ({secs:.0} s): {line}");
+        churn.push((name, secs, line));
         phase = (now, Instant::now());
         delta
     };
