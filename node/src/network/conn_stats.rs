@@ -13,8 +13,8 @@
 //! [`SHORT_LIVED`] after opening) and `mesg_kad_queries_total{kind}` /
 //! `mesg_kad_requests_total{kind}` (finished Kademlia queries and the requests they
 //! sent), and `mesg_kad_routing_table_peers` (Kademlia starts a bootstrap, a lookup per
-//! bucket, each time a peer enters a table of fewer than 20: a table that stays small
-//! keeps it bootstrapping). A few map entries per connection; nothing is sent.
+//! bucket, each time a peer enters a table of fewer than 20: the gauge says whether a
+//! node's table stays that small). A few map entries per connection; nothing is sent.
 
 use libp2p::core::ConnectedPoint;
 use libp2p::swarm::ConnectionId;
