@@ -13,20 +13,22 @@ use std::fmt::Write as _;
 /// max peers, and how many nodes hold fewer than K = 20 (each insertion into such a
 /// table starts a Kademlia bootstrap).
 pub(super) fn routing_tables(nodes: &[Node]) -> String {
-    let read = |prefix: &str| -> Vec<f64> {
-        nodes
-            .iter()
-            .filter_map(|node| {
-                let mut text = String::new();
-                prometheus_client::encoding::text::encode(&mut text, &node.registry).ok()?;
-                text.lines()
-                    .find_map(|l| l.strip_prefix(prefix))
-                    .and_then(|v| v.trim().parse().ok())
-            })
-            .collect()
-    };
-    let sizes = read("mesg_kad_routing_table_peers ");
-    let boots = read("mesg_kad_queries_total{kind=\"bootstrap\"} ");
+    // Each node's registry encoded once; its table size and bootstraps read from it.
+    let mut sizes = Vec::new();
+    let mut boots = Vec::new();
+    for node in nodes {
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &node.registry).is_err() {
+            continue;
+        }
+        let value = |prefix: &str| -> Option<f64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        sizes.extend(value("mesg_kad_routing_table_peers "));
+        boots.extend(value("mesg_kad_queries_total{kind=\"bootstrap\"} "));
+    }
     if sizes.is_empty() {
         return "routing tables: none read".into();
     }
