@@ -114,23 +114,16 @@ impl Redial {
         self.next <= now && !self.addrs.is_empty()
     }
 
-    /// Connected: the next loss starts over.
-    fn connected(&mut self) {
-        self.backoff = MIN_BACKOFF;
-        self.attempts = 0;
-        self.gave_up_at = None;
-    }
-
-    /// A known peer's connection opened. The backoff is kept until the connection proves
-    /// stable ([`Redial::lost`]): a peer that closes our connections at once (it has too
-    /// many) is not dialled again every half second.
+    /// A connection to the peer (or through the bootstrap address) opened. The backoff
+    /// is kept until the connection proves stable ([`Redial::lost`]): a peer that closes
+    /// our connections at once (it has too many) is not dialled again every half second.
     fn opened(&mut self, now: Instant) {
         self.attempts = 0;
         self.gave_up_at = None;
         self.connected_at = Some(now);
     }
 
-    /// A known peer's last connection closed: dialled again after the backoff, which
+    /// The peer's last connection closed: dialled again after the backoff, which
     /// starts over if the connection lasted [`STABLE_CONNECTION`] (a restart, a cut) and
     /// doubles if it did not (it was closed on us); a trimmed peer keeps its cooldown.
     fn lost(&mut self, now: Instant) {
@@ -509,27 +502,39 @@ impl PeerBook {
     }
 
     /// A connection is up: a bootstrap address it came from is known by its peer now,
-    /// and the peer's backoff starts over.
+    /// and the peer's (and that address's) backoff starts over once it proves stable.
     pub(super) fn on_connected(&mut self, peer: PeerId, endpoint: &ConnectedPoint) {
+        let now = Instant::now();
         if let ConnectedPoint::Dialer { address, .. } = endpoint {
             let base = strip_p2p(address);
             for key in [address.clone(), base] {
                 if let Some(r) = self.bootstrap.get_mut(&key) {
-                    r.connected();
+                    r.opened(now);
                     self.bootstrap_peers.insert(peer, key);
                 }
             }
         }
         if let Some(r) = self.known.get_mut(&peer) {
-            r.opened(Instant::now());
+            r.opened(now);
         }
     }
 
     /// The last connection to `peer` closed: it may be dialled again after its backoff
-    /// (a trimmed peer keeps its cooldown).
+    /// (a trimmed peer keeps its cooldown). A bootstrap peer's address backs off the
+    /// same way: a bootstrap node above its bound trims a peer that joined through it,
+    /// and that peer, below its target, redialled the address half a second later, to be
+    /// counted and trimmed again 5 s on: the bootstrap node stayed above its bound.
     pub(super) fn on_disconnected(&mut self, peer: PeerId) {
+        let now = Instant::now();
         if let Some(r) = self.known.get_mut(&peer) {
-            r.lost(Instant::now());
+            r.lost(now);
+        }
+        if let Some(r) = self
+            .bootstrap_peers
+            .get(&peer)
+            .and_then(|addr| self.bootstrap.get_mut(addr))
+        {
+            r.lost(now);
         }
     }
 

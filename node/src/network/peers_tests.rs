@@ -5,6 +5,7 @@ use super::{
     LOOKUP_PROTECTION, MAX_BACKOFF, MAX_REDIALS, MIN_BACKOFF, PeerBook, REDIAL_COOLDOWN, Redial,
     STABLE_CONNECTION, TRIM_COOLDOWN, WORK_PROTECTION,
 };
+use libp2p::core::{ConnectedPoint, Endpoint, transport::PortUse};
 use libp2p::{Multiaddr, PeerId};
 use std::time::{Duration, Instant};
 
@@ -30,11 +31,11 @@ fn peers_learned_from_the_network_are_redialled_a_bounded_number_of_times() {
     // A new announcement soon after does not start it again...
     r.announced(vec![addr.clone()], now);
     assert!(!r.due(now, Some(MAX_REDIALS)));
-    // ...after the cooldown it does, and a connection resets everything.
+    // ...after the cooldown it does, and a connection resets the count of dials.
     now += REDIAL_COOLDOWN;
     r.announced(vec![addr.clone()], now);
     assert!(r.due(now, Some(MAX_REDIALS)));
-    r.connected();
+    r.opened(now);
     assert_eq!(r.attempts, 0);
     // Bootstrap addresses (no limit) are dialled for ever.
     let mut b = Redial::new(vec![addr], now);
@@ -87,4 +88,40 @@ fn a_record_lookup_protects_its_connection_briefly_and_never_shortens_work() {
     assert!(until(&asked) >= LOOKUP_PROTECTION && until(&asked) < WORK_PROTECTION);
     // A lookup to a peer with work does not cut the work's protection short.
     assert!(until(&worked) >= WORK_PROTECTION);
+}
+
+#[test]
+fn a_bootstrap_node_that_trims_us_is_not_redialled_at_once() {
+    // Found by bounded_peers_e2e: the bootstrap node, above its bound, trimmed a peer
+    // that had joined through it; the peer, below its target, dialled the bootstrap
+    // address again half a second later, was counted 5 s on and trimmed again, and the
+    // bootstrap node stayed above its bound for good.
+    let addr: Multiaddr = "/ip4/127.0.0.1/tcp/9".parse().unwrap();
+    let mut book = PeerBook::new(vec![addr.clone()], true, 2, 3);
+    let bootstrap_node = PeerId::random();
+    let through_bootstrap = ConnectedPoint::Dialer {
+        address: addr.clone(),
+        role_override: Endpoint::Dialer,
+        port_use: PortUse::Reuse,
+    };
+    let mut waits = Vec::new();
+    for _ in 0..6 {
+        let before = Instant::now();
+        book.on_connected(bootstrap_node, &through_bootstrap);
+        book.on_disconnected(bootstrap_node);
+        waits.push(book.bootstrap[&addr].next.saturating_duration_since(before));
+        book.bootstrap.get_mut(&addr).unwrap().next = Instant::now();
+    }
+    assert!(waits[0] >= 2 * MIN_BACKOFF, "{waits:?}");
+    assert!(waits.windows(2).all(|w| w[1] >= w[0]), "{waits:?}");
+    assert!(*waits.last().unwrap() >= MAX_BACKOFF / 2, "{waits:?}");
+    // A bootstrap connection that lasted (the bootstrap node restarts) is redialled at
+    // once.
+    let r = book.bootstrap.get_mut(&addr).unwrap();
+    r.opened(Instant::now() - STABLE_CONNECTION);
+    book.on_disconnected(bootstrap_node);
+    let wait = book.bootstrap[&addr]
+        .next
+        .saturating_duration_since(Instant::now());
+    assert!(wait <= MIN_BACKOFF, "{wait:?}");
 }
