@@ -35,6 +35,9 @@ pub struct EngineMetrics {
     /// Announcements with new offers learned from a peer exchange and published again on
     /// gossip (how what one side of a partition learned reaches the other side).
     pub announcements_republished: prometheus_client::metrics::counter::Counter,
+    /// Reconciles sent to a random connected peer without a connection opening (see
+    /// `engine/net/exchange.rs`, anti-entropy).
+    pub periodic_reconciles: prometheus_client::metrics::counter::Counter,
     /// Nodes in the provider table (expired ones are evicted every second).
     pub provider_nodes: prometheus_client::metrics::gauge::Gauge,
     /// Callers blocked in `wait` right now.
@@ -147,6 +150,11 @@ impl EngineMetrics {
             "announcements_republished",
             "Announcements with new offers learned from a peer exchange and published again on gossip",
             m.announcements_republished.clone(),
+        );
+        r.register(
+            "periodic_reconciles",
+            "Reconciles of what this node holds with a random connected peer, sent without a connection opening",
+            m.periodic_reconciles.clone(),
         );
         r.register(
             "provider_nodes",

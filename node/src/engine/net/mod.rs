@@ -249,6 +249,22 @@ impl Router {
         tokio::spawn(self.arc().run_announcer());
         tokio::spawn(self.arc().run_outbox());
         tokio::spawn(self.arc().run_catch_up_poll());
+        tokio::spawn(self.arc().run_anti_entropy());
+    }
+
+    /// Reconcile with a random connected peer when one is due (soon after the start,
+    /// then about once a minute): repairs announcements lost on gossip.
+    async fn run_anti_entropy(self: Arc<Self>) {
+        use std::hash::BuildHasher;
+        let jitter = std::collections::hash_map::RandomState::new().hash_one(self.node())
+            % exchange::ANTI_ENTROPY_JITTER_MS;
+        let mut tick = tokio::time::interval(exchange::ANTI_ENTROPY_TICK);
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                _ = tick.tick() => self.reconcile_if_due(jitter).await,
+            }
+        }
     }
 
     async fn on_network_event(&self, event: NetworkEvent) {
