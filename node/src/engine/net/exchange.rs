@@ -199,9 +199,6 @@ impl Router {
         let Some(own) = self.own_announcement().await else {
             return;
         };
-        // A node that knew nobody (it just started) passes nothing on: it would publish
-        // the whole network again.
-        let knew_others = !self.providers().is_empty();
         let request = match self.exchanges.ask(now_ms()) {
             Ask::All => WorkRequest::Exchange(PeerExchange {
                 own,
@@ -211,12 +208,9 @@ impl Router {
                 own,
                 want_known: false,
             }),
-            Ask::Newer => WorkRequest::Reconcile(PeerReconcile {
-                own,
-                held: self.providers().held_summary(MAX_EXCHANGED_ANNOUNCEMENTS),
-            }),
+            Ask::Newer => self.reconcile_request(own),
         };
-        self.send_exchange(&net, peer, request, knew_others).await;
+        self.send_exchange(&net, peer, request).await;
     }
 
     /// When a periodic reconcile is due ([`ExchangeState::periodic_reconcile`]): send
@@ -243,14 +237,18 @@ impl Router {
         let Some(own) = self.own_announcement().await else {
             return;
         };
-        let request = WorkRequest::Reconcile(PeerReconcile {
-            own,
-            held: self.providers().held_summary(MAX_EXCHANGED_ANNOUNCEMENTS),
-        });
         tracing::debug!(%peer, "periodic reconcile");
         self.metrics.periodic_reconciles.inc();
-        let knew_others = !self.providers().is_empty();
-        self.send_exchange(&net, peer, request, knew_others).await;
+        let request = self.reconcile_request(own);
+        self.send_exchange(&net, peer, request).await;
+    }
+
+    /// A reconcile: this node's own announcement and a summary of those it holds.
+    fn reconcile_request(&self, own: Signed<Announcement>) -> WorkRequest {
+        WorkRequest::Reconcile(PeerReconcile {
+            own,
+            held: self.providers().held_summary(MAX_EXCHANGED_ANNOUNCEMENTS),
+        })
     }
 
     /// Send an exchange or a reconcile to `peer` and take what it answers.
@@ -259,8 +257,10 @@ impl Router {
         net: &crate::network::NetworkHandle,
         peer: PeerId,
         request: WorkRequest,
-        knew_others: bool,
     ) {
+        // A node that knew nobody (it just started) passes nothing on: it would publish
+        // the whole network again.
+        let knew_others = !self.providers().is_empty();
         // No second try in the older form when this fails: the request would dial the
         // peer again if the connection closed meanwhile (a peer that trims us would be
         // redialled in a loop). An older node without `Reconcile` learns this node from
